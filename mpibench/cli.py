@@ -1,0 +1,92 @@
+"""The ``mpibench`` command: parses arguments and calls one library function each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import MpibenchError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    return run(args.project, threads=args.threads, order=args.order,
+               chunk_size=args.chunk_size, checkpoint_every=args.checkpoint_every,
+               progress_every=args.progress_every)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import create_demo
+
+    path = create_demo(args.project)
+    print(f"Created the demo project at {path} (72 splits). Run it with:\n"
+          f"  mpiexec -n 4 mpibench run {path}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status import project_status
+
+    print(project_status(args.project).format())
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from .storage import read_results
+
+    frame = read_results(args.project)
+    if args.output:
+        frame.to_csv(args.output, index=False)
+        print(f"Wrote {len(frame)} rows to {args.output}", file=sys.stderr)
+    else:
+        frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (one sub-command per verb)."""
+    parser = argparse.ArgumentParser(
+        prog="mpibench", description="Run machine-learning benchmark grids as one MPI program."
+    )
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"mpibench {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    run = verbs.add_parser("run", help="run the splits of PROJECT that have no result yet")
+    run.add_argument("project", help="project folder")
+    run.add_argument("--threads", type=int, default=None,
+                     help="BLAS/OpenMP threads per worker (default: SLURM_CPUS_PER_TASK or 1)")
+    run.add_argument("--order", choices=("lpt", "grid", "random"), default="lpt",
+                     help="dispatch order (default: lpt, largest train sets first)")
+    run.add_argument("--chunk-size", type=int, default=1, help="splits per message")
+    run.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
+                     help="rewrite results.h5 this often during the run (default: 300)")
+    run.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                     help="progress line interval on stderr, 0 for none (default: 5)")
+    run.set_defaults(func=_run)
+    demo = verbs.add_parser("demo", help="create the built-in example project")
+    demo.add_argument("project", help="project folder to create")
+    demo.set_defaults(func=_demo)
+    status = verbs.add_parser("status", help="done / failed / todo counts and ETA")
+    status.add_argument("project")
+    status.set_defaults(func=_status)
+    results = verbs.add_parser("results", help="results as CSV (stdout or -o FILE)")
+    results.add_argument("project")
+    results.add_argument("-o", "--output", help="CSV file to write")
+    results.set_defaults(func=_results)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mpibench`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MpibenchError as exc:
+        if type(exc).__name__ != "PeerRefused":
+            print(f"mpibench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mpibench: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,66 @@
+"""Settings from arguments, ``MPIBENCH_*``/SLURM environment variables and defaults."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from .errors import MpibenchError
+
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+)
+LAUNCH_SIZE_VARIABLES = ("SLURM_NTASKS", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+
+
+def env_int(name: str, default: int | None) -> int | None:
+    """An integer environment variable; warns (naming it) and uses ``default`` if invalid."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        warnings.warn(f"Ignoring {name}={raw!r}: not an integer.", stacklevel=2)
+        return default
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Threads per worker: argument > MPIBENCH_THREADS > SLURM_CPUS_PER_TASK > 1."""
+    value = threads if threads is not None else env_int("MPIBENCH_THREADS", None)
+    if value is None:
+        value = env_int("SLURM_CPUS_PER_TASK", 1)
+    if value < 1:
+        raise MpibenchError(f"--threads must be >= 1. Got {value} instead.")
+    return value
+
+
+def limit_threads(threads: int) -> None:
+    """Cap BLAS/OpenMP threads in this process (threadpoolctl) and in its children."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+def check_launch(comm_size: int) -> None:
+    """Refuse a run started as N separate single processes instead of one MPI job.
+
+    Raises
+    ------
+    MpibenchError
+        When COMM_WORLD has size 1 but the launcher says there are more tasks.
+    """
+    if comm_size != 1:
+        return
+    for name in LAUNCH_SIZE_VARIABLES:
+        size = env_int(name, 1) or 1
+        if size > 1:
+            raise MpibenchError(
+                f"This process sees an MPI job of size 1, but {name}={size}: the launcher "
+                "started separate single processes. Inside SLURM use `srun --mpi=pmi2` "
+                "(MPICH) or `srun --mpi=pmix` (Open MPI), or install mpi4py built for the "
+                "MPI that mpiexec belongs to."
+            )

@@ -1,0 +1,39 @@
+"""The one exception class users see for bad input, and its message format."""
+
+from __future__ import annotations
+
+
+class MpibenchError(ValueError):
+    """Bad input or a refused operation; the message names the problem and the fix.
+
+    The command line turns it into one line on stderr and exit code 2.
+    """
+
+
+def invalid_parameter(owner: str, name: str, expected: str, got: object) -> MpibenchError:
+    """Build the standard message for a bad parameter value.
+
+    Parameters
+    ----------
+    owner : str
+        Class or function that received the value, e.g. ``"SameOtherSizesCV"``.
+    name : str
+        Parameter name.
+    expected : str
+        What is allowed, e.g. ``"an int >= 2"``.
+    got : object
+        The value received.
+
+    Returns
+    -------
+    MpibenchError
+        Ready to raise.
+
+    Examples
+    --------
+    >>> str(invalid_parameter("SameOtherSizesCV", "folds", "an int >= 2", 1))
+    "The 'folds' parameter of SameOtherSizesCV must be an int >= 2. Got 1 instead."
+    """
+    return MpibenchError(
+        f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead."
+    )

@@ -1,0 +1,363 @@
+"""Grid definition: tasks x learners x resamplings, expanded into one job per split."""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from .errors import MpibenchError
+from .scorers import CLASSIFICATION_SCORERS, REGRESSION_SCORERS, Scorer, resolve_scoring
+from .splitters import SameOtherSizesCV
+
+KINDS = ("regression", "classification")
+
+
+def derive_seed(*keys: int) -> int:
+    """A 31-bit seed derived from integer keys (grid seed, job id, ...).
+
+    Examples
+    --------
+    >>> derive_seed(0, 5) == derive_seed(0, 5) != derive_seed(0, 6)
+    True
+    """
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0] >> 1)
+
+
+def name_key(name: str) -> int:
+    """A stable integer for a name, to derive seeds that do not depend on list order."""
+    return zlib.crc32(name.encode())
+
+
+class Task:
+    """A data set: features, target, and the columns that drive resampling.
+
+    Parameters
+    ----------
+    name : str
+        Unique task name.
+    X : pandas.DataFrame or array-like of shape (n_rows, n_features)
+        Features.
+    y : array-like of shape (n_rows,)
+        Target.
+    subset, groups, stratum, fold : array-like of shape (n_rows,), optional
+        SOAK subset, groups kept whole in a split, strata for fold balance (a DataFrame
+        gives one stratum per combination), and a fixed fold id per row.
+    kind : {"regression", "classification"}, optional
+        Inferred when omitted: a float target is regression, anything else is
+        classification.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Task("toy", X=np.zeros((4, 1)), y=np.array([0.0, 1.0, 2.0, 3.0])).kind
+    'regression'
+    """
+
+    def __init__(
+        self, name: str, X: object, y: object, *, subset: object = None,
+        groups: object = None, stratum: object = None, fold: object = None,
+        kind: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise MpibenchError(f"A task name must be a non-empty string. Got {name!r} instead.")
+        self.name = name
+        self.X = X if isinstance(X, pd.DataFrame) else np.asarray(X)
+        if self.X.ndim != 2:
+            raise MpibenchError(
+                f"Task {name!r}: X must be 2-D (rows x features). Got shape {self.X.shape}; "
+                "use X.reshape(-1, 1) for one feature."
+            )
+        self.y = np.asarray(y.to_numpy() if isinstance(y, pd.Series) else y)
+        if len(self.X) != len(self.y):
+            raise MpibenchError(
+                f"Task {name!r}: len(X) = {len(self.X)} but len(y) = {len(self.y)}. "
+                "Pass one target value per row of X."
+            )
+        self.kind = kind or ("regression" if self.y.dtype.kind == "f" else "classification")
+        if self.kind not in KINDS:
+            raise MpibenchError(f"Task {name!r}: kind must be one of {KINDS}. Got {kind!r}.")
+        self._check_target()
+        self.subset, self.groups, self.stratum, self.fold = subset, groups, stratum, fold
+        for role in ("subset", "groups", "stratum", "fold"):
+            column = getattr(self, role)
+            if column is not None and len(column) != len(self.y):
+                raise MpibenchError(
+                    f"Task {name!r}: the {role!r} column has {len(column)} rows but X has "
+                    f"{len(self.y)}. Pass one value per row."
+                )
+
+    def _check_target(self) -> None:
+        if self.kind == "regression":
+            if self.y.dtype.kind not in "fiub":
+                raise MpibenchError(
+                    f"Task {self.name!r}: a regression target must be numeric, got dtype "
+                    f"{self.y.dtype}. Convert y, or pass kind='classification'."
+                )
+            bad = ~np.isfinite(self.y.astype(np.float64))
+        else:
+            bad = pd.isna(self.y)
+        if bad.any():
+            raise MpibenchError(
+                f"Task {self.name!r}: y has {int(bad.sum())} NaN/inf values (first at row "
+                f"{int(np.flatnonzero(bad)[0])}). Drop or impute those rows."
+            )
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows."""
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, n_rows={self.n_rows}, kind={self.kind!r})"
+
+
+@dataclass
+class SplitSet:
+    """All splits of one (task, resampling): index arrays plus one metadata row each."""
+
+    meta: pd.DataFrame
+    train: list[np.ndarray] = field(repr=False)
+    test: list[np.ndarray] = field(repr=False)
+
+
+def _named(items: object, what: str) -> dict:
+    if isinstance(items, dict):
+        named = dict(items)
+    else:
+        named = {}
+        for item in items:
+            base = type(item).__name__
+            name, k = base, 2
+            while name in named:
+                name, k = f"{base}_{k}", k + 1
+            named[name] = item
+    for name in named:
+        if not isinstance(name, str) or not name:
+            raise MpibenchError(f"{what} names must be non-empty strings. Got {name!r}.")
+    if not named:
+        raise MpibenchError(f"The grid has no {what.lower()}s. Give at least one.")
+    return named
+
+
+class Grid:
+    """The experiment: every task x learner x resampling split.
+
+    Parameters
+    ----------
+    tasks : list of Task
+        Data sets (names must be unique).
+    learners : dict or list of estimators
+        scikit-learn compatible estimators, by name (a list is named by class).
+    resamplings : list or dict, optional
+        ``SameOtherSizesCV`` or any scikit-learn splitter; default
+        ``[SameOtherSizesCV()]``.
+    scoring : list, dict or str, optional
+        Short names, scikit-learn scorer names or callables; default ``["rmse",
+        "mae"]`` for regression and ``["accuracy"]`` for classification.
+    seed : int, default=0
+        Grid seed: fold assignment and each split's learner seed derive from it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyRegressor
+    >>> task = Task("toy", X=np.arange(12.0).reshape(-1, 1), y=np.arange(12.0))
+    >>> Grid([task], {"mean": DummyRegressor()}).n_jobs
+    3
+    """
+
+    def __init__(
+        self, tasks: list[Task], learners: object, resamplings: object = None,
+        scoring: object = None, *, seed: int = 0,
+    ) -> None:
+        if isinstance(tasks, Task):
+            tasks = [tasks]
+        names = [t.name for t in tasks]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise MpibenchError(f"Task names must be unique; {duplicated} repeat. Rename them.")
+        if not tasks:
+            raise MpibenchError("The grid has no tasks. Give at least one Task.")
+        self.tasks = list(tasks)
+        if isinstance(learners, list):
+            learner_names = [type(est).__name__ for est in learners]
+            repeated = sorted({n for n in learner_names if learner_names.count(n) > 1})
+            if repeated:
+                raise MpibenchError(
+                    f"Learner names must be unique; {repeated} appear twice. Pass learners "
+                    "as a dict {name: estimator}."
+                )
+        self.learners = _named(learners, "Learner")
+        for name, estimator in self.learners.items():
+            _check_learner(name, estimator)
+        self.resamplings = _named(
+            resamplings if resamplings is not None else [SameOtherSizesCV()], "Resampling"
+        )
+        self.scorers: list[Scorer] = resolve_scoring(
+            scoring if scoring is not None else self._default_scoring()
+        )
+        self._check_scorer_kinds()
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise MpibenchError(f"The 'seed' parameter of Grid must be an int >= 0. Got {seed!r}.")
+        self.seed = int(seed)
+        self._split_sets: dict[tuple[int, int], SplitSet] = {}
+
+    def _default_scoring(self) -> list[str]:
+        kinds = {t.kind for t in self.tasks}
+        if kinds == {"regression"}:
+            return ["rmse", "mae"]
+        if kinds == {"classification"}:
+            return ["accuracy"]
+        raise MpibenchError(
+            "The grid mixes regression and classification tasks: pass scoring=[...] "
+            "with scorers valid for both, or make two grids."
+        )
+
+    def _check_scorer_kinds(self) -> None:
+        for task in self.tasks:
+            wrong = CLASSIFICATION_SCORERS if task.kind == "regression" else REGRESSION_SCORERS
+            for scorer in self.scorers:
+                if isinstance(scorer.spec, str) and scorer.spec in wrong:
+                    raise MpibenchError(
+                        f"Scorer {scorer.name!r} does not apply to {task.kind} task "
+                        f"{task.name!r}. Use e.g. "
+                        f"{'rmse' if task.kind == 'regression' else 'accuracy'}."
+                    )
+
+    def split_set(self, task_i: int, resampling_i: int) -> SplitSet:
+        """Expand (and cache) the splits of one task and resampling."""
+        key = (task_i, resampling_i)
+        if key not in self._split_sets:
+            task = self.tasks[task_i]
+            name, cv = list(self.resamplings.items())[resampling_i]
+            seed = derive_seed(self.seed, name_key(task.name), name_key(name))
+            self._split_sets[key] = expand_splits(task, cv, seed)
+        return self._split_sets[key]
+
+    @property
+    def n_jobs(self) -> int:
+        """Number of jobs (splits x learners)."""
+        n_splits = sum(
+            len(self.split_set(t, r).meta)
+            for t in range(len(self.tasks)) for r in range(len(self.resamplings))
+        )
+        return n_splits * len(self.learners)
+
+    def job_table(self) -> pd.DataFrame:
+        """One row per job (task x learner x resampling x split), ``job_id`` = row."""
+        frames = []
+        learner_names = list(self.learners)
+        resampling_names = list(self.resamplings)
+        for task_i, task in enumerate(self.tasks):
+            for learner_i, learner in enumerate(learner_names):
+                for res_i, res_name in enumerate(resampling_names):
+                    meta = self.split_set(task_i, res_i).meta.copy()
+                    meta.insert(0, "split_i", np.arange(len(meta)))
+                    meta.insert(0, "resampling_i", res_i)
+                    meta.insert(0, "learner_i", learner_i)
+                    meta.insert(0, "task_i", task_i)
+                    meta.insert(4, "task", task.name)
+                    meta.insert(5, "learner", learner)
+                    meta.insert(6, "resampling", res_name)
+                    frames.append(meta)
+        table = pd.concat(frames, ignore_index=True)
+        table.insert(0, "job_id", np.arange(len(table)))
+        table["random_state"] = [derive_seed(self.seed, j) for j in table["job_id"]]
+        return table
+
+
+def _check_learner(name: str, estimator: object) -> None:
+    try:
+        clone(estimator)
+    except Exception as exc:
+        raise MpibenchError(
+            f"Learner {name!r} cannot be cloned with sklearn.base.clone ({exc}). "
+            "Pass a scikit-learn compatible estimator (get_params/set_params)."
+        ) from exc
+    try:
+        pickle.dumps(estimator)
+    except Exception as exc:
+        raise MpibenchError(
+            f"Learner {name!r} cannot be pickled ({type(exc).__name__}: {exc}). Define its "
+            "classes and functions at module level, not inside a function or lambda."
+        ) from exc
+
+
+def expand_splits(task: Task, cv: object, seed: int) -> SplitSet:
+    """All splits of one task under one resampling, with their metadata.
+
+    Parameters
+    ----------
+    task : Task
+        The data.
+    cv : SameOtherSizesCV, scikit-learn splitter or iterable of (train, test)
+        The resampling.
+    seed : int
+        Seed for SOAK fold assignment, or for a splitter whose ``random_state`` is unset.
+    """
+    if isinstance(cv, SameOtherSizesCV):
+        splits = cv.iterations(
+            task.n_rows, groups=task.groups, subset=task.subset, stratum=task.stratum,
+            fold=task.fold, random_state=seed,
+        )
+        train = [s.train for s in splits]
+        test = [s.test for s in splits]
+        meta = pd.DataFrame({
+            "iteration": [s.iteration for s in splits],
+            "test_fold": [s.test_fold for s in splits],
+            "test_subset": [s.test_subset for s in splits],
+            "train_subsets": [s.train_subsets for s in splits],
+            "groups": [s.groups for s in splits],
+            "n_train_groups": [s.n_train_groups for s in splits],
+            "seed": [s.seed for s in splits],
+        })
+    else:
+        train, test = _sklearn_splits(task, cv, seed)
+        group_codes = (
+            np.arange(task.n_rows) if task.groups is None
+            else pd.factorize(np.asarray(task.groups))[0]
+        )
+        n_groups = [len(np.unique(group_codes[t])) for t in train]
+        meta = pd.DataFrame({
+            "iteration": np.arange(1, len(train) + 1),
+            "test_fold": np.arange(1, len(train) + 1),
+            "test_subset": "",
+            "train_subsets": "",
+            "groups": n_groups,
+            "n_train_groups": n_groups,
+            "seed": 1,
+        })
+    meta["n_train"] = [len(t) for t in train]
+    meta["n_test"] = [len(t) for t in test]
+    return SplitSet(meta=meta, train=train, test=test)
+
+
+def _sklearn_splits(task: Task, cv: object, seed: int) -> tuple[list, list]:
+    if hasattr(cv, "split"):
+        if getattr(cv, "random_state", 0) is None and getattr(cv, "shuffle", True):
+            cv = clone(cv) if hasattr(cv, "get_params") else cv
+            cv.random_state = seed
+        groups = None if task.groups is None else np.asarray(task.groups)
+        try:
+            pairs = list(cv.split(task.X, task.y, groups))
+        except Exception as exc:
+            raise MpibenchError(
+                f"Resampling {cv!r} failed on task {task.name!r}: {exc}. Check that the "
+                "task has the columns this splitter needs (groups=..., a class target)."
+            ) from exc
+    else:
+        try:
+            pairs = list(cv)
+        except TypeError as exc:
+            raise MpibenchError(
+                f"A resampling must be SameOtherSizesCV, a scikit-learn splitter or an "
+                f"iterable of (train, test) index arrays. Got {cv!r} instead."
+            ) from exc
+    train = [np.sort(np.asarray(tr, dtype=np.int64)) for tr, _ in pairs]
+    test = [np.sort(np.asarray(te, dtype=np.int64)) for _, te in pairs]
+    return train, test

@@ -1,0 +1,199 @@
+"""The ``grid.h5`` schema: task data, split index arrays, job table, pickled objects.
+
+Layout::
+
+    /tasks/<i>          attrs name, kind, x_format ("array" | "columns" | "pickle")
+    /tasks/<i>/X        2-D array, a group of one dataset per column, or a pickle
+    /tasks/<i>/y        1-D numeric or UTF-8 strings
+    /learners/<i>       pickled estimator (attrs name, params)
+    /resamplings/<i>    pickled resampling (attrs name, repr)
+    /scorers            pickled list of Scorer
+    /splits/<t>_<r>/    train_idx, train_ptr, test_idx, test_ptr (CSR-style, int64)
+    /jobs/<column>      the job table, one row per job
+    attrs               fingerprint (+ one per component), n_jobs, seed, versions
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+STRING = h5py.string_dtype()
+SCHEMA_VERSION = 1
+
+
+def write_column(group: h5py.Group, name: str, values: object) -> None:
+    """Write a 1-D column: numbers as they are, anything else as UTF-8 strings."""
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        group.create_dataset(name, data=array)
+    else:
+        group.create_dataset(name, data=np.asarray([str(v) for v in array], dtype=object),
+                             dtype=STRING)
+
+
+def read_column(dataset: h5py.Dataset) -> np.ndarray:
+    """Read a column written by :func:`write_column`."""
+    if h5py.check_string_dtype(dataset.dtype):
+        return dataset.asstr()[()]
+    return dataset[()]
+
+
+def write_pickle(group: h5py.Group, name: str, obj: object) -> h5py.Dataset:
+    """Store ``obj`` pickled, as an opaque byte string."""
+    return group.create_dataset(name, data=np.void(pickle.dumps(obj, protocol=5)))
+
+
+def read_pickle(dataset: h5py.Dataset) -> object:
+    """Load an object stored by :func:`write_pickle`."""
+    return pickle.loads(dataset[()].tobytes())  # noqa: S301 - our own project file
+
+
+def _write_x(group: h5py.Group, X: object) -> None:
+    if isinstance(X, pd.DataFrame):
+        if all(dtype.kind in "fiub" for dtype in X.dtypes):
+            group.attrs["x_format"] = "columns"
+            columns = group.create_group("X")
+            columns.attrs["names"] = [str(c) for c in X.columns]
+            for j, column in enumerate(X.columns):
+                columns.create_dataset(str(j), data=X[column].to_numpy())
+            return
+    elif np.asarray(X).dtype.kind in "fiub":
+        group.attrs["x_format"] = "array"
+        group.create_dataset("X", data=np.asarray(X))
+        return
+    group.attrs["x_format"] = "pickle"
+    write_pickle(group, "X", X)
+
+
+def _read_x(group: h5py.Group) -> object:
+    fmt = group.attrs["x_format"]
+    if fmt == "array":
+        return group["X"][()]
+    if fmt == "columns":
+        columns = group["X"]
+        names = list(columns.attrs["names"])
+        return pd.DataFrame({name: columns[str(j)][()] for j, name in enumerate(names)})
+    return read_pickle(group["X"])
+
+
+def write_grid_file(path: Path, grid: object, jobs: pd.DataFrame, attrs: dict) -> None:
+    """Write the whole grid to ``path`` (a temp file; the caller renames it)."""
+    with h5py.File(path, "w") as h5:
+        h5.attrs.update(attrs)
+        h5.attrs["schema_version"] = SCHEMA_VERSION
+        tasks = h5.create_group("tasks")
+        for i, task in enumerate(grid.tasks):
+            group = tasks.create_group(str(i))
+            group.attrs.update({"name": task.name, "kind": task.kind})
+            _write_x(group, task.X)
+            write_column(group, "y", task.y)
+        learners = h5.create_group("learners")
+        for i, (name, estimator) in enumerate(grid.learners.items()):
+            dataset = write_pickle(learners, str(i), estimator)
+            dataset.attrs.update({"name": name, "repr": repr(estimator)})
+        resamplings = h5.create_group("resamplings")
+        for i, (name, cv) in enumerate(grid.resamplings.items()):
+            dataset = write_pickle(resamplings, str(i), cv)
+            dataset.attrs.update({"name": name, "repr": repr(cv)[:1000]})
+        write_pickle(h5, "scorers", grid.scorers).attrs["names"] = [
+            s.name for s in grid.scorers
+        ]
+        splits = h5.create_group("splits")
+        for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
+            group = splits.create_group(f"{task_i}_{res_i}")
+            for side in ("train", "test"):
+                arrays = getattr(split_set, side)
+                lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+                group.create_dataset(f"{side}_ptr", data=np.concatenate([[0], np.cumsum(lengths)]))
+                flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+                group.create_dataset(f"{side}_idx", data=flat.astype(np.int64), chunks=True,
+                                     compression="gzip", compression_opts=1, shuffle=True)
+        table = h5.create_group("jobs")
+        table.attrs["order"] = [str(c) for c in jobs.columns]
+        for column in jobs.columns:
+            write_column(table, column, jobs[column].to_numpy())
+
+
+@dataclass
+class SplitIndex:
+    """CSR-style index arrays of all splits of one (task, resampling)."""
+
+    train_idx: np.ndarray
+    train_ptr: np.ndarray
+    test_idx: np.ndarray
+    test_ptr: np.ndarray
+
+    def train(self, split_i: int) -> np.ndarray:
+        """Train rows of split ``split_i``."""
+        return self.train_idx[self.train_ptr[split_i]:self.train_ptr[split_i + 1]]
+
+    def test(self, split_i: int) -> np.ndarray:
+        """Test rows of split ``split_i``."""
+        return self.test_idx[self.test_ptr[split_i]:self.test_ptr[split_i + 1]]
+
+
+class GridFile:
+    """Read access to ``grid.h5`` (opened per call, so no handle stays open)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _open(self) -> h5py.File:
+        return h5py.File(self.path, "r")
+
+    def attrs(self) -> dict:
+        """Root attributes."""
+        with self._open() as h5:
+            return dict(h5.attrs)
+
+    def job_table(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The job table (all columns, or the ones named)."""
+        with self._open() as h5:
+            table = h5["jobs"]
+            names = columns if columns is not None else [str(c) for c in table.attrs["order"]]
+            return pd.DataFrame({name: read_column(table[name]) for name in names})
+
+    def names(self, kind: str) -> list[str]:
+        """Names of the ``tasks``, ``learners`` or ``resamplings``, in index order."""
+        with self._open() as h5:
+            group = h5[kind]
+            return [str(group[str(i)].attrs["name"]) for i in range(len(group))]
+
+    def scorer_names(self) -> list[str]:
+        """Names of the scorers, in order."""
+        with self._open() as h5:
+            return [str(n) for n in h5["scorers"].attrs["names"]]
+
+    def task_data(self, task_i: int) -> tuple[object, np.ndarray]:
+        """``(X, y)`` of one task."""
+        with self._open() as h5:
+            group = h5["tasks"][str(task_i)]
+            return _read_x(group), read_column(group["y"])
+
+    def task_kind(self, task_i: int) -> str:
+        """``"regression"`` or ``"classification"``."""
+        with self._open() as h5:
+            return str(h5["tasks"][str(task_i)].attrs["kind"])
+
+    def learner(self, learner_i: int) -> object:
+        """The (unfitted) estimator."""
+        with self._open() as h5:
+            return read_pickle(h5["learners"][str(learner_i)])
+
+    def scorers(self) -> list:
+        """The list of :class:`mpibench.scorers.Scorer`."""
+        with self._open() as h5:
+            return read_pickle(h5["scorers"])
+
+    def split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
+        """Index arrays of every split of one (task, resampling)."""
+        with self._open() as h5:
+            group = h5["splits"][f"{task_i}_{resampling_i}"]
+            return SplitIndex(*(group[n][()] for n in
+                                ("train_idx", "train_ptr", "test_idx", "test_ptr")))

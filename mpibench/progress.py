@@ -1,0 +1,99 @@
+"""Progress lines and the end-of-run summary, printed by rank 0 to stderr."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections import Counter
+
+from .protocol import RankStats, SplitResult
+
+
+def format_seconds(seconds: float) -> str:
+    """Human-readable duration.
+
+    Examples
+    --------
+    >>> format_seconds(4.25), format_seconds(372), format_seconds(7300)
+    ('4.2s', '6.2min', '2.0h')
+    """
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+class Progress:
+    """Counts finished splits and prints a line every ``every`` seconds.
+
+    Parameters
+    ----------
+    n_todo : int
+        Splits this run has to do.
+    n_total : int
+        Splits in the grid.
+    every : float
+        Seconds between lines (0 prints none).
+    """
+
+    def __init__(self, n_todo: int, n_total: int, every: float, stream=None) -> None:
+        self.n_todo, self.n_total, self.every = n_todo, n_total, every
+        self.n_before = n_total - n_todo
+        self.done = 0
+        self.errors = 0
+        self.start = time.monotonic()
+        self._last = self.start
+        self.stream = stream or sys.stderr
+
+    def add(self, results: list[SplitResult]) -> None:
+        """Count results."""
+        self.done += len(results)
+        self.errors += sum(r.status != "ok" for r in results)
+
+    def line(self) -> str:
+        """The progress line."""
+        elapsed = time.monotonic() - self.start
+        remaining = elapsed / self.done * (self.n_todo - self.done) if self.done else float("nan")
+        eta = format_seconds(remaining) if self.done else "?"
+        return (f"[mpibench] {self.n_before + self.done}/{self.n_total} splits | "
+                f"{self.errors} failed | elapsed {format_seconds(elapsed)} | remaining ~{eta}")
+
+    def maybe_print(self) -> None:
+        """Print a line if ``every`` seconds have passed since the last one."""
+        now = time.monotonic()
+        if self.every and now - self._last >= self.every:
+            self._last = now
+            print(self.line(), file=self.stream, flush=True)
+
+
+def error_groups(results: list[SplitResult], top: int = 5) -> list[str]:
+    """Identical errors (rank, host and addresses removed) with counts, most frequent first."""
+    counts = Counter(
+        (r.status, re.sub(r" \[rank \d+ on [^;]+;", " [", r.error)) for r in results
+        if r.status != "ok"
+    )
+    lines = [f"  {n} x {status}: {message}" for (status, message), n in counts.most_common(top)]
+    if len(counts) > top:
+        lines.append(f"  ... and {len(counts) - top} more kinds of failure")
+    return lines
+
+
+def summary(results: list[SplitResult], ranks: list[RankStats], n_total: int,
+            n_done: int, wall_seconds: float) -> str:
+    """End-of-run summary: counts, wall time, busy fraction per worker, error groups."""
+    failed = sum(r.status != "ok" for r in results)
+    busy = ", ".join(
+        f"r{r.rank} {100 * r.busy_seconds / max(r.end_time - r.start_time, 1e-9):.0f}%"
+        for r in ranks if r.n_splits
+    )
+    lines = [
+        f"[mpibench] {n_done}/{n_total} splits done; this run: {len(results)} "
+        f"({len(results) - failed} ok, {failed} failed) in {format_seconds(wall_seconds)} "
+        f"on {len(ranks)} rank(s); busy: {busy or '-'}",
+    ]
+    if failed:
+        lines.append("[mpibench] failures (recorded as results):")
+        lines.extend(error_groups(results))
+    return "\n".join(lines)

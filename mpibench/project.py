@@ -1,0 +1,175 @@
+"""Create a project folder from a Grid: validate, fingerprint, write ``grid.h5``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._version import __version__
+from .errors import MpibenchError
+from .gridfile import GridFile, write_grid_file
+from .paths import ProjectPaths, replace_atomically
+
+FINGERPRINT_PARTS = ("data", "splits", "learners", "scorers", "seed")
+
+
+def _hash_array(digest: hashlib._Hash, values: object) -> None:
+    if values is None:
+        digest.update(b"<none>")
+        return
+    if isinstance(values, pd.DataFrame | pd.Series):
+        digest.update(pickle.dumps([str(c) for c in getattr(values, "columns", [])]))
+        digest.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+        return
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        digest.update(str(array.dtype).encode() + str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    else:
+        digest.update(pickle.dumps([str(v) for v in array.ravel()]))
+
+
+def fingerprint_parts(grid: object) -> dict[str, str]:
+    """SHA-256 of each part of a grid that decides its results.
+
+    Returns
+    -------
+    dict
+        ``{"data", "splits", "learners", "scorers", "seed"}`` -> hex digest.
+    """
+    data = hashlib.sha256()
+    for task in grid.tasks:
+        data.update(task.name.encode() + task.kind.encode())
+        for values in (task.X, task.y, task.subset, task.groups, task.stratum, task.fold):
+            _hash_array(data, values)
+    splits = hashlib.sha256()
+    for key, split_set in sorted(grid._split_sets.items()):
+        splits.update(repr(key).encode())
+        splits.update(pd.util.hash_pandas_object(split_set.meta, index=False).to_numpy().tobytes())
+        for array in split_set.train + split_set.test:
+            splits.update(np.int64(len(array)).tobytes() + array.astype(np.int64).tobytes())
+    learners = hashlib.sha256()
+    for name, estimator in grid.learners.items():
+        params = sorted((k, repr(v)) for k, v in estimator.get_params(deep=True).items())
+        learners.update(repr((name, type(estimator).__qualname__, params)).encode())
+    scorers = hashlib.sha256(repr([(s.name, s.kind, _spec_id(s.spec)) for s in grid.scorers])
+                             .encode())
+    seed = hashlib.sha256(str(grid.seed).encode())
+    return {
+        "data": data.hexdigest(), "splits": splits.hexdigest(),
+        "learners": learners.hexdigest(), "scorers": scorers.hexdigest(),
+        "seed": seed.hexdigest(),
+    }
+
+
+def _spec_id(spec: object) -> str:
+    if isinstance(spec, str):
+        return spec
+    return f"{getattr(spec, '__module__', '')}.{getattr(spec, '__qualname__', repr(spec))}"
+
+
+def combine_fingerprint(parts: dict[str, str]) -> str:
+    """One digest over all parts."""
+    return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()
+
+
+def validate_jobs(grid: object, jobs: pd.DataFrame) -> None:
+    """Refuse splits that cannot be fitted: empty sets, a class missing from training.
+
+    Raises
+    ------
+    MpibenchError
+        One line naming the first problem (and how many more), with the fix.
+    """
+    problems = []
+    for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
+        task = grid.tasks[task_i]
+        res_name = list(grid.resamplings)[res_i]
+        classes = np.unique(task.y.astype(str)) if task.kind == "classification" else None
+        for k, (train, test) in enumerate(zip(split_set.train, split_set.test, strict=True)):
+            where = f"task {task.name!r}, resampling {res_name!r}, split {k + 1}"
+            row = split_set.meta.iloc[k]
+            if row["train_subsets"]:
+                where += f" (test_subset={row['test_subset']}, train={row['train_subsets']})"
+            if len(train) == 0:
+                problems.append(f"{where} has an empty train set")
+            elif len(test) == 0:
+                problems.append(f"{where} has an empty test set")
+            elif classes is not None:
+                missing = np.setdiff1d(classes, np.unique(task.y[train].astype(str)))
+                if len(missing):
+                    problems.append(f"{where}: train set lacks class(es) {list(missing)[:5]}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise MpibenchError(
+            f"{problems[0]}{more}. Use fewer folds or sizes, stratify by the target and "
+            "subset (Task(stratum=...)), or drop tiny subsets."
+        )
+
+
+def create_project(path: str | os.PathLike, grid: object) -> Path:
+    """Validate ``grid`` and write ``PATH/grid.h5``, ready for ``mpibench run PATH``.
+
+    Calling it again with an identical grid is a no-op; a different grid at an
+    existing project is refused, so nothing computed is ever overwritten.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Project folder (created if missing).
+    grid : Grid
+        The experiment.
+
+    Returns
+    -------
+    pathlib.Path
+        The project folder.
+
+    Raises
+    ------
+    MpibenchError
+        Bad grid, or a different project already at ``path``.
+    """
+    paths = ProjectPaths(path)
+    jobs = grid.job_table()
+    validate_jobs(grid, jobs)
+    parts = fingerprint_parts(grid)
+    fingerprint = combine_fingerprint(parts)
+    if paths.grid.exists():
+        _refuse_if_different(paths, parts, fingerprint)
+        return paths.root
+    if paths.root.exists() and any(paths.root.iterdir()):
+        raise MpibenchError(
+            f"{paths.root} exists, is not empty and holds no grid.h5. Choose a new "
+            "project folder or empty this one."
+        )
+    paths.root.mkdir(parents=True, exist_ok=True)
+    attrs = {
+        "fingerprint": fingerprint, "n_jobs": len(jobs), "seed": grid.seed,
+        "mpibench_version": __version__, "created": time.time(),
+        **{f"fingerprint_{k}": v for k, v in parts.items()},
+    }
+    tmp = paths.temporary(paths.grid)
+    try:
+        write_grid_file(tmp, grid, jobs, attrs)
+        replace_atomically(tmp, paths.grid)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return paths.root
+
+
+def _refuse_if_different(paths: ProjectPaths, parts: dict, fingerprint: str) -> None:
+    existing = GridFile(paths.grid).attrs()
+    if existing.get("fingerprint") == fingerprint:
+        return
+    changed = [k for k in FINGERPRINT_PARTS if existing.get(f"fingerprint_{k}") != parts[k]]
+    raise MpibenchError(
+        f"{paths.root} already holds a different project (changed: {', '.join(changed)}). "
+        "Create the new grid in another folder; the existing results are kept."
+    )

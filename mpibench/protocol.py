@@ -1,0 +1,83 @@
+"""The wire protocol between rank 0 and workers, in one place.
+
+A worker sends one :class:`WorkRequest` (the results of its last assignments, its
+running totals) and gets exactly one reply: a list of :class:`Assignment`, or
+``STOP`` (``None``). Job ids travel in message bodies, never in MPI tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TAG_REQUEST = 1
+"""Worker -> rank 0: :class:`WorkRequest`."""
+TAG_REPLY = 2
+"""Rank 0 -> worker: list of :class:`Assignment`, or ``STOP``."""
+STOP = None
+"""Reply that tells a worker to finish."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One split to run: what to load and how to seed it."""
+
+    job_id: int
+    task_i: int
+    learner_i: int
+    resampling_i: int
+    split_i: int
+    random_state: int
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """Outcome of one split, as recorded in ``/splits`` of ``results.h5``.
+
+    Times are Unix seconds (``start_time``, ``end_time``) or wall-clock seconds
+    (``*_seconds``); ``max_rss_bytes`` is the worker's peak resident memory in bytes.
+    """
+
+    job_id: int
+    status: str
+    error: str
+    scores: tuple[float, ...]
+    rank: int
+    host: str
+    pid: int
+    start_time: float
+    end_time: float
+    fit_seconds: float
+    predict_seconds: float
+    score_seconds: float
+    max_rss_bytes: int
+    threads: int
+    attempt: int = 1
+    fallback: bool = False
+
+
+@dataclass
+class RankStats:
+    """Running totals of one rank, as recorded in ``/ranks`` of ``results.h5``."""
+
+    rank: int
+    host: str
+    pid: int
+    start_time: float
+    end_time: float = 0.0
+    n_splits: int = 0
+    busy_seconds: float = 0.0
+
+    @property
+    def idle_seconds(self) -> float:
+        """Seconds alive and not running a split."""
+        return max(0.0, (self.end_time - self.start_time) - self.busy_seconds)
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    """Worker -> rank 0: finished results and a request for more."""
+
+    rank: int
+    results: list[SplitResult] = field(default_factory=list)
+    stats: RankStats | None = None

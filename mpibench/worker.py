@@ -1,0 +1,125 @@
+"""Run one split: load (and cache) the data, clone, seed, fit, predict, score, time."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+import traceback
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from .gridfile import GridFile, SplitIndex
+from .protocol import Assignment, SplitResult
+from .scorers import score_split
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far, bytes (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def seed_estimator(estimator: object, random_state: int) -> object:
+    """Set every unset ``random_state`` parameter (nested ones too) to ``random_state``."""
+    params = estimator.get_params(deep=True)
+    unset = {
+        name: random_state for name, value in params.items()
+        if (name == "random_state" or name.endswith("__random_state")) and value is None
+    }
+    if unset:
+        estimator.set_params(**unset)
+    return estimator
+
+
+def _rows(X: object, index: np.ndarray) -> object:
+    return X.iloc[index] if isinstance(X, pd.DataFrame | pd.Series) else X[index]
+
+
+def describe_error(exc: BaseException, rank: int, host: str) -> str:
+    """``Type: message`` plus the innermost frames, headed with rank and host."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = " <- ".join(f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})"
+                        for f in reversed(frames))
+    return f"{type(exc).__name__}: {exc} [rank {rank} on {host}; at {where}]"
+
+
+class SplitRunner:
+    """Runs assignments on one rank, loading each task, learner and split set once.
+
+    Parameters
+    ----------
+    grid_file : GridFile
+        The project's ``grid.h5``.
+    rank : int
+        MPI rank (recorded per split).
+    threads : int
+        BLAS/OpenMP thread limit in effect (recorded per split).
+    """
+
+    def __init__(self, grid_file: GridFile, rank: int, threads: int) -> None:
+        self.grid_file = grid_file
+        self.rank = rank
+        self.threads = threads
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self._tasks: dict[int, tuple[object, np.ndarray]] = {}
+        self._learners: dict[int, object] = {}
+        self._splits: dict[tuple[int, int], SplitIndex] = {}
+        self.scorers = grid_file.scorers()
+        self._needs_proba = any(s.kind == "proba" for s in self.scorers)
+
+    def _task(self, task_i: int) -> tuple[object, np.ndarray]:
+        if task_i not in self._tasks:
+            self._tasks[task_i] = self.grid_file.task_data(task_i)
+        return self._tasks[task_i]
+
+    def _learner(self, learner_i: int) -> object:
+        if learner_i not in self._learners:
+            self._learners[learner_i] = self.grid_file.learner(learner_i)
+        return self._learners[learner_i]
+
+    def _split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
+        key = (task_i, resampling_i)
+        if key not in self._splits:
+            self._splits[key] = self.grid_file.split_index(task_i, resampling_i)
+        return self._splits[key]
+
+    def run(self, job: Assignment) -> SplitResult:
+        """Fit, predict and score one split; an exception becomes an ``error`` result."""
+        start = time.time()
+        seconds = {"fit": 0.0, "predict": 0.0, "score": 0.0}
+        scores = tuple(float("nan") for _ in self.scorers)
+        status, error = "ok", ""
+        stage = "fit"
+        try:
+            X, y = self._task(job.task_i)
+            index = self._split_index(job.task_i, job.resampling_i)
+            train, test = index.train(job.split_i), index.test(job.split_i)
+            estimator = seed_estimator(clone(self._learner(job.learner_i)), job.random_state)
+            np.random.seed(job.random_state)
+            tick = time.perf_counter()
+            estimator.fit(_rows(X, train), y[train])
+            stage, seconds["fit"] = "predict", time.perf_counter() - tick
+            X_test, y_test = _rows(X, test), y[test]
+            tick = time.perf_counter()
+            y_pred = estimator.predict(X_test)
+            proba = estimator.predict_proba(X_test) if self._needs_proba else None
+            stage, seconds["predict"] = "score", time.perf_counter() - tick
+            tick = time.perf_counter()
+            scores = tuple(score_split(self.scorers, estimator, X_test, y_test, y_pred,
+                                       proba).values())
+            seconds["score"] = time.perf_counter() - tick
+        except Exception as exc:
+            status = "error"
+            error = f"in {stage}: {describe_error(exc, self.rank, self.host)}"
+            scores = tuple(float("nan") for _ in self.scorers)
+        return SplitResult(
+            job_id=job.job_id, status=status, error=error, scores=scores,
+            rank=self.rank, host=self.host, pid=self.pid, start_time=start,
+            end_time=time.time(), fit_seconds=seconds["fit"],
+            predict_seconds=seconds["predict"], score_seconds=seconds["score"],
+            max_rss_bytes=peak_rss_bytes(), threads=self.threads, attempt=job.attempt,
+        )
