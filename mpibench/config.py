@@ -64,3 +64,18 @@ def check_launch(comm_size: int) -> None:
                 "(MPICH) or `srun --mpi=pmix` (Open MPI), or install mpi4py built for the "
                 "MPI that mpiexec belongs to."
             )
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by the ``MPIBENCH_FAULT`` test hook."""
+
+
+def inject_fault(where: str, rank: int) -> None:
+    """Test hook: raise when ``MPIBENCH_FAULT`` is ``WHERE:RANK`` (e.g. ``worker:2``).
+
+    ``where`` is ``worker`` (the worker loop, after its first results) or
+    ``dispatcher`` (rank 0's loop, after its first request).
+    """
+    spec = os.environ.get("MPIBENCH_FAULT", "")
+    if spec and spec == f"{where}:{rank}":
+        raise InjectedFault(f"MPIBENCH_FAULT={spec}")

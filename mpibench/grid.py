@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 import zlib
 from dataclasses import dataclass, field
 
@@ -344,7 +345,9 @@ def _sklearn_splits(task: Task, cv: object, seed: int) -> tuple[list, list]:
             cv.random_state = seed
         groups = None if task.groups is None else np.asarray(task.groups)
         try:
-            pairs = list(cv.split(task.X, task.y, groups))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The groups parameter is ignored")
+                pairs = list(cv.split(task.X, task.y, groups))
         except Exception as exc:
             raise MpibenchError(
                 f"Resampling {cv!r} failed on task {task.name!r}: {exc}. Check that the "

@@ -104,7 +104,8 @@ def validate_jobs(grid: object, jobs: pd.DataFrame) -> None:
             elif classes is not None:
                 missing = np.setdiff1d(classes, np.unique(task.y[train].astype(str)))
                 if len(missing):
-                    problems.append(f"{where}: train set lacks class(es) {list(missing)[:5]}")
+                    shown = [str(c) for c in missing[:5]]
+                    problems.append(f"{where}: train set lacks class(es) {shown}")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise MpibenchError(

@@ -14,7 +14,7 @@ import traceback
 import numpy as np
 
 from ._version import __version__
-from .config import check_launch, limit_threads, resolve_threads
+from .config import check_launch, inject_fault, limit_threads, resolve_threads
 from .errors import MpibenchError
 from .gridfile import GridFile
 from .paths import ProjectPaths
@@ -25,6 +25,8 @@ from .storage import JOB_COLUMNS, ResultStore
 from .transport import MPITransport
 from .worker import SplitRunner
 
+ABORT_DELAY = 0.5
+"""Seconds between printing a fatal error and ``MPI_Abort``."""
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
 
 
@@ -119,6 +121,7 @@ class Dispatcher:
             transport.send(reply, source, TAG_REPLY)
             if reply is STOP:
                 active -= 1
+            inject_fault("dispatcher", 0)
             self.tick()
 
     def run_serially(self, runner: SplitRunner) -> None:
@@ -159,6 +162,7 @@ def work(transport: MPITransport, runner: SplitRunner) -> None:
         if jobs is STOP:
             return
         results = [runner.run(job) for job in jobs]
+        inject_fault("worker", transport.rank)
         stats.n_splits += len(results)
         stats.busy_seconds += sum(r.end_time - r.start_time for r in results)
 
@@ -225,6 +229,7 @@ def run(
                          f"{socket.gethostname()} failed; aborting the job:\n"
                          f"{traceback.format_exc()}")
         sys.stderr.flush()
+        time.sleep(ABORT_DELAY)  # let the launcher forward stderr before the job is torn down
         transport.abort(1)
         raise
 

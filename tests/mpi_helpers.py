@@ -1,0 +1,69 @@
+"""Launch mpiexec (or the mpibench command) as a subprocess with a hard timeout.
+
+A hang fails the test: the process group gets SIGTERM, then SIGKILL after a grace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Completed:
+    """Exit code and output of a finished subprocess."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def mpiexec() -> str:
+    """Path of the mpiexec next to this Python (the mpich wheel's), else on PATH."""
+    local = BIN / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if found is None:
+        raise RuntimeError("mpiexec not found: pip install 'mpibench[mpich]'")
+    return found
+
+
+def mpibench_command() -> list[str]:
+    """The mpibench command of this environment."""
+    return [sys.executable, "-m", "mpibench"]
+
+
+def run_process(args: list[str], *, timeout: float = 120, env: dict | None = None,
+                cwd: str | os.PathLike | None = None) -> Completed:
+    """Run ``args`` in a new session; on timeout kill the whole group and fail."""
+    full_env = {**os.environ, "MPIEXEC_TIMEOUT": str(int(timeout) + 30), **(env or {})}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full_env, cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        raise AssertionError(
+            f"timed out after {timeout}s: {' '.join(map(str, args))}\n{out}\n{err}"
+        ) from None
+    return Completed(proc.returncode, out, err)
+
+
+def run_mpibench(n_ranks: int | None, *args: str, timeout: float = 120,
+                 env: dict | None = None) -> Completed:
+    """``mpiexec -n N python -m mpibench ARGS`` (``n_ranks=None``: no mpiexec)."""
+    command = mpibench_command() + [str(a) for a in args]
+    if n_ranks is not None:
+        command = [mpiexec(), "-n", str(n_ranks), *command]
+    return run_process(command, timeout=timeout, env=env)

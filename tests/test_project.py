@@ -1,0 +1,192 @@
+"""Grid definition, grid.h5 round trip, and every bad input refused at create_project."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.model_selection import GroupKFold, KFold, ShuffleSplit, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.tree import DecisionTreeRegressor
+
+import mpibench as mb
+from mpibench.gridfile import GridFile
+
+
+def regression_task(name="t", n=30, **columns):
+    rng = np.random.default_rng(0)
+    return mb.Task(name, X=rng.normal(size=(n, 2)), y=rng.normal(size=n), **columns)
+
+
+def one_line(exc_info) -> str:
+    message = str(exc_info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_grid_expands_tasks_learners_resamplings():
+    tasks = [regression_task("a"), regression_task("b", n=40)]
+    learners = {"mean": DummyRegressor(), "tree": DecisionTreeRegressor()}
+    grid = mb.Grid(tasks, learners, resamplings=[KFold(3), mb.SameOtherSizesCV(folds=2)])
+    jobs = grid.job_table()
+    assert len(jobs) == grid.n_jobs == 2 * 2 * (3 + 2)
+    assert jobs["job_id"].tolist() == list(range(len(jobs)))
+    assert set(jobs["resampling"]) == {"KFold", "SameOtherSizesCV"}
+    assert jobs.groupby(["task", "learner"]).size().tolist() == [5, 5, 5, 5]
+    # the same split for every learner, a different learner seed for every job
+    a = jobs[(jobs.task == "a") & (jobs.learner == "mean")]["n_train"].tolist()
+    b = jobs[(jobs.task == "a") & (jobs.learner == "tree")]["n_train"].tolist()
+    assert a == b
+    assert jobs["random_state"].nunique() == len(jobs)
+
+
+def test_project_round_trip(tmp_path):
+    frame = pd.DataFrame({"x1": np.arange(30.0), "x2": np.arange(30) % 4})
+    task = mb.Task("df", X=frame, y=np.arange(30.0), groups=np.arange(30) // 2)
+    grid = mb.Grid([task], [DummyRegressor()], resamplings=[GroupKFold(3)], seed=7)
+    path = mb.create_project(tmp_path / "p", grid)
+    stored = GridFile(path / "grid.h5")
+    pd.testing.assert_frame_equal(stored.job_table(), grid.job_table(), check_dtype=False)
+    X, y = stored.task_data(0)
+    pd.testing.assert_frame_equal(X, frame)
+    assert np.array_equal(y, np.arange(30.0))
+    index = stored.split_index(0, 0)
+    split_set = grid.split_set(0, 0)
+    for k in range(3):
+        assert np.array_equal(index.train(k), split_set.train[k])
+        assert np.array_equal(index.test(k), split_set.test[k])
+    assert stored.scorer_names() == ["rmse", "mae"]
+    assert stored.names("learners") == ["DummyRegressor"]
+    assert stored.attrs()["seed"] == 7
+
+
+def test_string_target_and_object_features_round_trip(tmp_path):
+    X = pd.DataFrame({"color": list("rgb") * 10, "v": np.arange(30.0)})
+    y = np.array(["yes", "no"] * 15)
+    task = mb.Task("c", X=X, y=y)
+    assert task.kind == "classification"
+    path = mb.create_project(tmp_path / "p", mb.Grid([task], [DummyClassifier()],
+                                                     resamplings=[StratifiedKFold(3)]))
+    X2, y2 = GridFile(path / "grid.h5").task_data(0)
+    pd.testing.assert_frame_equal(X2, X)
+    assert y2.tolist() == y.tolist()
+
+
+def test_create_project_twice_is_a_no_op_and_a_different_grid_is_refused(tmp_path):
+    path = mb.create_demo(tmp_path / "p")
+    before = (path / "grid.h5").read_bytes()
+    assert mb.create_project(path, mb.demo_grid()) == path
+    with pytest.raises(mb.MpibenchError, match="different project") as info:
+        mb.create_project(path, mb.demo_grid(seed=2))
+    assert "changed: data" in one_line(info)
+    assert (path / "grid.h5").read_bytes() == before
+
+
+def test_changed_learner_parameters_are_named(tmp_path):
+    tasks = [regression_task()]
+    mb.create_project(tmp_path / "p", mb.Grid(tasks, {"m": DummyRegressor()}))
+    with pytest.raises(mb.MpibenchError, match=r"changed: learners\)"):
+        mb.create_project(tmp_path / "p", mb.Grid(
+            tasks, {"m": DummyRegressor(strategy="median")}))
+
+
+def test_non_empty_folder_without_project_is_refused(tmp_path):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "notes.txt").write_text("mine")
+    with pytest.raises(mb.MpibenchError, match="not empty"):
+        mb.create_project(tmp_path / "p", mb.demo_grid())
+
+
+def test_weird_path(weird_tmp_path):
+    path = mb.create_demo(weird_tmp_path / "demo project")
+    assert (path / "grid.h5").exists()
+
+
+class LocalDummy(DummyRegressor):
+    pass
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: mb.Task("t", X=np.zeros((5, 1)), y=np.zeros(4)), "len(X) = 5 but len(y) = 4"),
+    (lambda: mb.Task("t", X=np.zeros((3, 1)), y=[1.0, np.nan, 2.0]), "NaN/inf"),
+    (lambda: mb.Task("t", X=np.zeros((3, 1)), y=[1.0, np.inf, 2.0]), "NaN/inf"),
+    (lambda: mb.Task("t", X=np.zeros(3), y=np.zeros(3)), "X must be 2-D"),
+    (lambda: mb.Task("t", X=np.zeros((3, 1)), y=np.zeros(3), subset=[1, 2]), "'subset' column"),
+    (lambda: mb.Grid([regression_task()], [DummyRegressor()], scoring=["rsme"]),
+     "Unknown scorer 'rsme'"),
+    (lambda: mb.Grid([regression_task()], [DummyRegressor()], scoring=["accuracy"]),
+     "does not apply to regression"),
+    (lambda: mb.Grid([regression_task(), regression_task()], [DummyRegressor()]),
+     "Task names must be unique"),
+    (lambda: mb.Grid([regression_task()], [DummyRegressor(), DummyRegressor()]),
+     "Learner names must be unique"),
+    (lambda: mb.Grid([regression_task()], {"x": object()}), "cannot be cloned"),
+    (lambda: mb.Grid([regression_task()], {"x": make_pipeline(
+        FunctionTransformer(lambda v: v), DummyRegressor())}), "cannot be pickled"),
+    (lambda: mb.Grid([regression_task()], [DummyRegressor()], seed=-1), "'seed' parameter"),
+    (lambda: mb.Grid([regression_task(), mb.Task("c", X=np.zeros((4, 1)), y=[0, 1, 0, 1])],
+                     [DummyRegressor()]), "mixes regression and classification"),
+])
+def test_bad_grid_definitions(make, message):
+    with pytest.raises(mb.MpibenchError) as info:
+        make()
+    assert message in one_line(info)
+
+
+def test_empty_train_set_refused(tmp_path):
+    grid = mb.demo_grid()
+    grid.resamplings = {"tiny": mb.SameOtherSizesCV(sizes=3, ratio=0.1)}
+    with pytest.raises(mb.MpibenchError, match="empty train set") as info:
+        mb.create_project(tmp_path / "p", grid)
+    assert "more)" in one_line(info)
+    assert not (tmp_path / "p").exists()
+
+
+def test_classification_train_set_missing_a_class_refused(tmp_path):
+    person = np.repeat(["Alice", "Bob"], 20)
+    y = np.where(person == "Alice", "a", np.tile(["a", "b"], 20))
+    task = mb.Task("c", X=np.zeros((40, 1)), y=y, subset=person, stratum=person)
+    grid = mb.Grid([task], [DummyClassifier()])
+    with pytest.raises(mb.MpibenchError, match=r"lacks class\(es\) \['b'\]") as info:
+        mb.create_project(tmp_path / "p", grid)
+    assert "(test_subset=Bob, train=other)" in one_line(info)
+
+
+def test_splitter_that_needs_groups_gets_a_clear_error():
+    grid = mb.Grid([regression_task()], [DummyRegressor()], resamplings=[GroupKFold(3)])
+    with pytest.raises(mb.MpibenchError, match="failed on task 't'"):
+        grid.job_table()
+
+
+def test_sklearn_splitters_and_explicit_pairs():
+    task = regression_task(n=20, groups=np.arange(20) // 4)
+    pairs = [(np.arange(10), np.arange(10, 20)), (np.arange(10, 20), np.arange(10))]
+    grid = mb.Grid([task], [DummyRegressor()], resamplings={
+        "shuffle": ShuffleSplit(4, test_size=0.25), "groups": GroupKFold(5), "halves": pairs})
+    jobs = grid.job_table()
+    assert jobs.groupby("resampling").size().to_dict() == {"groups": 5, "halves": 2,
+                                                           "shuffle": 4}
+    # ShuffleSplit without random_state is seeded from the grid seed: reproducible
+    again = mb.Grid([task], [DummyRegressor()], resamplings=[ShuffleSplit(4, test_size=0.25)])
+    first = mb.Grid([task], [DummyRegressor()], resamplings=[ShuffleSplit(4, test_size=0.25)])
+    assert all(np.array_equal(a, b) for a, b in zip(
+        again.split_set(0, 0).test, first.split_set(0, 0).test, strict=True))
+
+
+def test_scorers_resolve_and_pickle():
+    from mpibench.scorers import resolve_scoring
+
+    def squared_error(y_true, y_pred):
+        return float(((y_true - y_pred) ** 2).mean())
+
+    scorers = resolve_scoring({"rmse": "rmse", "se": squared_error,
+                               "neg_mae": "neg_mean_absolute_error"})
+    assert [s.kind for s in scorers] == ["predict", "predict", "estimator"]
+    assert pickle.loads(pickle.dumps(scorers[0])).function()([1.0, 3.0], [1.0, 1.0]) == \
+        pytest.approx(np.sqrt(2))
+    with pytest.raises(mb.MpibenchError, match="needs a name"):
+        resolve_scoring([lambda a, b: 0.0])
