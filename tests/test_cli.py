@@ -1,0 +1,55 @@
+"""The command line: verbs call the library; bad input gets one line and exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+import mpibench as mb
+from mpibench.cli import main
+
+
+def test_demo_creates_the_project_and_is_idempotent(tmp_path, capsys):
+    assert main(["demo", str(tmp_path / "d")]) == 0
+    assert "mpiexec -n 4 mpibench run" in capsys.readouterr().out
+    assert main(["demo", str(tmp_path / "d")]) == 0
+    assert mb.GridFile(tmp_path / "d" / "grid.h5").attrs()["n_jobs"] == 72
+
+
+@pytest.mark.parametrize("argv", [
+    ["results", "{tmp}/nothing"],
+    ["status", "{tmp}/nothing"],
+])
+def test_missing_project_is_one_line_exit_2(argv, tmp_path, capsys):
+    code = main([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("mpibench: error: ") and err.count("\n") == 1
+
+
+def test_results_before_any_run_names_the_fix(demo_project, capsys):
+    assert main(["results", str(demo_project)]) == 2
+    assert "Run `mpibench run" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_folder_with_other_files(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "data.csv").write_text("1\n")
+    assert main(["demo", str(tmp_path / "x")]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "x" / "data.csv").read_text() == "1\n"
+
+
+def test_unknown_verb_and_bad_option_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["run", "p", "--order", "fastest"])
+    assert info.value.code == 2
+    assert "invalid choice: 'fastest'" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert mb.__version__ in capsys.readouterr().out
