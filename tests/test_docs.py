@@ -38,7 +38,7 @@ def test_readme_blocks_run_in_order(tmp_path, monkeypatch):
     ran = {"python": 0, "bash": 0}
     for language, code in readme_blocks():
         if language == "python":
-            exec(compile(code, str(README), "exec"), namespace)  # noqa: S102
+            exec(compile(code, str(README), "exec"), namespace)
             ran["python"] += 1
         elif language == "bash":
             for command in shell_commands(code):
