@@ -13,7 +13,8 @@ def _run(args: argparse.Namespace) -> int:
 
     return run(args.project, threads=args.threads, order=args.order,
                chunk_size=args.chunk_size, checkpoint_every=args.checkpoint_every,
-               progress_every=args.progress_every)
+               progress_every=args.progress_every, grace=args.grace,
+               max_attempts=args.max_attempts, repair=args.repair)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -64,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rewrite results.h5 this often during the run (default: 300)")
     run.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
                      help="progress line interval on stderr, 0 for none (default: 5)")
+    run.add_argument("--grace", type=float, default=20.0, metavar="SECONDS",
+                     help="after SIGTERM/SIGUSR1/SIGINT, how long splits in flight may finish "
+                          "(default: 20)")
+    run.add_argument("--max-attempts", type=int, default=2,
+                     help="runs a split may be in flight in when they die before it is "
+                          "recorded as crash (default: 2)")
+    run.add_argument("--repair", action="store_true",
+                     help="drop damaged journal records (those splits run again)")
     run.set_defaults(func=_run)
     demo = verbs.add_parser("demo", help="create the built-in example project")
     demo.add_argument("project", help="project folder to create")

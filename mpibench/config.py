@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 
 from .errors import MpibenchError
@@ -71,11 +72,18 @@ class InjectedFault(RuntimeError):
 
 
 def inject_fault(where: str, rank: int) -> None:
-    """Test hook: raise when ``MPIBENCH_FAULT`` is ``WHERE:RANK`` (e.g. ``worker:2``).
+    """Test hook: fail at ``where`` on ``rank`` when ``MPIBENCH_FAULT`` says so.
 
-    ``where`` is ``worker`` (the worker loop, after its first results) or
-    ``dispatcher`` (rank 0's loop, after its first request).
+    ``MPIBENCH_FAULT=WHERE:RANK`` raises :class:`InjectedFault`;
+    ``WHERE:RANK:kill`` sends this process SIGKILL. ``where`` is ``worker`` (the
+    worker loop, after its first results), ``dispatcher`` (rank 0's loop, after its
+    first request) or ``consolidate`` (after writing the temp results file, before
+    the rename).
     """
     spec = os.environ.get("MPIBENCH_FAULT", "")
-    if spec and spec == f"{where}:{rank}":
+    if not spec.startswith(f"{where}:{rank}"):
+        return
+    if spec == f"{where}:{rank}:kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if spec == f"{where}:{rank}":
         raise InjectedFault(f"MPIBENCH_FAULT={spec}")

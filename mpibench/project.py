@@ -15,8 +15,8 @@ from ._version import __version__
 from .errors import MpibenchError
 from .gridfile import GridFile, write_grid_file
 from .paths import ProjectPaths, replace_atomically
+from .storage import FINGERPRINT_PARTS
 
-FINGERPRINT_PARTS = ("data", "splits", "learners", "scorers", "seed")
 
 
 def _hash_array(digest: hashlib._Hash, values: object) -> None:

@@ -11,144 +11,22 @@ import sys
 import time
 import traceback
 
-import numpy as np
-
-from ._version import __version__
 from .config import check_launch, inject_fault, limit_threads, resolve_threads
+from .dispatcher import Dispatcher, GraceExpired, log
 from .errors import MpibenchError
 from .gridfile import GridFile
 from .paths import ProjectPaths
-from .progress import Progress, summary
-from .protocol import STOP, TAG_REPLY, TAG_REQUEST, Assignment, RankStats, WorkRequest
-from .scheduler import Scheduler
-from .storage import JOB_COLUMNS, ResultStore
+from .protocol import STOP, TAG_REPLY, TAG_REQUEST, RankStats, WorkRequest
+from .stopping import StopSignals
 from .transport import MPITransport
 from .worker import SplitRunner
 
 ABORT_DELAY = 0.5
 """Seconds between printing a fatal error and ``MPI_Abort``."""
-ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
 
 
 class PeerRefused(MpibenchError):
     """Rank 0 refused the run; raised on the other ranks, which print nothing."""
-
-
-class Dispatcher:
-    """Rank 0: schedules splits, collects results, writes ``results.h5``.
-
-    Parameters
-    ----------
-    paths : ProjectPaths
-        The project.
-    n_ranks : int
-        Size of the MPI job.
-    order : str
-        Dispatch order (see :class:`~mpibench.scheduler.Scheduler`).
-    chunk_size : int
-        Splits per assignment.
-    checkpoint_every : float
-        Seconds between rewrites of ``results.h5`` during the run.
-    progress_every : float
-        Seconds between progress lines (0: none).
-    """
-
-    def __init__(self, paths: ProjectPaths, n_ranks: int, *, order: str, chunk_size: int,
-                 checkpoint_every: float, progress_every: float, mpi_library: str) -> None:
-        if not paths.grid.exists():
-            raise MpibenchError(
-                f"No project at {paths.root} (missing {paths.grid.name}). Create it with "
-                "mpibench.create_project() or `mpibench demo PROJECT`."
-            )
-        self.paths = paths
-        self.grid_file = GridFile(paths.grid)
-        attrs = self.grid_file.attrs()
-        jobs = self.grid_file.job_table()
-        self.store = ResultStore(paths, jobs[list(JOB_COLUMNS)], self.grid_file.scorer_names(),
-                                 str(attrs["fingerprint"]))
-        todo = np.setdiff1d(jobs["job_id"].to_numpy(), self.store.done_ids())
-        self.scheduler = Scheduler(todo, jobs["n_train"].to_numpy()[todo], order=order,
-                                   chunk_size=chunk_size, seed=int(attrs["seed"]))
-        self._columns = {c: jobs[c].to_numpy().tolist() for c in ASSIGNMENT_COLUMNS}
-        self.n_total = len(jobs)
-        self.n_ranks = n_ranks
-        self.progress = Progress(len(todo), self.n_total, progress_every)
-        self.checkpoint_every = checkpoint_every
-        self._last_checkpoint = time.monotonic()
-        self.ranks: dict[int, RankStats] = {
-            0: RankStats(0, socket.gethostname(), os.getpid(), time.time())
-        }
-        self.mpi_library = mpi_library
-
-    def assignments(self, job_ids: list[int]) -> list[Assignment]:
-        """Everything a worker needs to run ``job_ids``."""
-        c = self._columns
-        return [Assignment(j, c["task_i"][j], c["learner_i"][j], c["resampling_i"][j],
-                           c["split_i"][j], c["random_state"][j]) for j in job_ids]
-
-    def handle(self, request: WorkRequest) -> list[Assignment] | None:
-        """Record a worker's results and choose its next assignments (``STOP``: none)."""
-        if request.results:
-            self.store.add(request.results)
-            self.progress.add(request.results)
-            self.scheduler.complete(request.rank, [r.job_id for r in request.results])
-        if request.stats is not None:
-            self.ranks[request.rank] = request.stats
-        chunk = self.scheduler.next_chunk(request.rank)
-        return self.assignments(chunk) if chunk else STOP
-
-    def tick(self) -> None:
-        """Periodic duties between messages: progress line and checkpoint."""
-        self.progress.maybe_print()
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_every:
-            self.checkpoint(complete=False)
-
-    def checkpoint(self, complete: bool) -> None:
-        """Rewrite ``results.h5`` atomically with everything recorded so far."""
-        self._last_checkpoint = time.monotonic()
-        self.ranks[0].end_time = time.time()
-        self.store.write(sorted(self.ranks.values(), key=lambda r: r.rank), {
-            "complete": complete, "mpibench_version": __version__,
-            "mpi_library": self.mpi_library, "n_ranks": self.n_ranks,
-        })
-
-    def serve(self, transport: MPITransport) -> None:
-        """Answer worker requests until every worker has been told to stop."""
-        active = transport.size - 1
-        while active:
-            request, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick)
-            reply = self.handle(request)
-            transport.send(reply, source, TAG_REPLY)
-            if reply is STOP:
-                active -= 1
-            inject_fault("dispatcher", 0)
-            self.tick()
-
-    def run_serially(self, runner: SplitRunner) -> None:
-        """One process: run every split here, in dispatch order."""
-        stats = self.ranks[0]
-        while True:
-            chunk = self.scheduler.next_chunk(0)
-            if not chunk:
-                return
-            results = [runner.run(job) for job in self.assignments(chunk)]
-            stats.n_splits += len(results)
-            stats.busy_seconds += sum(r.end_time - r.start_time for r in results)
-            self.store.add(results)
-            self.progress.add(results)
-            self.scheduler.complete(0, chunk)
-            self.tick()
-
-    def finish(self) -> int:
-        """Final write and summary; exit code 0 when every split has a result."""
-        n_done = len(self.store.done_ids())
-        complete = n_done == self.n_total
-        self.checkpoint(complete=complete)
-        wall = time.monotonic() - self.progress.start
-        print(summary(self.store.new_results(), sorted(self.ranks.values(), key=lambda r: r.rank),
-                      self.n_total, n_done, wall), file=sys.stderr, flush=True)
-        print(f"[mpibench] results: {self.paths.results}", file=sys.stderr, flush=True)
-        return 0 if complete else 3
 
 
 def work(transport: MPITransport, runner: SplitRunner) -> None:
@@ -170,12 +48,13 @@ def work(transport: MPITransport, runner: SplitRunner) -> None:
 def run(
     project: str | os.PathLike, *, threads: int | None = None, order: str = "lpt",
     chunk_size: int = 1, checkpoint_every: float = 300.0, progress_every: float = 5.0,
-    comm: object = None,
+    grace: float = 20.0, max_attempts: int = 2, repair: bool = False, comm: object = None,
 ) -> int:
     """Run every split of a project that has no result yet.
 
     Call it from every rank of an MPI job (``mpiexec -n 8 mpibench run PROJECT`` does);
-    in a single process it runs serially and gives the same results.
+    in a single process it runs serially and gives the same results. SIGTERM, SIGUSR1
+    and SIGINT stop it cleanly (exit code 3); rerunning resumes.
 
     Parameters
     ----------
@@ -191,19 +70,35 @@ def run(
         Seconds between rewrites of ``results.h5`` during the run.
     progress_every : float, default=5.0
         Seconds between progress lines on stderr (0: none).
+    grace : float, default=20.0
+        Seconds the splits in flight get to finish after a stop signal.
+    max_attempts : int, default=2
+        Runs a split may be in flight in when they die before it is recorded ``crash``.
+    repair : bool, default=False
+        Drop damaged journal records (those splits run again) instead of refusing.
     comm : mpi4py.MPI.Comm, optional
         Communicator (default ``COMM_WORLD``).
 
     Returns
     -------
     int
-        0 when every split has a result (failed splits are results), 3 when some remain.
+        0 when every split has a result (failed splits are results), 3 when stopped
+        early (resumable).
+
+    Examples
+    --------
+    >>> import tempfile, mpibench
+    >>> project = mpibench.create_demo(tempfile.mkdtemp() + "/demo")
+    >>> mpibench.run(project, progress_every=0)
+    0
     """
     from mpi4py import MPI
 
     comm = comm if comm is not None else MPI.COMM_WORLD
     transport = MPITransport(comm)
     check_launch(transport.size)
+    if max_attempts < 1:
+        raise MpibenchError(f"--max-attempts must be >= 1. Got {max_attempts} instead.")
     threads = resolve_threads(threads)
     paths = ProjectPaths(project)
     dispatcher, error = None, None
@@ -211,7 +106,8 @@ def run(
         try:
             dispatcher = Dispatcher(
                 paths, transport.size, order=order, chunk_size=chunk_size,
-                checkpoint_every=checkpoint_every, progress_every=progress_every,
+                checkpoint_every=checkpoint_every, progress_every=progress_every, grace=grace,
+                max_attempts=max_attempts, repair=repair,
                 mpi_library=MPI.Get_library_version().splitlines()[0].strip(),
             )
         except MpibenchError as exc:
@@ -219,19 +115,29 @@ def run(
     error = comm.bcast(error, root=0) if transport.size > 1 else error
     if error is not None:
         raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
+    signals = dispatcher.signals if dispatcher is not None else StopSignals()
+    signals.install()
     try:
         limit_threads(threads)
         return _run_role(transport, dispatcher, paths, threads)
     except Exception:
         if transport.size == 1:
             raise
-        sys.stderr.write(f"[mpibench] rank {transport.rank} of {transport.size} on "
-                         f"{socket.gethostname()} failed; aborting the job:\n"
-                         f"{traceback.format_exc()}")
-        sys.stderr.flush()
-        time.sleep(ABORT_DELAY)  # let the launcher forward stderr before the job is torn down
-        transport.abort(1)
+        _abort(transport, f"rank {transport.rank} of {transport.size} on "
+                          f"{socket.gethostname()} failed; aborting the job:\n"
+                          f"{traceback.format_exc()}", 1)
         raise
+    finally:
+        signals.restore()
+        if dispatcher is not None:
+            dispatcher.close()
+
+
+def _abort(transport: MPITransport, message: str, code: int) -> None:
+    sys.stderr.write(f"[mpibench] {message}")
+    sys.stderr.flush()
+    time.sleep(ABORT_DELAY)  # let the launcher forward stderr before the job is torn down
+    transport.abort(code)
 
 
 def _run_role(transport: MPITransport, dispatcher: Dispatcher | None, paths: ProjectPaths,
@@ -239,8 +145,18 @@ def _run_role(transport: MPITransport, dispatcher: Dispatcher | None, paths: Pro
     if dispatcher is None:
         work(transport, SplitRunner(GridFile(paths.grid), transport.rank, threads))
         return 0
-    if transport.size == 1:
-        dispatcher.run_serially(SplitRunner(GridFile(paths.grid), 0, threads))
-    else:
-        dispatcher.serve(transport)
+    runner = SplitRunner(GridFile(paths.grid), 0, threads) if transport.size == 1 else None
+    try:
+        if runner is not None:
+            dispatcher.run_serially(runner)
+        else:
+            dispatcher.serve(transport)
+    except GraceExpired:
+        code = dispatcher.finish()
+        log(f"{dispatcher.scheduler.n_in_flight} split(s) still running after the grace "
+            "period; ending the job.")
+        dispatcher.close()
+        if transport.size > 1:
+            _abort(transport, "", code)
+        return code
     return dispatcher.finish()

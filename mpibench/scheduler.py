@@ -70,11 +70,20 @@ class Scheduler:
     @property
     def finished(self) -> bool:
         """True when nothing is pending and nothing is in flight."""
-        return not self._pending and not any(self._held.values())
+        return not self._pending and self.n_in_flight == 0
 
     def in_flight(self, rank: int) -> list[int]:
         """Jobs handed to ``rank`` and not yet completed, sorted."""
         return sorted(self._held.get(rank, ()))
+
+    def peek(self) -> int | None:
+        """The job id that would go out next, or None."""
+        return self._pending[0] if self._pending else None
+
+    @property
+    def n_in_flight(self) -> int:
+        """Jobs handed out and not completed, over all ranks."""
+        return sum(len(held) for held in self._held.values())
 
     def next_chunk(self, rank: int) -> list[int]:
         """Up to ``chunk_size`` job ids for ``rank``; empty when none is pending."""

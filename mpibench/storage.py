@@ -11,16 +11,22 @@ Layout (plain datasets and attributes, no pickles)::
 from __future__ import annotations
 
 import os
+import time
+from collections import Counter
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from .config import inject_fault
 from .errors import MpibenchError
 from .gridfile import SCHEMA_VERSION, read_column, write_column
+from .journal import JournalWriter, read_journal
 from .paths import ProjectPaths, replace_atomically
 from .protocol import RankStats, SplitResult
+
+FINGERPRINT_PARTS = ("data", "splits", "learners", "scorers", "seed")
 
 JOB_COLUMNS = (
     "job_id", "task", "learner", "resampling", "iteration", "test_fold", "test_subset",
@@ -57,8 +63,20 @@ def results_to_frame(results: list[SplitResult], scorer_names: list[str]) -> pd.
     return frame
 
 
+def results_from_frame(frame: pd.DataFrame, scorer_names: list[str]) -> list[SplitResult]:
+    """Rows of ``/splits`` back into result objects (to seed a journal)."""
+    columns = ["job_id", *STATUS_COLUMNS, *RUN_COLUMNS]
+    records = frame[columns].to_dict("records")
+    scores = frame[list(scorer_names)].to_numpy(dtype=np.float64).tolist()
+    return [
+        SplitResult(scores=tuple(s), **{k: (v.item() if isinstance(v, np.generic) else v)
+                                        for k, v in record.items()})
+        for record, s in zip(records, scores, strict=True)
+    ]
+
+
 class ResultStore:
-    """Rank 0's record of finished splits, and the writer of ``results.h5``.
+    """Rank 0's record of finished splits: the journal, and ``results.h5`` built from it.
 
     Parameters
     ----------
@@ -68,63 +86,81 @@ class ResultStore:
         Job table (``JOB_COLUMNS``), indexed by position = job id.
     scorer_names : list of str
         Score columns, in order.
-    fingerprint : str
-        The project's fingerprint; an existing ``results.h5`` must carry the same.
+    grid_attrs : dict
+        Root attributes of ``grid.h5`` (``fingerprint`` and ``fingerprint_<part>``).
+    repair : bool, default=False
+        Drop damaged journal records instead of refusing.
     """
 
     def __init__(self, paths: ProjectPaths, jobs: pd.DataFrame, scorer_names: list[str],
-                 fingerprint: str) -> None:
+                 grid_attrs: dict, *, repair: bool = False) -> None:
         self.paths = paths
         self.jobs = jobs
         self.scorer_names = list(scorer_names)
-        self.fingerprint = fingerprint
-        self._new: list[SplitResult] = []
-        self._previous = self._load_previous()
+        self.fingerprint = str(grid_attrs["fingerprint"])
+        self.parts = {k: str(grid_attrs[f"fingerprint_{k}"]) for k in FINGERPRINT_PARTS}
+        self._results: list[SplitResult] = []
+        self.started: Counter = Counter()
+        seed = self._read_previous(repair)
+        self.n_previous = len(self._results)
+        self.journal = JournalWriter(paths.journal, {"fingerprint": self.fingerprint,
+                                                    "parts": self.parts,
+                                                    "created": time.time()})
+        if seed:
+            self.journal.append_results(seed)
+            self.journal.commit()
 
-    def _load_previous(self) -> pd.DataFrame | None:
+    def _read_previous(self, repair: bool) -> list[SplitResult]:
+        """Load the journal; without one, adopt the rows of an existing results.h5."""
+        if self.paths.journal.exists():
+            contents = read_journal(self.paths.journal, self.parts, repair=repair)
+            self._results, self.started = contents.results, contents.started
+            return []
         if not self.paths.results.exists():
-            return None
-        attrs = read_attrs(self.paths.results)
-        if attrs.get("fingerprint") != self.fingerprint:
+            return []
+        if read_attrs(self.paths.results).get("fingerprint") != self.fingerprint:
             raise MpibenchError(
                 f"{self.paths.results} was written for a different grid (fingerprint "
                 "mismatch). Move it away to start over; it is left untouched."
             )
-        return read_results(self.paths.root, categorical=False)
+        self._results = results_from_frame(read_results(self.paths.root, categorical=False),
+                                           self.scorer_names)
+        return list(self._results)
 
     def done_ids(self) -> np.ndarray:
         """Job ids with a recorded result (previous runs and this one)."""
-        ids = [np.fromiter((r.job_id for r in self._new), np.int64, len(self._new))]
-        if self._previous is not None:
-            ids.append(self._previous["job_id"].to_numpy(dtype=np.int64))
-        return np.concatenate(ids)
+        return np.fromiter((r.job_id for r in self._results), np.int64, len(self._results))
 
     def add(self, results: list[SplitResult]) -> None:
-        """Record finished splits."""
-        self._new.extend(results)
+        """Journal finished splits (fsynced by the next group commit)."""
+        self.journal.append_results(results)
+        self._results.extend(results)
 
-    @property
-    def n_new(self) -> int:
-        """Results recorded by this run."""
-        return len(self._new)
+    def mark_started(self, job_ids: list[int]) -> None:
+        """Journal that these splits were handed out (for attempt counting)."""
+        self.journal.append({"t": "s", "jobs": [int(j) for j in job_ids]})
+
+    def all_results(self) -> list[SplitResult]:
+        """Every recorded result, previous runs first."""
+        return list(self._results)
 
     def new_results(self) -> list[SplitResult]:
         """Results recorded by this run, in arrival order."""
-        return list(self._new)
+        return self._results[self.n_previous:]
 
     def frame(self) -> pd.DataFrame:
-        """All rows (previous runs and this one), sorted by job id."""
-        fresh = results_to_frame(self._new, self.scorer_names)
+        """All rows (previous runs and this one), one per job id, sorted by job id."""
+        fresh = results_to_frame(self._results, self.scorer_names)
+        fresh = fresh.drop_duplicates("job_id", keep="last")
         meta = self.jobs.iloc[fresh["job_id"].to_numpy()][list(JOB_COLUMNS[1:])]
-        fresh = pd.concat([fresh[["job_id"]], meta.reset_index(drop=True),
-                           fresh.drop(columns="job_id")], axis=1)
-        frames = [fresh] if self._previous is None else [self._previous, fresh]
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else fresh
+        frame = pd.concat([fresh[["job_id"]].reset_index(drop=True),
+                           meta.reset_index(drop=True),
+                           fresh.drop(columns="job_id").reset_index(drop=True)], axis=1)
         return frame[result_columns(self.scorer_names)].sort_values("job_id",
                                                                     ignore_index=True)
 
     def write(self, ranks: list[RankStats], attrs: dict) -> Path:
-        """Replace ``results.h5`` atomically with every row so far.
+        """Commit the journal, then replace ``results.h5`` atomically with every row.
 
         Parameters
         ----------
@@ -133,6 +169,7 @@ class ResultStore:
         attrs : dict
             Extra root attributes (``complete``, ``n_ranks``, ``mpi_library``, ...).
         """
+        self.journal.commit()
         frame = self.frame()
         target = self.paths.results
         tmp = self.paths.temporary(target)
@@ -142,18 +179,24 @@ class ResultStore:
                     "fingerprint": self.fingerprint, "n_total": len(self.jobs),
                     "n_done": len(frame), "schema_version": SCHEMA_VERSION, **attrs,
                 })
-                splits = h5.create_group("splits")
-                splits.attrs["order"] = list(frame.columns)
-                for column in frame.columns:
-                    write_column(splits, column, frame[column].to_numpy())
-                table = h5.create_group("ranks")
-                table.attrs["order"] = list(RANK_COLUMNS)
-                for column in RANK_COLUMNS:
-                    write_column(table, column, [getattr(r, column) for r in ranks])
+                _write_table(h5.create_group("splits"), frame)
+                _write_table(h5.create_group("ranks"), pd.DataFrame(
+                    {c: [getattr(r, c) for r in ranks] for c in RANK_COLUMNS}))
+            inject_fault("consolidate", 0)
             replace_atomically(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         return target
+
+    def close(self) -> None:
+        """Commit and close the journal."""
+        self.journal.close()
+
+
+def _write_table(group: h5py.Group, frame: pd.DataFrame) -> None:
+    group.attrs["order"] = [str(c) for c in frame.columns]
+    for column in frame.columns:
+        write_column(group, column, frame[column].to_numpy())
 
 
 def _results_path(path: str | os.PathLike) -> Path:

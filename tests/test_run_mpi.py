@@ -117,10 +117,11 @@ def test_missing_project_exit_2_one_line(tmp_path):
     assert len(lines) == 1 and "No project at" in lines[0], done.stderr
 
 
-def test_resume_computes_only_missing_splits(tmp_path, serial_demo):
+def test_resume_from_results_h5_without_journal(tmp_path, serial_demo):
     path = mb.create_demo(tmp_path / "demo")
     check_ok(run_mpibench(3, "run", path))
-    # keep 30 of 72 rows, as if the run had been stopped there
+    # keep 30 of 72 rows and no journal: the results file is adopted as the record
+    (path / "results.journal").unlink()
     with h5py.File(path / "results.h5", "r+") as h5:
         for name in list(h5["splits"]):
             data = h5["splits"][name][:30]

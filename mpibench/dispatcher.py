@@ -1,0 +1,216 @@
+"""Rank 0: hands out splits, journals results, stops cleanly, writes ``results.h5``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+
+from ._version import __version__
+from .config import inject_fault
+from .errors import MpibenchError
+from .gridfile import GridFile
+from .lock import ProjectLock
+from .paths import ProjectPaths
+from .progress import Progress, summary
+from .protocol import STOP, TAG_REPLY, TAG_REQUEST, Assignment, RankStats, SplitResult, WorkRequest
+from .scheduler import Scheduler
+from .stopping import CostModel, Deadline, StopSignals
+from .storage import JOB_COLUMNS, ResultStore
+from .transport import MPITransport
+from .worker import SplitRunner
+
+ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
+
+
+class GraceExpired(Exception):
+    """Splits were still running when the stop grace period ended."""
+
+
+def log(message: str) -> None:
+    """One ``[mpibench]`` line on stderr."""
+    print(f"[mpibench] {message}", file=sys.stderr, flush=True)
+
+
+class Dispatcher:
+    """Rank 0's state for one run.
+
+    Parameters
+    ----------
+    paths : ProjectPaths
+        The project.
+    n_ranks : int
+        Size of the MPI job.
+    options : dict
+        ``order``, ``chunk_size``, ``checkpoint_every`` (seconds), ``progress_every``
+        (seconds), ``grace`` (seconds), ``max_attempts``, ``repair``, ``mpi_library``.
+    """
+
+    def __init__(self, paths: ProjectPaths, n_ranks: int, **options: object) -> None:
+        if not paths.grid.exists():
+            raise MpibenchError(
+                f"No project at {paths.root} (missing {paths.grid.name}). Create it with "
+                "mpibench.create_project() or `mpibench demo PROJECT`."
+            )
+        self.paths, self.n_ranks, self.options = paths, n_ranks, options
+        self.lock = ProjectLock(paths.lock)
+        self.lock.acquire()
+        try:
+            self._load()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _load(self) -> None:
+        grid_file = GridFile(self.paths.grid)
+        attrs = grid_file.attrs()
+        jobs = grid_file.job_table()
+        self.store = ResultStore(self.paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(),
+                                 attrs, repair=bool(self.options.get("repair", False)))
+        self.n_total = len(jobs)
+        self._columns = {c: jobs[c].to_numpy().tolist() for c in ASSIGNMENT_COLUMNS}
+        self.ranks = {0: RankStats(0, socket.gethostname(), os.getpid(), time.time())}
+        self._retire_exhausted(jobs)
+        todo = np.setdiff1d(jobs["job_id"].to_numpy(), self.store.done_ids())
+        self.scheduler = Scheduler(
+            todo, jobs["n_train"].to_numpy()[todo], order=str(self.options["order"]),
+            chunk_size=int(self.options["chunk_size"]), seed=int(attrs["seed"]))
+        self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy())
+        self.costs.add(self.store.all_results())
+        self.deadline = Deadline()
+        self.signals = StopSignals()
+        self.progress = Progress(len(todo), self.n_total, float(self.options["progress_every"]))
+        self.stop_reason: str | None = None
+        self._stop_started = 0.0
+        self._last_checkpoint = time.monotonic()
+
+    def _retire_exhausted(self, jobs: object) -> None:
+        """Record as ``crash`` the splits in flight in ``max_attempts`` runs that died."""
+        limit = int(self.options["max_attempts"])
+        done = set(self.store.done_ids().tolist())
+        exhausted = [j for j, n in self.store.started.items() if n >= limit and j not in done]
+        if not exhausted:
+            return
+        now, n_scores = time.time(), len(self.store.scorer_names)
+        self.store.add([SplitResult(
+            job_id=j, status="crash", scores=(float("nan"),) * n_scores,
+            error=f"in flight when {self.store.started[j]} runs died; not retried "
+                  f"(--max-attempts {limit})",
+            rank=0, host=self.ranks[0].host, pid=self.ranks[0].pid, start_time=now,
+            end_time=now, fit_seconds=0.0, predict_seconds=0.0, score_seconds=0.0,
+            max_rss_bytes=0, threads=0, attempt=self.store.started[j],
+        ) for j in sorted(exhausted)])
+        log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
+
+    def assignments(self, job_ids: list[int]) -> list[Assignment]:
+        """Everything a worker needs to run ``job_ids`` (and journal the hand-out)."""
+        self.store.mark_started(job_ids)
+        c, started = self._columns, self.store.started
+        return [Assignment(j, c["task_i"][j], c["learner_i"][j], c["resampling_i"][j],
+                           c["split_i"][j], c["random_state"][j], started[j] + 1)
+                for j in job_ids]
+
+    def record(self, rank: int, results: list[SplitResult]) -> None:
+        """Journal finished splits and update counters."""
+        if results:
+            self.store.add(results)
+            self.progress.add(results)
+            self.costs.add(results)
+            self.scheduler.complete(rank, [r.job_id for r in results])
+
+    def next_assignments(self, rank: int) -> list[Assignment] | None:
+        """The next chunk for ``rank``, or ``STOP`` (stopping, time limit, or no work)."""
+        if self.stop_reason is None:
+            upcoming = self.scheduler.peek()
+            if upcoming is not None and not self.deadline.allows(self.costs.expected(upcoming)):
+                self.begin_stop("SLURM_JOB_END_TIME is near")
+        if self.stop_reason is not None:
+            return STOP
+        chunk = self.scheduler.next_chunk(rank)
+        return self.assignments(chunk) if chunk else STOP
+
+    def handle(self, request: WorkRequest) -> list[Assignment] | None:
+        """Answer one worker request."""
+        self.record(request.rank, request.results)
+        if request.stats is not None:
+            self.ranks[request.rank] = request.stats
+        return self.next_assignments(request.rank)
+
+    def begin_stop(self, reason: str) -> None:
+        """Stop handing out splits; the ones in flight get ``grace`` seconds."""
+        if self.stop_reason is None:
+            self.stop_reason, self._stop_started = reason, time.monotonic()
+            log(f"{reason}: starting no new splits; waiting up to "
+                f"{self.options['grace']:g}s for {self.scheduler.n_in_flight} in flight")
+
+    def tick(self) -> None:
+        """Periodic duties: stop signals, group commit, progress line, checkpoint."""
+        if self.signals.received and self.stop_reason is None:
+            self.begin_stop(f"received {self.signals.received}")
+        if self.store.journal.commit_due:
+            self.store.journal.commit()
+        self.progress.maybe_print()
+        if time.monotonic() - self._last_checkpoint >= float(self.options["checkpoint_every"]):
+            self.checkpoint(complete=False)
+        if self.stop_reason is not None and self.scheduler.n_in_flight:
+            waited = time.monotonic() - self._stop_started
+            if waited >= min(float(self.options["grace"]), self.deadline.seconds_left() + 25):
+                raise GraceExpired
+
+    def checkpoint(self, complete: bool) -> None:
+        """Commit the journal and rewrite ``results.h5`` atomically."""
+        self._last_checkpoint = time.monotonic()
+        self.ranks[0].end_time = time.time()
+        self.store.write(sorted(self.ranks.values(), key=lambda r: r.rank), {
+            "complete": complete, "mpibench_version": __version__,
+            "mpi_library": str(self.options["mpi_library"]), "n_ranks": self.n_ranks,
+        })
+
+    def serve(self, transport: MPITransport) -> None:
+        """Answer worker requests until every worker has been told to stop."""
+        active = transport.size - 1
+        while active:
+            request, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick)
+            reply = self.handle(request)
+            transport.send(reply, source, TAG_REPLY)
+            if reply is STOP:
+                active -= 1
+            inject_fault("dispatcher", 0)
+            self.tick()
+
+    def run_serially(self, runner: SplitRunner) -> None:
+        """One process: run every split here, in dispatch order, until done or stopped."""
+        stats = self.ranks[0]
+        while True:
+            self.tick()
+            chunk = self.next_assignments(0)
+            if chunk is STOP:
+                return
+            results = [runner.run(job) for job in chunk]
+            stats.n_splits += len(results)
+            stats.busy_seconds += sum(r.end_time - r.start_time for r in results)
+            self.record(0, results)
+
+    def finish(self) -> int:
+        """Final commit, consolidation and summary; 0 if complete, 3 if resumable."""
+        n_done = len(np.unique(self.store.done_ids()))
+        complete = n_done == self.n_total
+        self.checkpoint(complete=complete)
+        self.store.close()
+        wall = time.monotonic() - self.progress.start
+        ranks = sorted(self.ranks.values(), key=lambda r: r.rank)
+        log(summary(self.store.new_results(), ranks, self.n_total, n_done, wall)
+            .removeprefix("[mpibench] "))
+        log(f"results: {self.paths.results}")
+        if not complete:
+            log(f"stopped early ({self.stop_reason or 'unfinished splits'}); "
+                f"{self.n_total - n_done} split(s) left. Rerun the same command to resume.")
+        return 0 if complete else 3
+
+    def close(self) -> None:
+        """Release the lock and signal handlers (always, even after a failure)."""
+        self.signals.restore()
+        self.lock.release()

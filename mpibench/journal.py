@@ -1,0 +1,259 @@
+"""``results.journal``: the append-only, checksummed record of a project's runs.
+
+Format: the line ``MPIBENCH-JOURNAL 1\\n``, then records, each a little-endian
+``uint32`` payload length, a ``uint32`` CRC-32 of the payload, and the payload: one
+JSON object. The first record is the header (the grid's fingerprint); then ``"t":
+"s"`` records list job ids handed out (with their attempt) and ``"t": "r"`` records
+hold one finished split each. Records reach the file with one ``write`` each (a killed
+process loses none) and are fsynced in groups (a machine crash loses at most the
+last group). ``strings results.journal`` shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+import warnings
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import MpibenchError
+from .paths import fsync_directory, replace_atomically
+from .protocol import SplitResult
+
+MAGIC = b"MPIBENCH-JOURNAL 1\n"
+HEAD = struct.Struct("<II")
+COMMIT_RECORDS = 64
+"""Group commit: fsync after this many records ..."""
+COMMIT_SECONDS = 1.0
+"""... or when the oldest unsynced record is this old (seconds)."""
+_RECORD_START = b'{"t": '
+
+
+class JournalCorrupt(MpibenchError):
+    """A damaged record in the middle of the journal."""
+
+
+def encode(payload: dict) -> bytes:
+    """One record: length, CRC-32, JSON payload."""
+    body = json.dumps(payload, separators=(", ", ": ")).encode()
+    return HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def result_record(result: SplitResult) -> dict:
+    """Journal payload of a finished split."""
+    return {"t": "r", **asdict(result)}
+
+
+def result_from_record(record: dict) -> SplitResult:
+    """Inverse of :func:`result_record`."""
+    fields = {k: v for k, v in record.items() if k != "t"}
+    fields["scores"] = tuple(float(s) for s in fields["scores"])
+    return SplitResult(**fields)
+
+
+@dataclass
+class JournalContents:
+    """What a journal holds: header, finished splits, hand-out counts, damage found."""
+
+    header: dict | None = None
+    results: list[SplitResult] = field(default_factory=list)
+    started: Counter = field(default_factory=Counter)
+    torn_at: int | None = None
+    damaged: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _valid_record(data: bytes, pos: int) -> tuple[dict, int] | None:
+    if pos + HEAD.size > len(data):
+        return None
+    length, crc = HEAD.unpack_from(data, pos)
+    end = pos + HEAD.size + length
+    if end > len(data):
+        return None
+    body = data[pos + HEAD.size:end]
+    if zlib.crc32(body) != crc:
+        return None
+    try:
+        return json.loads(body), end
+    except ValueError:
+        return None
+
+
+def _next_valid(data: bytes, pos: int) -> int | None:
+    """Offset of the next intact record after ``pos``, or None."""
+    search = pos + 1
+    while True:
+        found = data.find(_RECORD_START, search + HEAD.size)
+        if found < 0:
+            return None
+        if _valid_record(data, found - HEAD.size) is not None:
+            return found - HEAD.size
+        search = found - HEAD.size + 1
+
+
+def parse(data: bytes) -> JournalContents:
+    """Parse journal bytes; damage is reported in the result, not raised."""
+    contents = JournalContents()
+    if not data.startswith(MAGIC):
+        raise MpibenchError(
+            "results.journal does not start with the mpibench journal header. "
+            "Move it away if it is not from mpibench."
+        )
+    pos = len(MAGIC)
+    while pos < len(data):
+        parsed = _valid_record(data, pos)
+        if parsed is None:
+            resume = _next_valid(data, pos)
+            if resume is None:
+                contents.torn_at = pos
+                break
+            contents.damaged.append((pos, resume))
+            pos = resume
+            continue
+        record, pos = parsed
+        _apply(contents, record)
+    return contents
+
+
+def _apply(contents: JournalContents, record: dict) -> None:
+    kind = record.get("t")
+    if kind == "r":
+        contents.results.append(result_from_record(record))
+    elif kind == "s":
+        contents.started.update(record["jobs"])
+    elif kind == "header" and contents.header is None:
+        contents.header = record
+
+
+def changed_parts(header: dict | None, parts: dict[str, str]) -> list[str]:
+    """Fingerprint parts that differ between a journal header and a grid."""
+    if header is None:
+        return []
+    stored = header.get("parts", {})
+    return [k for k in parts if stored.get(k) != parts[k]]
+
+
+def read_journal(path: Path, parts: dict[str, str], *, repair: bool = False) -> JournalContents:
+    """Read a journal written for the grid with fingerprint ``parts``.
+
+    A torn last record (a killed writer) is truncated with a warning.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The journal.
+    parts : dict
+        The grid's fingerprint parts; a journal of another grid is refused before
+        anything is modified.
+    repair : bool, default=False
+        Drop damaged records in the middle (their splits run again) instead of
+        refusing.
+
+    Raises
+    ------
+    MpibenchError
+        The journal belongs to another grid.
+    JournalCorrupt
+        Damaged records in the middle and ``repair`` is False.
+    """
+    data = path.read_bytes()
+    contents = parse(data)
+    changed = changed_parts(contents.header, parts)
+    if changed:
+        raise MpibenchError(
+            f"{path} was written for a different grid (changed: {', '.join(changed)}). "
+            "Run the old grid's project, or move the journal and results.h5 away to start "
+            "over; both are left untouched."
+        )
+    if contents.damaged and not repair:
+        first = contents.damaged[0][0]
+        raise JournalCorrupt(
+            f"{path} has {len(contents.damaged)} damaged record(s) in the middle (first at "
+            f"byte {first}). Rerun with --repair to drop them (those splits run again)."
+        )
+    if contents.damaged:
+        _rewrite_without_damage(path, data, contents)
+        return read_journal(path, parts)
+    if contents.torn_at is not None:
+        with open(path, "r+b") as handle:
+            handle.truncate(contents.torn_at)
+            os.fsync(handle.fileno())
+        warnings.warn(
+            f"{path}: truncated a torn last record ({len(data) - contents.torn_at} bytes at "
+            f"byte {contents.torn_at}) left by a killed run.", stacklevel=2)
+    return contents
+
+
+def _rewrite_without_damage(path: Path, data: bytes, contents: JournalContents) -> None:
+    starts = [start for start, _ in contents.damaged]
+    kept = bytearray(data[:starts[0]])
+    for (_, resume), next_start in zip(contents.damaged, [*starts[1:], contents.torn_at],
+                                       strict=True):
+        kept += data[resume:next_start]
+    tmp = path.with_name(f".{path.name}.repair.tmp")
+    tmp.write_bytes(bytes(kept))
+    replace_atomically(tmp, path)
+    warnings.warn(f"Repaired {path}: dropped {len(contents.damaged)} damaged record(s); "
+                  "their splits run again.", stacklevel=3)
+
+
+class JournalWriter:
+    """Appends records with one ``write`` each and fsyncs them in groups.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The journal (created with ``header`` when missing).
+    header : dict
+        Written as the first record of a new journal.
+    """
+
+    def __init__(self, path: Path, header: dict) -> None:
+        self.path = path
+        fresh = not path.exists()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._unsynced = 0
+        self._oldest = 0.0
+        if fresh:
+            os.write(self._fd, MAGIC + encode({"t": "header", **header}))
+            os.fsync(self._fd)
+            fsync_directory(path.parent)
+
+    def append(self, payload: dict) -> None:
+        """Write one record now (no fsync)."""
+        os.write(self._fd, encode(payload))
+        if not self._unsynced:
+            self._oldest = time.monotonic()
+        self._unsynced += 1
+
+    def append_results(self, results: list[SplitResult]) -> None:
+        """One record per finished split, written in one system call."""
+        if not results:
+            return
+        os.write(self._fd, b"".join(encode(result_record(r)) for r in results))
+        if not self._unsynced:
+            self._oldest = time.monotonic()
+        self._unsynced += len(results)
+
+    @property
+    def commit_due(self) -> bool:
+        """True when the group commit should happen now."""
+        return self._unsynced >= COMMIT_RECORDS or (
+            self._unsynced > 0 and time.monotonic() - self._oldest >= COMMIT_SECONDS)
+
+    def commit(self) -> int:
+        """fsync what was appended; returns how many records that made durable."""
+        committed = self._unsynced
+        if committed:
+            os.fsync(self._fd)
+            self._unsynced = 0
+        return committed
+
+    def close(self) -> None:
+        """Commit and close."""
+        self.commit()
+        os.close(self._fd)
