@@ -18,7 +18,6 @@ from .paths import ProjectPaths, replace_atomically
 from .storage import FINGERPRINT_PARTS
 
 
-
 def _hash_array(digest: hashlib._Hash, values: object) -> None:
     if values is None:
         digest.update(b"<none>")
