@@ -81,7 +81,7 @@ class Dispatcher:
         self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy())
         self.costs.add(self.store.all_results())
         self.deadline = Deadline()
-        self.signals = StopSignals()
+        self.signals = self.options.get("signals") or StopSignals()
         self.progress = Progress(len(todo), self.n_total, float(self.options["progress_every"]))
         self.stop_reason: str | None = None
         self._stop_started = 0.0
@@ -211,6 +211,5 @@ class Dispatcher:
         return 0 if complete else 3
 
     def close(self) -> None:
-        """Release the lock and signal handlers (always, even after a failure)."""
-        self.signals.restore()
+        """Release the lock (always, even after a failure)."""
         self.lock.release()

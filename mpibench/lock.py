@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -18,13 +20,18 @@ from .errors import MpibenchError
 
 
 def _alive(pid: int) -> bool:
+    """True if ``pid`` runs on this host (a zombie, killed but not reaped, is dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def describe_holder(info: dict) -> str:
@@ -32,6 +39,21 @@ def describe_holder(info: dict) -> str:
     job = f" (SLURM job {info['slurm_job_id']})" if info.get("slurm_job_id") else ""
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("start_time", 0)))
     return f"{info.get('host')} pid {info.get('pid')}{job} since {since}"
+
+
+def _slurm_job_running(job_id: str) -> bool:
+    """True unless squeue says the job is not running (True when it cannot tell)."""
+    squeue = shutil.which("squeue")
+    if squeue is None:
+        return True
+    try:
+        done = subprocess.run([squeue, "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    if done.returncode != 0 and "Invalid job id" not in done.stderr:
+        return True
+    return done.stdout.strip() in ("RUNNING", "COMPLETING", "SUSPENDED")
 
 
 class ProjectLock:
@@ -76,16 +98,27 @@ class ProjectLock:
             holder = json.loads(self.path.read_text() or "{}")
         except (OSError, ValueError):
             holder = {}
-        same_host = holder.get("host") == self.info["host"]
-        if same_host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-            warnings.warn(f"Taking over the stale lock {self.path} of dead "
-                          f"{describe_holder(holder)}.", stacklevel=3)
+        reason = self._stale_reason(holder)
+        if reason:
+            warnings.warn(f"Taking over the stale lock {self.path} of "
+                          f"{describe_holder(holder)}: {reason}.", stacklevel=3)
             self.path.unlink(missing_ok=True)
             return
         raise MpibenchError(
             f"Another run holds {self.path}: {describe_holder(holder)}. Wait for it to "
             "finish; if it is dead (e.g. on another node), delete that file and rerun."
         )
+
+    def _stale_reason(self, holder: dict) -> str:
+        """Why the holder is certainly gone, or '' when it may be alive."""
+        pid, job = holder.get("pid"), holder.get("slurm_job_id")
+        if holder.get("host") == self.info["host"] and isinstance(pid, int):
+            return "" if _alive(pid) else "that process is dead"
+        if job and job == self.info["slurm_job_id"]:
+            return "an earlier run of this same SLURM job (requeued)"
+        if job and not _slurm_job_running(str(job)):
+            return f"SLURM job {job} is no longer running"
+        return ""
 
     def release(self) -> None:
         """Remove the lock file if we hold it."""

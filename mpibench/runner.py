@@ -101,22 +101,29 @@ def run(
         raise MpibenchError(f"--max-attempts must be >= 1. Got {max_attempts} instead.")
     threads = resolve_threads(threads)
     paths = ProjectPaths(project)
+    signals = StopSignals()
+    signals.install()
+    try:
+        return _start(transport, paths, threads, {
+            "order": order, "chunk_size": chunk_size, "checkpoint_every": checkpoint_every,
+            "progress_every": progress_every, "grace": grace, "max_attempts": max_attempts,
+            "repair": repair, "signals": signals,
+            "mpi_library": MPI.Get_library_version().splitlines()[0].strip()})
+    finally:
+        signals.restore()
+
+
+def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: dict) -> int:
+    """Rank 0 opens the project (all ranks learn if it refused), then each plays its role."""
     dispatcher, error = None, None
     if transport.rank == 0:
         try:
-            dispatcher = Dispatcher(
-                paths, transport.size, order=order, chunk_size=chunk_size,
-                checkpoint_every=checkpoint_every, progress_every=progress_every, grace=grace,
-                max_attempts=max_attempts, repair=repair,
-                mpi_library=MPI.Get_library_version().splitlines()[0].strip(),
-            )
+            dispatcher = Dispatcher(paths, transport.size, **options)
         except MpibenchError as exc:
             error = str(exc)
-    error = comm.bcast(error, root=0) if transport.size > 1 else error
+    error = transport.comm.bcast(error, root=0) if transport.size > 1 else error
     if error is not None:
         raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
-    signals = dispatcher.signals if dispatcher is not None else StopSignals()
-    signals.install()
     try:
         limit_threads(threads)
         return _run_role(transport, dispatcher, paths, threads)
@@ -128,7 +135,6 @@ def run(
                           f"{traceback.format_exc()}", 1)
         raise
     finally:
-        signals.restore()
         if dispatcher is not None:
             dispatcher.close()
 

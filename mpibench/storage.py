@@ -101,6 +101,8 @@ class ResultStore:
         self.parts = {k: str(grid_attrs[f"fingerprint_{k}"]) for k in FINGERPRINT_PARTS}
         self._results: list[SplitResult] = []
         self.started: Counter = Counter()
+        for leftover in paths.root.glob(f".{paths.results.name}.*.tmp"):
+            leftover.unlink()  # from a run killed while consolidating; we hold the lock
         seed = self._read_previous(repair)
         self.n_previous = len(self._results)
         self.journal = JournalWriter(paths.journal, {"fingerprint": self.fingerprint,

@@ -67,3 +67,38 @@ def run_mpibench(n_ranks: int | None, *args: str, timeout: float = 120,
     if n_ranks is not None:
         command = [mpiexec(), "-n", str(n_ranks), *command]
     return run_process(command, timeout=timeout, env=env)
+
+
+def start_mpibench(n_ranks: int, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """Start ``mpiexec -n N python -m mpibench ARGS`` in a new session (for kill tests)."""
+    command = [mpiexec(), "-n", str(n_ranks), *mpibench_command(), *[str(a) for a in args]]
+    full_env = {**os.environ, "MPIEXEC_TIMEOUT": "300", **(env or {})}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full_env, start_new_session=True)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain ``text`` (orphan check)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def wait_no_processes(text: str, timeout: float = 10.0) -> list[str]:
+    """Wait until no process mentions ``text``; returns the stragglers (empty: none)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = processes_mentioning(text)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)

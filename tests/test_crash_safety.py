@@ -1,0 +1,261 @@
+"""Kills, stop signals, damaged journals, changed grids, concurrent runs: real mpiexec."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from mpi_helpers import run_mpibench, start_mpibench, wait_no_processes
+from sklearn.model_selection import ShuffleSplit
+from sklearn.tree import DecisionTreeRegressor
+
+import mpibench as mb
+
+pytestmark = pytest.mark.mpi
+
+VOLATILE = ["rank", "host", "pid", "start_time", "end_time", "fit_seconds",
+            "predict_seconds", "score_seconds", "max_rss_bytes", "attempt"]
+
+
+def stable(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=VOLATILE).sort_values("job_id", ignore_index=True)
+
+
+def sleepy_grid(n_splits: int = 150, sleep: float = 0.01) -> mb.Grid:
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(200, 3)), y=rng.normal(size=200))
+    learners = {"a": mb.DebugLearner(sleep_fit=sleep), "b": mb.DebugLearner(sleep_fit=sleep / 2)}
+    return mb.Grid([task], learners, resamplings=[ShuffleSplit(n_splits, test_size=0.2)])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A clean serial run of the sleepy grid (300 splits)."""
+    path = mb.create_project(tmp_path_factory.mktemp("ref") / "p", sleepy_grid())
+    done = run_mpibench(None, "run", path, "--progress-every", "0")
+    assert done.returncode == 0, done.stderr
+    return mb.read_results(path)
+
+
+def assert_no_orphans(path):
+    left = wait_no_processes(str(path))
+    assert not left, f"processes left behind: {left}"
+
+
+def assert_results_open(path):
+    results = path / "results.h5"
+    if results.exists():
+        with h5py.File(results, "r") as h5:
+            assert h5["splits/job_id"].shape[0] == h5.attrs["n_done"]
+
+
+def wait_for_records(path, kind: str, count: int, timeout: float = 60) -> None:
+    """Wait until the journal holds ``count`` records of ``kind`` ("s" or "r")."""
+    journal = path / "results.journal"
+    deadline = time.monotonic() + timeout
+    marker = f'"t": "{kind}"'.encode()
+    while (journal.read_bytes().count(marker) if journal.exists() else 0) < count:
+        assert time.monotonic() < deadline, f"journal never reached {count} {kind} records"
+        time.sleep(0.05)
+
+
+def kill_after(path, seconds: float, *args: str) -> None:
+    proc = start_mpibench(3, "run", path, "--checkpoint-every", "0.3", *args)
+    try:
+        proc.wait(timeout=seconds)
+    except Exception:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
+    path = mb.create_project(tmp_path / "p", sleepy_grid())
+    moments = random.Random(11).sample([0.6, 0.9, 1.2, 1.5, 1.8, 2.1, 2.5], 4)
+    for seconds in moments:
+        kill_after(path, seconds, "--max-attempts", "10")
+        assert_no_orphans(path)
+        assert_results_open(path)
+    done = run_mpibench(3, "run", path, "--max-attempts", "10")
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(stable(mb.read_results(path)), stable(reference))
+    assert_no_orphans(path)
+
+
+def test_kill_during_consolidation_keeps_the_old_results(tmp_path):
+    path = mb.create_demo(tmp_path / "demo")
+    assert run_mpibench(3, "run", path).returncode == 0
+    before = (path / "results.h5").read_bytes()
+    done = run_mpibench(3, "run", path, env={"MPIBENCH_FAULT": "consolidate:0:kill"})
+    assert done.returncode != 0
+    assert_no_orphans(path)
+    assert (path / "results.h5").read_bytes() == before
+    assert [p.name for p in path.iterdir() if p.name.endswith(".tmp")]
+    again = run_mpibench(3, "run", path)
+    assert again.returncode == 0, again.stderr
+    assert not [p.name for p in path.iterdir() if p.name.endswith(".tmp")]
+    assert mb.read_attrs(path)["complete"]
+
+
+def test_sigterm_stops_with_exit_3_and_resumes(tmp_path, reference):
+    path = mb.create_project(tmp_path / "p", sleepy_grid())
+    proc = start_mpibench(3, "run", path)
+    wait_for_records(path, "r", 20)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "received SIGTERM" in err and "Rerun the same command" in err
+    attrs = mb.read_attrs(path)
+    assert not attrs["complete"] and 0 < attrs["n_done"] < 300
+    assert not (path / "run.lock").exists()
+    done = run_mpibench(3, "run", path)
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(stable(mb.read_results(path)), stable(reference))
+    assert_no_orphans(path)
+
+
+def test_grace_expiry_ends_long_splits_with_exit_3(tmp_path):
+    grid = sleepy_grid(n_splits=4, sleep=60.0)
+    path = mb.create_project(tmp_path / "p", grid)
+    proc = start_mpibench(3, "run", path, "--grace", "1")
+    wait_for_records(path, "s", 2)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert time.monotonic() - started < 15
+    assert "still running after the grace period" in err
+    assert_no_orphans(path)
+    assert mb.read_attrs(path)["n_done"] == 0
+
+
+def test_split_in_flight_in_too_many_dead_runs_is_recorded_as_crash(tmp_path):
+    path = mb.create_project(tmp_path / "p", sleepy_grid(n_splits=3, sleep=60.0))
+    for _ in range(2):
+        journal = path / "results.journal"
+        before = journal.read_bytes().count(b'"t": "s"') if journal.exists() else 0
+        proc = start_mpibench(2, "run", path)
+        wait_for_records(path, "s", before + 1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert_no_orphans(path)
+    proc = start_mpibench(2, "run", path, "--grace", "0.5", "--max-attempts", "2")
+    wait_for_records(path, "r", 1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    results = mb.read_results(path)
+    crashed = results[results["status"] == "crash"]
+    assert len(crashed) >= 1
+    assert crashed["error"].str.contains("in flight when 2 runs died").all()
+    assert (crashed["attempt"] == 2).all()
+
+
+def test_torn_journal_tail_is_truncated_and_resumed(tmp_path, reference):
+    path = mb.create_project(tmp_path / "p", sleepy_grid())
+    assert run_mpibench(3, "run", path).returncode == 0
+    journal = path / "results.journal"
+    journal.write_bytes(journal.read_bytes()[:-25])  # the last result is torn
+    done = run_mpibench(3, "run", path)
+    assert done.returncode == 0, done.stderr
+    assert "truncated a torn last record" in done.stderr
+    assert "this run: 1 " in done.stderr
+    pd.testing.assert_frame_equal(stable(mb.read_results(path)), stable(reference))
+
+
+def test_corrupt_journal_is_refused_then_repaired(tmp_path, reference):
+    path = mb.create_project(tmp_path / "p", sleepy_grid())
+    assert run_mpibench(3, "run", path).returncode == 0
+    journal = path / "results.journal"
+    data = bytearray(journal.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    journal.write_bytes(bytes(data))
+    results_before = (path / "results.h5").read_bytes()
+    refused = run_mpibench(3, "run", path)
+    assert refused.returncode == 2 and "--repair" in refused.stderr
+    assert journal.read_bytes() == bytes(data)
+    assert (path / "results.h5").read_bytes() == results_before
+    repaired = run_mpibench(3, "run", path, "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "dropped 1 damaged record" in repaired.stderr
+    pd.testing.assert_frame_equal(stable(mb.read_results(path)), stable(reference))
+
+
+def changed_grid(part: str) -> mb.Grid:
+    grid = mb.demo_grid()
+    if part == "data":
+        task = grid.tasks[0]
+        grid.tasks[0] = mb.Task(task.name, X=task.X, y=task.y + 1.0, subset=task.subset,
+                                stratum=task.stratum)
+    elif part == "learners":
+        grid.learners["rpart"] = DecisionTreeRegressor(max_depth=2)
+    elif part == "splits":
+        grid.resamplings = {"SameOtherSizesCV": mb.SameOtherSizesCV(folds=4)}
+    elif part == "scorers":
+        grid = mb.Grid(grid.tasks, grid.learners, grid.resamplings, scoring=["rmse", "r2"],
+                       seed=grid.seed)
+    elif part == "seed":
+        grid.seed = 99
+    return grid
+
+
+@pytest.mark.parametrize("part", ["data", "learners", "splits", "scorers", "seed"])
+def test_changed_grid_is_refused_and_nothing_is_touched(tmp_path, part):
+    path = mb.create_demo(tmp_path / "demo")
+    assert run_mpibench(None, "run", path).returncode == 0
+    other = mb.create_project(tmp_path / "other", changed_grid(part))
+    (path / "grid.h5").write_bytes((other / "grid.h5").read_bytes())
+    journal, results = (path / "results.journal").read_bytes(), (path / "results.h5").read_bytes()
+    done = run_mpibench(3, "run", path)
+    assert done.returncode == 2
+    assert "different grid" in done.stderr and part in done.stderr.split("changed:")[1]
+    assert (path / "results.journal").read_bytes() == journal
+    assert (path / "results.h5").read_bytes() == results
+
+
+def test_second_run_at_once_is_refused(tmp_path):
+    path = mb.create_project(tmp_path / "p", sleepy_grid(n_splits=20, sleep=0.2))
+    first = start_mpibench(2, "run", path)
+    deadline = time.monotonic() + 30
+    while not (path / "run.lock").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second = run_mpibench(2, "run", path)
+    assert second.returncode == 2
+    assert "Another run holds" in second.stderr and "run.lock" in second.stderr
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert mb.read_attrs(path)["complete"]
+
+
+def test_injected_worker_exception_aborts_fast_and_leaves_a_resumable_journal(tmp_path,
+                                                                              reference):
+    path = mb.create_project(tmp_path / "p", sleepy_grid())
+    started = time.monotonic()
+    done = run_mpibench(3, "run", path, env={"MPIBENCH_FAULT": "worker:2"}, timeout=60)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 10
+    assert "InjectedFault" in done.stderr
+    assert_no_orphans(path)
+    resumed = run_mpibench(3, "run", path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "stale lock" in resumed.stderr
+    pd.testing.assert_frame_equal(stable(mb.read_results(path)), stable(reference))
+
+
+def test_slurm_end_time_stops_in_time_then_resumes(tmp_path):
+    path = mb.create_project(tmp_path / "p", sleepy_grid(n_splits=20, sleep=0.5))
+    end = int(time.time()) + 6
+    done = run_mpibench(3, "run", path, env={"SLURM_JOB_END_TIME": str(end),
+                                             "MPIBENCH_END_MARGIN": "1"}, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert time.time() < end + 1
+    assert "SLURM_JOB_END_TIME is near" in done.stderr
+    assert 0 < mb.read_attrs(path)["n_done"] < 40
+    finished = run_mpibench(3, "run", path)
+    assert finished.returncode == 0 and mb.read_attrs(path)["n_done"] == 40

@@ -1,0 +1,141 @@
+"""Journal format, damage handling, and the project lock, in-process."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from mpibench import MpibenchError
+from mpibench.journal import (
+    MAGIC,
+    JournalCorrupt,
+    JournalWriter,
+    encode,
+    parse,
+    read_journal,
+    result_record,
+)
+from mpibench.lock import ProjectLock
+from mpibench.protocol import SplitResult
+
+PARTS = {"data": "d", "splits": "s", "learners": "l", "scorers": "c", "seed": "x"}
+
+
+def result(job_id: int) -> SplitResult:
+    return SplitResult(job_id, "ok", "", (1.5, float("nan")), 1, "h", 7, 1.0, 2.0, 0.5, 0.25,
+                       0.125, 1024, 1)
+
+
+def journal_with(path, n: int):
+    writer = JournalWriter(path, {"fingerprint": "f", "parts": PARTS})
+    writer.append({"t": "s", "jobs": list(range(n))})
+    writer.append_results([result(j) for j in range(n)])
+    writer.close()
+    return path
+
+
+def test_round_trip(tmp_path):
+    path = journal_with(tmp_path / "j", 5)
+    assert path.read_bytes().startswith(MAGIC)
+    contents = read_journal(path, PARTS)
+    assert [r.job_id for r in contents.results] == list(range(5))
+    first = contents.results[0]
+    assert first.scores[0] == 1.5 and math.isnan(first.scores[1])
+    assert first.max_rss_bytes == 1024 and first.fit_seconds == 0.5
+    assert contents.started == {j: 1 for j in range(5)}
+    assert contents.header["parts"] == PARTS
+
+
+def test_group_commit_is_due_after_64_records(tmp_path):
+    writer = JournalWriter(tmp_path / "j", {"parts": PARTS})
+    writer.append_results([result(j) for j in range(63)])
+    assert not writer.commit_due
+    writer.append_results([result(63)])
+    assert writer.commit_due
+    assert writer.commit() == 64 and not writer.commit_due
+    writer.close()
+
+
+def test_torn_tail_is_truncated_with_a_warning(tmp_path):
+    path = journal_with(tmp_path / "j", 4)
+    intact = path.read_bytes()
+    path.write_bytes(intact + encode(result_record(result(9)))[:-7])
+    with pytest.warns(UserWarning, match="truncated a torn last record"):
+        contents = read_journal(path, PARTS)
+    assert [r.job_id for r in contents.results] == [0, 1, 2, 3]
+    assert path.read_bytes() == intact
+
+
+def test_corrupt_middle_is_refused_then_repaired(tmp_path):
+    path = journal_with(tmp_path / "j", 6)
+    data = bytearray(path.read_bytes())
+    where = data.index(b'"job_id": 2')
+    data[where + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="--repair"):
+        read_journal(path, PARTS)
+    assert path.read_bytes() == bytes(data)
+    with pytest.warns(UserWarning, match="dropped 1 damaged"):
+        contents = read_journal(path, PARTS, repair=True)
+    assert [r.job_id for r in contents.results] == [0, 1, 3, 4, 5]
+    assert not parse(path.read_bytes()).damaged
+
+
+def test_other_grid_is_refused_untouched(tmp_path):
+    path = journal_with(tmp_path / "j", 3)
+    before = path.read_bytes()
+    with pytest.raises(MpibenchError, match=r"changed: learners, seed"):
+        read_journal(path, {**PARTS, "learners": "L", "seed": "X"})
+    assert path.read_bytes() == before
+
+
+def test_not_a_journal(tmp_path):
+    (tmp_path / "j").write_text("hello")
+    with pytest.raises(MpibenchError, match="does not start with"):
+        read_journal(tmp_path / "j", PARTS)
+
+
+def test_lock_refuses_a_second_holder(tmp_path):
+    path = tmp_path / "run.lock"
+    with ProjectLock(path):
+        holder = json.loads(path.read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(MpibenchError, match=f"pid {os.getpid()}") as info:
+            ProjectLock(path).acquire()
+        assert "\n" not in str(info.value)
+    assert not path.exists()
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    path = tmp_path / "run.lock"
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout),
+                                "start_time": 0}))
+    with pytest.warns(UserWarning, match="process is dead"), ProjectLock(path) as lock:
+        assert json.loads(path.read_text())["pid"] == lock.info["pid"]
+
+
+def test_lock_from_another_host_is_not_guessed_stale(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setattr("mpibench.lock._slurm_job_running", lambda job: True)
+    path = tmp_path / "run.lock"
+    path.write_text(json.dumps({"host": "node-b", "pid": 1, "slurm_job_id": "77",
+                                "start_time": 0}))
+    with pytest.raises(MpibenchError, match="node-b pid 1 \\(SLURM job 77\\)"):
+        ProjectLock(path).acquire()
+
+
+def test_lock_of_the_same_slurm_job_is_a_requeued_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    path = tmp_path / "run.lock"
+    path.write_text(json.dumps({"host": "node-b", "pid": 1, "slurm_job_id": "77",
+                                "start_time": 0}))
+    with pytest.warns(UserWarning, match="requeued"), ProjectLock(path):
+        pass
