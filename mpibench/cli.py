@@ -14,7 +14,9 @@ def _run(args: argparse.Namespace) -> int:
     return run(args.project, threads=args.threads, order=args.order,
                chunk_size=args.chunk_size, checkpoint_every=args.checkpoint_every,
                progress_every=args.progress_every, grace=args.grace,
-               max_attempts=args.max_attempts, repair=args.repair)
+               max_attempts=args.max_attempts, repair=args.repair, isolate=args.isolate,
+               timeout=args.timeout, memory_limit=args.memory_limit,
+               kill_grace=args.kill_grace, fallback=args.fallback)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -45,6 +47,25 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_bytes(text: str) -> int:
+    """``"500M"`` -> 524288000 (suffixes K, M, G, T; powers of 1024).
+
+    Examples
+    --------
+    >>> parse_bytes("2G"), parse_bytes("1024")
+    (2147483648, 1024)
+    """
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = text.strip().upper().removesuffix("B")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: use bytes or a number with K, M, G or T") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per verb)."""
     parser = argparse.ArgumentParser(
@@ -73,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "recorded as crash (default: 2)")
     run.add_argument("--repair", action="store_true",
                      help="drop damaged journal records (those splits run again)")
+    run.add_argument("--no-isolate", dest="isolate", action="store_false",
+                     help="run splits inside the worker process (cheaper for tiny splits; "
+                          "a crash or hang then ends the job)")
+    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                     help="wall-clock limit per split; status 'timeout'")
+    run.add_argument("--kill-grace", type=float, default=2.0, metavar="SECONDS",
+                     help="between SIGTERM and SIGKILL of a split that timed out (default: 2)")
+    run.add_argument("--memory-limit", type=parse_bytes, default=None, metavar="BYTES",
+                     help="memory a split may add, e.g. 500M or 4G; status 'oom'")
+    run.add_argument("--fallback", choices=("featureless",), default=None,
+                     help="train a featureless baseline where a learner fails and record "
+                          "its scores (flagged in the 'fallback' column)")
     run.set_defaults(func=_run)
     demo = verbs.add_parser("demo", help="create the built-in example project")
     demo.add_argument("project", help="project folder to create")

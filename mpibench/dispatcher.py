@@ -21,7 +21,6 @@ from .scheduler import Scheduler
 from .stopping import CostModel, Deadline, StopSignals
 from .storage import JOB_COLUMNS, ResultStore
 from .transport import MPITransport
-from .worker import SplitRunner
 
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
 
@@ -181,7 +180,7 @@ class Dispatcher:
             inject_fault("dispatcher", 0)
             self.tick()
 
-    def run_serially(self, runner: SplitRunner) -> None:
+    def run_serially(self, executor: object) -> None:
         """One process: run every split here, in dispatch order, until done or stopped."""
         stats = self.ranks[0]
         while True:
@@ -189,7 +188,7 @@ class Dispatcher:
             chunk = self.next_assignments(0)
             if chunk is STOP:
                 return
-            results = [runner.run(job) for job in chunk]
+            results = [executor.run(job) for job in chunk]
             stats.n_splits += len(results)
             stats.busy_seconds += sum(r.end_time - r.start_time for r in results)
             self.record(0, results)

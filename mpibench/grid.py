@@ -162,6 +162,10 @@ class Grid:
         "mae"]`` for regression and ``["accuracy"]`` for classification.
     seed : int, default=0
         Grid seed: fold assignment and each split's learner seed derive from it.
+    fallback : "featureless" or estimator, optional
+        Trained on a split whose learner failed (error, timeout, crash, oom), so the
+        split still has scores (flagged in the ``fallback`` column), as in mlr3.
+        ``"featureless"`` predicts the training mean (regression) or class prior.
 
     Examples
     --------
@@ -174,7 +178,7 @@ class Grid:
 
     def __init__(
         self, tasks: list[Task], learners: object, resamplings: object = None,
-        scoring: object = None, *, seed: int = 0,
+        scoring: object = None, *, seed: int = 0, fallback: object = None,
     ) -> None:
         if isinstance(tasks, Task):
             tasks = [tasks]
@@ -206,6 +210,9 @@ class Grid:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise MpibenchError(f"The 'seed' parameter of Grid must be an int >= 0. Got {seed!r}.")
         self.seed = int(seed)
+        if fallback is not None and fallback != "featureless":
+            _check_learner("fallback", fallback)
+        self.fallback = fallback
         self._split_sets: dict[tuple[int, int], SplitSet] = {}
 
     def _default_scoring(self) -> list[str]:

@@ -101,6 +101,8 @@ def write_grid_file(path: Path, grid: object, jobs: pd.DataFrame, attrs: dict) -
         for i, (name, cv) in enumerate(grid.resamplings.items()):
             dataset = write_pickle(resamplings, str(i), cv)
             dataset.attrs.update({"name": name, "repr": repr(cv)[:1000]})
+        if grid.fallback is not None:
+            write_pickle(h5, "fallback", grid.fallback).attrs["repr"] = repr(grid.fallback)
         write_pickle(h5, "scorers", grid.scorers).attrs["names"] = [
             s.name for s in grid.scorers
         ]
@@ -190,6 +192,11 @@ class GridFile:
         """The list of :class:`mpibench.scorers.Scorer`."""
         with self._open() as h5:
             return read_pickle(h5["scorers"])
+
+    def fallback(self) -> object:
+        """The grid's fallback learner (``None``, ``"featureless"`` or an estimator)."""
+        with self._open() as h5:
+            return read_pickle(h5["fallback"]) if "fallback" in h5 else None
 
     def split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
         """Index arrays of every split of one (task, resampling)."""

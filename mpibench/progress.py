@@ -71,7 +71,7 @@ class Progress:
 def error_groups(results: list[SplitResult], top: int = 5) -> list[str]:
     """Identical errors (rank, host and addresses removed) with counts, most frequent first."""
     counts = Counter(
-        (r.status, re.sub(r" \[rank \d+ on [^;]+;", " [", r.error)) for r in results
+        (r.status, re.sub(r"^rank \d+ on \S+: ", "", r.error)) for r in results
         if r.status != "ok"
     )
     lines = [f"  {n} x {status}: {message}" for (status, message), n in counts.most_common(top)]

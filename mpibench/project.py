@@ -57,6 +57,8 @@ def fingerprint_parts(grid: object) -> dict[str, str]:
     for name, estimator in grid.learners.items():
         params = sorted((k, repr(v)) for k, v in estimator.get_params(deep=True).items())
         learners.update(repr((name, type(estimator).__qualname__, params)).encode())
+    if grid.fallback is not None:
+        learners.update(repr(("fallback", grid.fallback)).encode())
     scorers = hashlib.sha256(repr([(s.name, s.kind, _spec_id(s.spec)) for s in grid.scorers])
                              .encode())
     seed = hashlib.sha256(str(grid.seed).encode())

@@ -15,11 +15,12 @@ from .config import check_launch, inject_fault, limit_threads, resolve_threads
 from .dispatcher import Dispatcher, GraceExpired, log
 from .errors import MpibenchError
 from .gridfile import GridFile
+from .isolation import ForkServer, IsolationLimits
 from .paths import ProjectPaths
 from .protocol import STOP, TAG_REPLY, TAG_REQUEST, RankStats, WorkRequest
 from .stopping import StopSignals
 from .transport import MPITransport
-from .worker import SplitRunner
+from .worker import InProcessExecutor, SplitRunner
 
 ABORT_DELAY = 0.5
 """Seconds between printing a fatal error and ``MPI_Abort``."""
@@ -29,9 +30,21 @@ class PeerRefused(MpibenchError):
     """Rank 0 refused the run; raised on the other ranks, which print nothing."""
 
 
-def work(transport: MPITransport, runner: SplitRunner) -> None:
+def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -> object:
+    """A fork server (``isolate``) or an in-process runner, with limits and fallback."""
+    if options["isolate"]:
+        limits = IsolationLimits(options["timeout"], options["kill_grace"],
+                                 options["memory_limit"])
+        return ForkServer(paths.grid, rank, threads, limits, fallback=options["fallback"])
+    if options["timeout"] is not None or options["memory_limit"] is not None:
+        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")
+    return InProcessExecutor(SplitRunner(GridFile(paths.grid), rank, threads,
+                                         fallback=options["fallback"]))
+
+
+def work(transport: MPITransport, executor: object) -> None:
     """Worker loop: ask for splits, run them, send results with the next request."""
-    stats = RankStats(transport.rank, runner.host, runner.pid, time.time())
+    stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
     results = []
     while True:
         stats.end_time = time.time()
@@ -39,7 +52,7 @@ def work(transport: MPITransport, runner: SplitRunner) -> None:
         jobs, _ = transport.receive(0, TAG_REPLY)
         if jobs is STOP:
             return
-        results = [runner.run(job) for job in jobs]
+        results = [executor.run(job) for job in jobs]
         inject_fault("worker", transport.rank)
         stats.n_splits += len(results)
         stats.busy_seconds += sum(r.end_time - r.start_time for r in results)
@@ -48,7 +61,9 @@ def work(transport: MPITransport, runner: SplitRunner) -> None:
 def run(
     project: str | os.PathLike, *, threads: int | None = None, order: str = "lpt",
     chunk_size: int = 1, checkpoint_every: float = 300.0, progress_every: float = 5.0,
-    grace: float = 20.0, max_attempts: int = 2, repair: bool = False, comm: object = None,
+    grace: float = 20.0, max_attempts: int = 2, repair: bool = False, isolate: bool = True,
+    timeout: float | None = None, memory_limit: int | None = None, kill_grace: float = 2.0,
+    fallback: object = None, comm: object = None,
 ) -> int:
     """Run every split of a project that has no result yet.
 
@@ -76,6 +91,18 @@ def run(
         Runs a split may be in flight in when they die before it is recorded ``crash``.
     repair : bool, default=False
         Drop damaged journal records (those splits run again) instead of refusing.
+    isolate : bool, default=True
+        Run each split in a child process (a fork server per worker), so a crash,
+        hang or memory blow-up ends only that split.
+    timeout : float, optional
+        Wall-clock seconds per split (then SIGTERM, ``kill_grace`` seconds, SIGKILL);
+        status ``timeout``. Needs ``isolate``.
+    memory_limit : int, optional
+        Bytes of memory a split may add; status ``oom``. Needs ``isolate``.
+    kill_grace : float, default=2.0
+        Seconds between SIGTERM and SIGKILL of a split that timed out.
+    fallback : "featureless" or estimator, optional
+        Overrides the grid's fallback learner for failed splits.
     comm : mpi4py.MPI.Comm, optional
         Communicator (default ``COMM_WORLD``).
 
@@ -107,7 +134,8 @@ def run(
         return _start(transport, paths, threads, {
             "order": order, "chunk_size": chunk_size, "checkpoint_every": checkpoint_every,
             "progress_every": progress_every, "grace": grace, "max_attempts": max_attempts,
-            "repair": repair, "signals": signals,
+            "repair": repair, "signals": signals, "isolate": isolate, "timeout": timeout,
+            "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
             "mpi_library": MPI.Get_library_version().splitlines()[0].strip()})
     finally:
         signals.restore()
@@ -126,7 +154,7 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
         raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
     try:
         limit_threads(threads)
-        return _run_role(transport, dispatcher, paths, threads)
+        return _run_role(transport, dispatcher, paths, threads, options)
     except Exception:
         if transport.size == 1:
             raise
@@ -147,14 +175,24 @@ def _abort(transport: MPITransport, message: str, code: int) -> None:
 
 
 def _run_role(transport: MPITransport, dispatcher: Dispatcher | None, paths: ProjectPaths,
-              threads: int) -> int:
-    if dispatcher is None:
-        work(transport, SplitRunner(GridFile(paths.grid), transport.rank, threads))
-        return 0
-    runner = SplitRunner(GridFile(paths.grid), 0, threads) if transport.size == 1 else None
+              threads: int, options: dict) -> int:
+    executor = None
+    if dispatcher is None or transport.size == 1:
+        executor = make_executor(paths, transport.rank, threads, options)
     try:
-        if runner is not None:
-            dispatcher.run_serially(runner)
+        return _play(transport, dispatcher, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _play(transport: MPITransport, dispatcher: Dispatcher | None, executor: object) -> int:
+    if dispatcher is None:
+        work(transport, executor)
+        return 0
+    try:
+        if executor is not None:
+            dispatcher.run_serially(executor)
         else:
             dispatcher.serve(transport)
     except GraceExpired:

@@ -7,10 +7,12 @@ import resource
 import socket
 import time
 import traceback
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from .gridfile import GridFile, SplitIndex
 from .protocol import Assignment, SplitResult
@@ -38,12 +40,13 @@ def _rows(X: object, index: np.ndarray) -> object:
     return X.iloc[index] if isinstance(X, pd.DataFrame | pd.Series) else X[index]
 
 
-def describe_error(exc: BaseException, rank: int, host: str) -> str:
-    """``Type: message`` plus the innermost frames, headed with rank and host."""
+def describe_error(exc: BaseException) -> str:
+    """``Type: message (at innermost <- caller <- ...)``, on one line."""
     frames = traceback.extract_tb(exc.__traceback__)[-3:]
     where = " <- ".join(f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})"
                         for f in reversed(frames))
-    return f"{type(exc).__name__}: {exc} [rank {rank} on {host}; at {where}]"
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message} (at {where})"
 
 
 class SplitRunner:
@@ -59,15 +62,18 @@ class SplitRunner:
         BLAS/OpenMP thread limit in effect (recorded per split).
     """
 
-    def __init__(self, grid_file: GridFile, rank: int, threads: int) -> None:
+    def __init__(self, grid_file: GridFile, rank: int, threads: int,
+                 fallback: object = None) -> None:
         self.grid_file = grid_file
         self.rank = rank
         self.threads = threads
+        self.fallback = fallback if fallback is not None else grid_file.fallback()
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._tasks: dict[int, tuple[object, np.ndarray]] = {}
         self._learners: dict[int, object] = {}
         self._splits: dict[tuple[int, int], SplitIndex] = {}
+        self._kinds: dict[int, str] = {}
         self.scorers = grid_file.scorers()
         self._needs_proba = any(s.kind == "proba" for s in self.scorers)
 
@@ -87,8 +93,52 @@ class SplitRunner:
             self._splits[key] = self.grid_file.split_index(task_i, resampling_i)
         return self._splits[key]
 
-    def run(self, job: Assignment) -> SplitResult:
-        """Fit, predict and score one split; an exception becomes an ``error`` result."""
+    def _kind(self, task_i: int) -> str:
+        if task_i not in self._kinds:
+            self._kinds[task_i] = self.grid_file.task_kind(task_i)
+        return self._kinds[task_i]
+
+    def preload(self, job: Assignment) -> None:
+        """Load what ``job`` needs into the caches (before forking a child for it)."""
+        self._task(job.task_i)
+        self._learner(job.learner_i)
+        self._split_index(job.task_i, job.resampling_i)
+        self._kind(job.task_i)
+
+    @property
+    def has_fallback(self) -> bool:
+        """True when failed splits get a fallback learner."""
+        return self.fallback is not None
+
+    def fallback_for(self, job: Assignment) -> object:
+        """The fallback estimator for ``job``'s task (``"featureless"``: mean or prior)."""
+        if isinstance(self.fallback, str):
+            return featureless(self._kind(job.task_i))
+        return self.fallback
+
+    def failure(self, job: Assignment, start: float, status: str, message: str) -> SplitResult:
+        """A result for a split that produced no scores."""
+        return SplitResult(
+            job_id=job.job_id, status=status,
+            error=f"rank {self.rank} on {self.host}: {message}",
+            scores=tuple(float("nan") for _ in self.scorers), rank=self.rank,
+            host=self.host, pid=self.pid, start_time=start, end_time=time.time(),
+            fit_seconds=0.0, predict_seconds=0.0, score_seconds=0.0,
+            max_rss_bytes=peak_rss_bytes(), threads=self.threads, attempt=job.attempt,
+        )
+
+    def _invalid(self, task_i: int, y_train: np.ndarray) -> str:
+        if len(y_train) == 0:
+            return "empty train set"
+        if self._kind(task_i) == "classification" and len(np.unique(y_train)) < 2:
+            return "a single class in the classification train set"
+        return ""
+
+    def run(self, job: Assignment, learner: object = None) -> SplitResult:
+        """Fit, predict and score one split; an exception becomes an ``error`` result.
+
+        ``learner`` replaces the job's learner (used for fallbacks).
+        """
         start = time.time()
         seconds = {"fit": 0.0, "predict": 0.0, "score": 0.0}
         scores = tuple(float("nan") for _ in self.scorers)
@@ -98,7 +148,11 @@ class SplitRunner:
             X, y = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
             train, test = index.train(job.split_i), index.test(job.split_i)
-            estimator = seed_estimator(clone(self._learner(job.learner_i)), job.random_state)
+            problem = self._invalid(job.task_i, y[train])
+            if problem:
+                return self.failure(job, start, "invalid", problem)
+            estimator = learner if learner is not None else self._learner(job.learner_i)
+            estimator = seed_estimator(clone(estimator), job.random_state)
             np.random.seed(job.random_state)
             tick = time.perf_counter()
             estimator.fit(_rows(X, train), y[train])
@@ -113,8 +167,8 @@ class SplitRunner:
                                        proba).values())
             seconds["score"] = time.perf_counter() - tick
         except Exception as exc:
-            status = "error"
-            error = f"in {stage}: {describe_error(exc, self.rank, self.host)}"
+            status = "oom" if isinstance(exc, MemoryError) else "error"
+            error = f"rank {self.rank} on {self.host}: in {stage}: {describe_error(exc)}"
             scores = tuple(float("nan") for _ in self.scorers)
         return SplitResult(
             job_id=job.job_id, status=status, error=error, scores=scores,
@@ -123,3 +177,28 @@ class SplitRunner:
             predict_seconds=seconds["predict"], score_seconds=seconds["score"],
             max_rss_bytes=peak_rss_bytes(), threads=self.threads, attempt=job.attempt,
         )
+
+
+def featureless(kind: str) -> object:
+    """The featureless baseline: training mean (regression) or class prior."""
+    if kind == "regression":
+        return DummyRegressor(strategy="mean")
+    return DummyClassifier(strategy="prior")
+
+
+class InProcessExecutor:
+    """Runs splits in the worker process itself (``--no-isolate``), with the fallback."""
+
+    def __init__(self, runner: SplitRunner) -> None:
+        self.runner = runner
+
+    def run(self, job: Assignment) -> SplitResult:
+        """Run ``job``; on failure train the fallback (if any) for its scores."""
+        result = self.runner.run(job)
+        if result.status != "ok" and self.runner.has_fallback:
+            backup = self.runner.run(job, learner=self.runner.fallback_for(job))
+            result = replace(result, scores=backup.scores, fallback=backup.status == "ok")
+        return result
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,5 @@
+"""``python -m mpibench._forkserver``: the isolation helper of one worker rank."""
+
+from mpibench.isolation import main
+
+main()
