@@ -16,7 +16,7 @@ def _run(args: argparse.Namespace) -> int:
                progress_every=args.progress_every, grace=args.grace,
                max_attempts=args.max_attempts, repair=args.repair, isolate=args.isolate,
                timeout=args.timeout, memory_limit=args.memory_limit,
-               kill_grace=args.kill_grace, fallback=args.fallback)
+               kill_grace=args.kill_grace, fallback=args.fallback, test=args.test)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -39,7 +39,14 @@ def _results(args: argparse.Namespace) -> int:
     from .storage import read_results
 
     frame = read_results(args.project)
-    if args.output:
+    if args.output and str(args.output).endswith(".parquet"):
+        try:
+            frame.to_parquet(args.output, index=False)
+        except ImportError as exc:
+            raise MpibenchError(f"Writing parquet needs pyarrow ({exc}). pip install "
+                                "pyarrow, or write .csv.") from exc
+        print(f"Wrote {len(frame)} rows to {args.output}", file=sys.stderr)
+    elif args.output:
         frame.to_csv(args.output, index=False)
         print(f"Wrote {len(frame)} rows to {args.output}", file=sys.stderr)
     else:
@@ -64,6 +71,38 @@ def parse_bytes(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid size {text!r}: use bytes or a number with K, M, G or T") from None
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .gridfile import GridFile
+    from .paths import ProjectPaths
+    from .storage import read_results
+
+    results = read_results(args.project)
+    score = args.score or GridFile(ProjectPaths(args.project).grid).scorer_names()[0]
+    if args.kind == "timeline":
+        from .plotting import plot_timeline
+
+        plot_timeline(results, args.output)
+    elif args.kind == "scores":
+        from .plotting import plot_scores
+
+        plot_scores(results, score, args.output)
+    else:
+        from .analysis import pvalue
+        from .plotting import plot_pvalue
+
+        plot_pvalue(pvalue(results, score), args.output)
+    print(f"Wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.project, args.output, score=args.score)
+    print(f"Wrote {path}", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fallback", choices=("featureless",), default=None,
                      help="train a featureless baseline where a learner fails and record "
                           "its scores (flagged in the 'fallback' column)")
+    run.add_argument("--test", action="store_true",
+                     help="dry run: first split of each task x learner x resampling on "
+                          "small data, into PROJECT/test/results.h5")
     run.set_defaults(func=_run)
     demo = verbs.add_parser("demo", help="create the built-in example project")
     demo.add_argument("project", help="project folder to create")
@@ -115,8 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     results = verbs.add_parser("results", help="results as CSV (stdout or -o FILE)")
     results.add_argument("project")
-    results.add_argument("-o", "--output", help="CSV file to write")
+    results.add_argument("-o", "--output", help="file to write: .csv, or .parquet (pyarrow)")
     results.set_defaults(func=_results)
+    plot = verbs.add_parser("plot", help="a figure: pvalue, timeline or scores")
+    plot.add_argument("project")
+    plot.add_argument("kind", choices=("pvalue", "timeline", "scores"))
+    plot.add_argument("-o", "--output", required=True,
+                      help="image file; the extension picks the format (.png, .svg, .pdf)")
+    plot.add_argument("--score", help="score column (default: the first scorer)")
+    plot.set_defaults(func=_plot)
+    report = verbs.add_parser("report", help="one HTML file: summary, p-values, figures")
+    report.add_argument("project")
+    report.add_argument("-o", "--output", required=True, help="HTML file to write")
+    report.add_argument("--score", help="score column (default: the first scorer)")
+    report.set_defaults(func=_report)
     return parser
 
 

@@ -93,6 +93,12 @@ def write_grid_file(path: Path, grid: object, jobs: pd.DataFrame, attrs: dict) -
             group.attrs.update({"name": task.name, "kind": task.kind})
             _write_x(group, task.X)
             write_column(group, "y", task.y)
+            for role in ("subset", "groups", "stratum", "fold"):
+                values = getattr(task, role)
+                if isinstance(values, pd.DataFrame):  # one stratum per combination
+                    values = values.astype(str).agg("\x1f".join, axis=1)
+                if values is not None:
+                    write_column(group, role, np.asarray(values))
         learners = h5.create_group("learners")
         for i, (name, estimator) in enumerate(grid.learners.items()):
             dataset = write_pickle(learners, str(i), estimator)
@@ -178,10 +184,24 @@ class GridFile:
             group = h5["tasks"][str(task_i)]
             return _read_x(group), read_column(group["y"])
 
+    def task_columns(self, task_i: int) -> dict[str, np.ndarray]:
+        """The task's ``subset``, ``groups``, ``stratum`` and ``fold`` columns that exist."""
+        with self._open() as h5:
+            group = h5["tasks"][str(task_i)]
+            return {role: read_column(group[role]) for role in
+                    ("subset", "groups", "stratum", "fold") if role in group}
+
     def task_kind(self, task_i: int) -> str:
         """``"regression"`` or ``"classification"``."""
         with self._open() as h5:
             return str(h5["tasks"][str(task_i)].attrs["kind"])
+
+    def pickled(self, kind: str) -> dict[str, object]:
+        """``learners`` or ``resamplings`` by name, in index order."""
+        with self._open() as h5:
+            group = h5[kind]
+            return {str(group[str(i)].attrs["name"]): read_pickle(group[str(i)])
+                    for i in range(len(group))}
 
     def learner(self, learner_i: int) -> object:
         """The (unfitted) estimator."""

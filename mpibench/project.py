@@ -13,6 +13,7 @@ import pandas as pd
 
 from ._version import __version__
 from .errors import MpibenchError
+from .grid import derive_seed
 from .gridfile import GridFile, write_grid_file
 from .paths import ProjectPaths, replace_atomically
 from .storage import FINGERPRINT_PARTS
@@ -34,8 +35,8 @@ def _hash_array(digest: hashlib._Hash, values: object) -> None:
         digest.update(pickle.dumps([str(v) for v in array.ravel()]))
 
 
-def fingerprint_parts(grid: object) -> dict[str, str]:
-    """SHA-256 of each part of a grid that decides its results.
+def fingerprint_parts(grid: object, jobs: pd.DataFrame) -> dict[str, str]:
+    """SHA-256 of each part of a grid (and its job table) that decides its results.
 
     Returns
     -------
@@ -48,6 +49,8 @@ def fingerprint_parts(grid: object) -> dict[str, str]:
         for values in (task.X, task.y, task.subset, task.groups, task.stratum, task.fold):
             _hash_array(data, values)
     splits = hashlib.sha256()
+    keys = jobs[["task_i", "learner_i", "resampling_i", "split_i"]]
+    splits.update(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes())
     for key, split_set in sorted(grid._split_sets.items()):
         splits.update(repr(key).encode())
         splits.update(pd.util.hash_pandas_object(split_set.meta, index=False).to_numpy().tobytes())
@@ -115,7 +118,8 @@ def validate_jobs(grid: object, jobs: pd.DataFrame) -> None:
         )
 
 
-def create_project(path: str | os.PathLike, grid: object) -> Path:
+def create_project(path: str | os.PathLike, grid: object, *,
+                   select_jobs: object = None) -> Path:
     """Validate ``grid`` and write ``PATH/grid.h5``, ready for ``mpibench run PATH``.
 
     Calling it again with an identical grid is a no-op; a different grid at an
@@ -127,6 +131,10 @@ def create_project(path: str | os.PathLike, grid: object) -> Path:
         Project folder (created if missing).
     grid : Grid
         The experiment.
+    select_jobs : callable, optional
+        ``f(job_table) -> job_table``: keep (and order) a subset of the jobs; job ids
+        are renumbered in the order returned. Selected projects skip the split checks
+        (a test run reports such splits as ``invalid`` instead).
 
     Returns
     -------
@@ -140,8 +148,13 @@ def create_project(path: str | os.PathLike, grid: object) -> Path:
     """
     paths = ProjectPaths(path)
     jobs = grid.job_table()
-    validate_jobs(grid, jobs)
-    parts = fingerprint_parts(grid)
+    if select_jobs is None:
+        validate_jobs(grid, jobs)
+    else:
+        jobs = select_jobs(jobs).reset_index(drop=True)
+        jobs["job_id"] = np.arange(len(jobs))
+        jobs["random_state"] = [derive_seed(grid.seed, j) for j in jobs["job_id"]]
+    parts = fingerprint_parts(grid, jobs)
     fingerprint = combine_fingerprint(parts)
     if paths.grid.exists():
         _refuse_if_different(paths, parts, fingerprint)

@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from .config import check_launch, inject_fault, limit_threads, resolve_threads
 from .dispatcher import Dispatcher, GraceExpired, log
@@ -19,6 +20,7 @@ from .isolation import ForkServer, IsolationLimits
 from .paths import ProjectPaths
 from .protocol import STOP, TAG_REPLY, TAG_REQUEST, RankStats, WorkRequest
 from .stopping import StopSignals
+from .testmode import create_test_project
 from .transport import MPITransport
 from .worker import InProcessExecutor, SplitRunner
 
@@ -63,7 +65,7 @@ def run(
     chunk_size: int = 1, checkpoint_every: float = 300.0, progress_every: float = 5.0,
     grace: float = 20.0, max_attempts: int = 2, repair: bool = False, isolate: bool = True,
     timeout: float | None = None, memory_limit: int | None = None, kill_grace: float = 2.0,
-    fallback: object = None, comm: object = None,
+    fallback: object = None, test: bool = False, comm: object = None,
 ) -> int:
     """Run every split of a project that has no result yet.
 
@@ -103,6 +105,10 @@ def run(
         Seconds between SIGTERM and SIGKILL of a split that timed out.
     fallback : "featureless" or estimator, optional
         Overrides the grid's fallback learner for failed splits.
+    test : bool, default=False
+        Test mode: run the first split of each task x learner x resampling on tasks
+        down-sampled per stratum, in the sub-project ``PROJECT/test`` (its own
+        ``results.h5``), to find errors in a minute.
     comm : mpi4py.MPI.Comm, optional
         Communicator (default ``COMM_WORLD``).
 
@@ -127,7 +133,7 @@ def run(
     if max_attempts < 1:
         raise MpibenchError(f"--max-attempts must be >= 1. Got {max_attempts} instead.")
     threads = resolve_threads(threads)
-    paths = ProjectPaths(project)
+    paths = ProjectPaths(Path(project) / "test" if test else project)
     signals = StopSignals()
     signals.install()
     try:
@@ -136,6 +142,7 @@ def run(
             "progress_every": progress_every, "grace": grace, "max_attempts": max_attempts,
             "repair": repair, "signals": signals, "isolate": isolate, "timeout": timeout,
             "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
+            "test_source": project if test else None,
             "mpi_library": MPI.Get_library_version().splitlines()[0].strip()})
     finally:
         signals.restore()
@@ -146,6 +153,10 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
     dispatcher, error = None, None
     if transport.rank == 0:
         try:
+            if options["test_source"] is not None:
+                create_test_project(options["test_source"])
+                log(f"test mode: {paths.root} (first split of each task x learner x "
+                    "resampling, small data)")
             dispatcher = Dispatcher(paths, transport.size, **options)
         except MpibenchError as exc:
             error = str(exc)

@@ -1,0 +1,196 @@
+"""Same vs other vs all: paired t-tests over folds, as mlr3resampling's ``pvalue``.
+
+Semantics: ``shared/soak.md`` section 4.1. Only full-size rows
+(``n_train_groups == groups``) enter :func:`pvalue`; for every task, test subset and
+learner, the scores of ``other`` (and ``all``) are paired with those of ``same`` over test
+folds and seeds, and tested two-sided (paired, and Welch for the unpaired p-value).
+Where R's ``t.test`` fails (fewer than 2 values, or essentially constant data) the
+estimate and p-value are NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from .errors import MpibenchError
+
+KEYS = ["task", "test_subset", "learner"]
+COMPARISONS = ("other", "all")
+EPS = np.finfo(np.float64).eps
+
+
+@dataclass
+class PValue:
+    """Result of :func:`pvalue`.
+
+    Attributes
+    ----------
+    score : str
+        The score column compared.
+    stats : pandas.DataFrame
+        One row per task, test subset, learner, train subsets and size: ``mean``,
+        ``sd`` (n-1 denominator), ``n``, ``lo``/``hi`` (mean -/+ sd) and ``label``.
+    pvalues : pandas.DataFrame
+        One row per task, test subset, learner and comparison (``other-same``,
+        ``all-same``): ``mean_diff`` (compare - same), ``p_paired``, ``p_unpaired``
+        (Welch), ``same_mean``, ``compare_mean``, ``n`` (pairs) and ``label``.
+    """
+
+    score: str
+    stats: pd.DataFrame
+    pvalues: pd.DataFrame
+
+
+def paired_test(compare: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """Two-sided paired t-test of ``compare - same`` with R's NA rules.
+
+    Returns ``(mean_diff, p_value)``; NaN p-value for fewer than 2 complete pairs or
+    differences that are essentially constant (stderr < 10 eps |mean|).
+
+    Examples
+    --------
+    >>> paired_test(np.array([2.0, 3.0, 5.0]), np.array([1.0, 1.0, 1.0]))[0]
+    2.3333333333333335
+    >>> paired_test(np.array([2.0, 3.0]), np.array([1.0, 2.0]))
+    (1.0, nan)
+    """
+    diff = compare - same
+    diff = diff[~np.isnan(diff)]
+    mean = float(diff.mean()) if len(diff) else float("nan")
+    if len(diff) < 2:
+        return mean, float("nan")
+    stderr = float(diff.std(ddof=1)) / np.sqrt(len(diff))
+    if stderr < 10 * EPS * abs(mean):
+        return mean, float("nan")
+    return mean, float(scipy_stats.ttest_rel(diff, np.zeros_like(diff)).pvalue)
+
+
+def welch_test(compare: np.ndarray, same: np.ndarray) -> float:
+    """Two-sided Welch p-value with R's NA rules (each side needs 2 values)."""
+    x, y = compare[~np.isnan(compare)], same[~np.isnan(same)]
+    if len(x) < 2 or len(y) < 2:
+        return float("nan")
+    stderr = np.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y))
+    if stderr < 10 * EPS * max(abs(x.mean()), abs(y.mean())):
+        return float("nan")
+    return float(scipy_stats.ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def p_label(p: float) -> str:
+    """``"P < 0.0001"`` or ``"P = 0.0123"`` (``"P = NA"`` when undefined)."""
+    if np.isnan(p):
+        return "P = NA"
+    return "P < 0.0001" if p < 1e-4 else f"P = {p:.4f}"
+
+
+def _check(results: pd.DataFrame, score: str) -> pd.DataFrame:
+    missing = [c for c in [*KEYS, "train_subsets", "test_fold", score] if c not in results]
+    if missing:
+        raise MpibenchError(
+            f"pvalue needs columns {missing} in the results. Pass mb.read_results(PROJECT)."
+        )
+    frame = results.copy()
+    for column in (*KEYS, "train_subsets"):
+        frame[column] = frame[column].astype(str)
+    if not set(frame["train_subsets"]) & set(COMPARISONS) or "same" not in set(
+            frame["train_subsets"]):
+        raise MpibenchError(
+            "pvalue compares train subsets 'same' with 'other'/'all': these results have "
+            f"{sorted(set(frame['train_subsets']))}. Use SameOtherSizesCV with subsets."
+        )
+    if "seed" not in frame:
+        frame["seed"] = 1
+    return frame
+
+
+def _stats(frame: pd.DataFrame, score: str, digits: int) -> pd.DataFrame:
+    grouped = frame.groupby([*KEYS, "train_subsets", "n_train_groups"], sort=True)[score]
+    table = grouped.agg(mean="mean", sd=lambda v: v.std(ddof=1), n="count").reset_index()
+    table["lo"], table["hi"] = table["mean"] - table["sd"], table["mean"] + table["sd"]
+    table["label"] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(
+        table["mean"], table["sd"].fillna(0.0), strict=True)]
+    return table
+
+
+def _pvalues(frame: pd.DataFrame, score: str) -> pd.DataFrame:
+    wide = frame.pivot_table(index=[*KEYS, "test_fold", "seed"], columns="train_subsets",
+                             values=score, aggfunc="first")
+    rows = []
+    for key, block in wide.groupby(level=[0, 1, 2], sort=True):
+        for compare in COMPARISONS:
+            if compare not in block or "same" not in block:
+                continue
+            c, s = block[compare].to_numpy(float), block["same"].to_numpy(float)
+            mean_diff, p_paired = paired_test(c, s)
+            rows.append({
+                **dict(zip(KEYS, key, strict=True)), "comparison": f"{compare}-same",
+                "mean_diff": mean_diff, "p_paired": p_paired, "p_unpaired": welch_test(c, s),
+                "same_mean": np.nanmean(s), "compare_mean": np.nanmean(c),
+                "n": int((~np.isnan(c - s)).sum()), "label": p_label(p_paired),
+            })
+    return pd.DataFrame(rows)
+
+
+def pvalue(results: pd.DataFrame, score: str, *, digits: int = 3) -> PValue:
+    """Compare ``other`` and ``all`` with ``same``, per task, test subset and learner.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        From :func:`mpibench.read_results`.
+    score : str
+        Score column, e.g. ``"rmse"``.
+    digits : int, default=3
+        Decimals in the ``mean ± sd`` labels.
+
+    Returns
+    -------
+    PValue
+        ``stats`` (mean, sd, n per train subset) and ``pvalues`` (per comparison).
+
+    Examples
+    --------
+    >>> import tempfile, mpibench as mb
+    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
+    >>> _ = mb.run(project, progress_every=0)
+    >>> result = mb.pvalue(mb.read_results(project), "rmse")
+    >>> len(result.stats), len(result.pvalues), set(result.pvalues["n"])
+    (24, 16, {3})
+    """
+    frame = _check(results, score)
+    frame = frame[frame["status"].astype(str) == "ok"] if "status" in frame else frame
+    if "groups" in frame and "n_train_groups" in frame:
+        frame = frame[frame["n_train_groups"] == frame["groups"]]
+    return PValue(score, _stats(frame, score, digits), _pvalues(frame, score))
+
+
+def pvalue_downsample(results: pd.DataFrame, score: str, *, digits: int = 3) -> PValue:
+    """The full-size comparison beside the same comparison at the smallest common size.
+
+    With ``SameOtherSizesCV(sizes=0)`` (or more sizes), ``other`` and ``all`` are also
+    trained at the smallest nominal size of the test subset (usually ``same``'s), so
+    "is more data from other subsets better?" separates from "is other data as good as
+    same data, at equal size?". Rows carry a ``panel`` column: ``"full size"`` or
+    ``"same size"``.
+    """
+    frame = _check(results, score)
+    if "groups" not in frame or "n_train_groups" not in frame:
+        raise MpibenchError("pvalue_downsample needs 'groups' and 'n_train_groups' columns.")
+    smallest = frame.groupby(["task", "test_subset"])["groups"].transform("min")
+    small = frame[frame["n_train_groups"] == smallest].copy()
+    if small["train_subsets"].nunique() < 2:
+        raise MpibenchError(
+            "pvalue_downsample needs down-sampled splits: use SameOtherSizesCV(sizes=0) "
+            "or more sizes."
+        )
+    small["groups"] = small["n_train_groups"]  # treat them as the full rows of their panel
+    full, same_size = pvalue(frame, score, digits=digits), pvalue(small, score, digits=digits)
+    for part, name in ((full, "full size"), (same_size, "same size")):
+        part.stats.insert(0, "panel", name)
+        part.pvalues.insert(0, "panel", name)
+    return PValue(score, pd.concat([full.stats, same_size.stats], ignore_index=True),
+                  pd.concat([full.pvalues, same_size.pvalues], ignore_index=True))

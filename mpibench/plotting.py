@@ -1,0 +1,183 @@
+"""Figures: p-values (same vs other vs all), the run timeline, scores per train subset.
+
+Each function returns a matplotlib ``Figure`` and, given ``path``, saves it; the file
+extension picks the format (``.png``, ``.svg``, ``.pdf``). No pyplot state is touched.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .analysis import PValue
+
+Y_LEVELS = ("all", "all-same", "same", "other-same", "other")
+GREY = "0.55"
+
+
+def _save(figure: Figure, path: str | os.PathLike | None) -> Figure:
+    if path is not None:
+        figure.savefig(path, dpi=150, bbox_inches="tight")
+    return figure
+
+
+def _colors(names: list[str]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    return {name: palette(i % 10) for i, name in enumerate(names)}
+
+
+def _panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    return sorted({(str(t), str(s)) for t, s in zip(frame["task"], frame["test_subset"],
+                                                    strict=True)})
+
+
+def plot_pvalue(result: PValue, path: str | os.PathLike | None = None) -> Figure:
+    """Mean ± sd per train subset, and the paired p-value of other/all vs same.
+
+    One panel per learner (rows) and task x test subset (columns); y from the bottom:
+    all, all-same, same, other-same, other, with room for labels at the top.
+
+    Examples
+    --------
+    >>> import tempfile, mpibench as mb
+    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
+    >>> _ = mb.run(project, progress_every=0)
+    >>> figure = mb.plot_pvalue(mb.pvalue(mb.read_results(project), "rmse"))
+    >>> len(figure.axes)
+    8
+    """
+    stats, pvalues = result.stats, result.pvalues
+    learners = sorted(stats["learner"].unique())
+    panels = _panels(stats)
+    present = set(stats["train_subsets"]) | set(pvalues.get("comparison", []))
+    levels = [level for level in Y_LEVELS if level in present]
+    y_of = {level: i for i, level in enumerate(levels)}
+    figure = Figure(figsize=(3.4 * len(panels), 0.55 * (len(levels) + 1) * len(learners) + 1))
+    axes = figure.subplots(len(learners), len(panels), squeeze=False)
+    for row, learner in enumerate(learners):
+        for col, (task, subset) in enumerate(panels):
+            ax = axes[row][col]
+            here = (stats["learner"] == learner) & (stats["task"] == task) & (
+                stats["test_subset"] == subset)
+            for item in stats[here].itertuples():
+                y = y_of[item.train_subsets]
+                ax.plot([item.lo, item.hi], [y, y], color="black", lw=1)
+                ax.plot(item.mean, y, marker="o", mfc="white", mec="black", ms=6)
+                ax.annotate(item.label, (item.mean, y), xytext=(0, 5),
+                            textcoords="offset points", ha="center", fontsize=7)
+            near = (pvalues["learner"] == learner) & (pvalues["task"] == task) & (
+                pvalues["test_subset"] == subset) if len(pvalues) else []
+            for item in pvalues[near].itertuples() if len(pvalues) else []:
+                y = y_of[item.comparison]
+                ax.plot([item.compare_mean, item.same_mean], [y, y], color=GREY, lw=2)
+                ax.annotate(item.label, ((item.compare_mean + item.same_mean) / 2, y),
+                            xytext=(0, 4), textcoords="offset points", ha="center",
+                            fontsize=7, color=GREY)
+            ax.set_yticks(range(len(levels)), levels if col == 0 else [""] * len(levels))
+            ax.set_ylim(-0.6, len(levels) + 0.2)
+            ax.margins(x=0.15)
+            ax.tick_params(labelsize=7)
+            if row == 0:
+                ax.set_title(f"task: {task}\ntest_subset: {subset}", fontsize=8)
+            if col == len(panels) - 1:
+                ax.yaxis.set_label_position("right")
+                ax.set_ylabel(f"learner: {learner}", fontsize=8, rotation=270, labelpad=12)
+    figure.supxlabel(f"{result.score} (mean ± sd)", fontsize=9)
+    figure.supylabel("Train subsets", fontsize=9)
+    return _save(figure, path)
+
+
+def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None) -> Figure:
+    """One row per rank, one segment per split from start to end, coloured by learner.
+
+    The end of each split is marked, so back-to-back splits stay distinct and idle
+    gaps show as white space; x is seconds from the first start.
+
+    Examples
+    --------
+    >>> import tempfile, mpibench as mb
+    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
+    >>> _ = mb.run(project, progress_every=0)
+    >>> mb.plot_timeline(mb.read_results(project)).axes[0].get_xlabel()
+    'seconds since the first split started'
+    """
+    t0 = float(results["start_time"].min())
+    learners = sorted(map(str, results["learner"].unique()))
+    colors = _colors(learners)
+    ranks = sorted(int(r) for r in results["rank"].unique())
+    figure = Figure(figsize=(10, 1.2 + 0.35 * len(ranks)))
+    ax = figure.subplots()
+    for learner in learners:
+        rows = results[results["learner"].astype(str) == learner]
+        start, end = rows["start_time"] - t0, rows["end_time"] - t0
+        ax.hlines(rows["rank"], start, end, color=colors[learner], lw=6)
+        ax.plot(end, rows["rank"], "|", color="black", ms=9, mew=0.8)
+    failed = results[results["status"].astype(str) != "ok"]
+    if len(failed):
+        ax.plot(failed["end_time"] - t0, failed["rank"], "x", color="red", ms=6)
+    makespan = float(results["end_time"].max()) - t0
+    ax.set_yticks(ranks, [f"rank {r}" for r in ranks])
+    ax.set_ylim(min(ranks) - 0.7, max(ranks) + 0.7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, makespan * 1.01 or 1)
+    ax.set_xlabel("seconds since the first split started")
+    ax.set_title(f"{len(results)} splits on {len(ranks)} rank(s), makespan {makespan:.1f} s",
+                 fontsize=10)
+    handles = [Line2D([], [], color=colors[name], lw=6, label=name) for name in learners]
+    if len(failed):
+        handles.append(Line2D([], [], color="red", marker="x", ls="", label="failed"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
+              title="learner", title_fontsize=8, frameon=False)
+    return _save(figure, path)
+
+
+def plot_scores(results: pd.DataFrame, score: str,
+                path: str | os.PathLike | None = None) -> Figure:
+    """Score of every split, per train subset (or resampling) and learner; means marked.
+
+    Examples
+    --------
+    >>> import tempfile, mpibench as mb
+    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
+    >>> _ = mb.run(project, progress_every=0)
+    >>> len(mb.plot_scores(mb.read_results(project), "mae").axes)
+    4
+    """
+    frame = results[results["status"].astype(str) == "ok"].copy()
+    if "groups" in frame:
+        frame = frame[frame["n_train_groups"] == frame["groups"]]
+    frame["row"] = np.where(frame["train_subsets"].astype(str) != "",
+                            frame["train_subsets"].astype(str), frame["resampling"].astype(str))
+    learners = sorted(map(str, frame["learner"].unique()))
+    colors = _colors(learners)
+    panels = _panels(frame)
+    rows = [r for r in ("all", "same", "other") if r in set(frame["row"])] or sorted(
+        set(frame["row"]))
+    figure = Figure(figsize=(3.2 * len(panels), 1 + 0.5 * len(rows) * len(learners)))
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    offsets = np.linspace(-0.25, 0.25, len(learners)) if len(learners) > 1 else [0.0]
+    for ax, (task, subset) in zip(axes, panels, strict=True):
+        here = frame[(frame["task"].astype(str) == task)
+                     & (frame["test_subset"].astype(str) == subset)]
+        for offset, learner in zip(offsets, learners, strict=True):
+            mine = here[here["learner"].astype(str) == learner]
+            y = np.array([rows.index(r) for r in mine["row"]]) + offset
+            ax.plot(mine[score], y, "o", color=colors[learner], ms=4, alpha=0.7)
+            means = mine.groupby("row")[score].mean()
+            ax.plot(means.to_numpy(), [rows.index(r) + offset for r in means.index], "|",
+                    color=colors[learner], ms=14, mew=2)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_title(f"task: {task}" + (f"\ntest_subset: {subset}" if subset else ""),
+                     fontsize=8)
+        ax.tick_params(labelsize=7)
+    figure.supxlabel(f"{score} (one point per split, bar: mean)", fontsize=9)
+    handles = [Line2D([], [], color=colors[n], marker="o", ls="", label=n) for n in learners]
+    figure.legend(handles=handles, loc="upper right", fontsize=8, title="learner",
+                  title_fontsize=8, frameon=False)
+    return _save(figure, path)

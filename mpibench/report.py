@@ -1,0 +1,145 @@
+"""One self-contained HTML report: run summary, failures, p-values and figures."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .analysis import pvalue
+from .errors import MpibenchError
+from .gridfile import GridFile
+from .paths import ProjectPaths
+from .plotting import plot_pvalue, plot_scores, plot_timeline
+from .storage import read_attrs, read_ranks, read_results
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; } code { background: #f4f4f4; }
+"""
+
+
+def run_summary(results: pd.DataFrame) -> dict:
+    """Counts and timings of a run.
+
+    Returns
+    -------
+    dict
+        ``n_splits``, ``statuses`` (count per status), ``makespan_seconds`` (first start
+        to last end), ``work_seconds`` (sum of split durations), ``longest_seconds``,
+        ``n_workers`` (ranks that ran splits) and ``efficiency`` =
+        max(work / workers, longest) / makespan (1.0 is a perfect schedule).
+    """
+    durations = results["end_time"] - results["start_time"]
+    makespan = float(results["end_time"].max() - results["start_time"].min())
+    workers = int(results["rank"].nunique())
+    bound = max(float(durations.sum()) / workers, float(durations.max()))
+    return {
+        "n_splits": len(results),
+        "statuses": results["status"].astype(str).value_counts().to_dict(),
+        "makespan_seconds": makespan, "work_seconds": float(durations.sum()),
+        "longest_seconds": float(durations.max()), "n_workers": workers,
+        "efficiency": bound / makespan if makespan > 0 else float("nan"),
+    }
+
+
+def _figure(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+
+
+def _failures(results: pd.DataFrame) -> pd.DataFrame:
+    failed = results[results["status"].astype(str) != "ok"]
+    messages = failed["error"].str.replace(r"^rank \d+ on \S+: ", "", regex=True)
+    table = pd.DataFrame({"status": failed["status"].astype(str), "learner":
+                          failed["learner"].astype(str), "error": messages})
+    return table.value_counts().rename("count").reset_index()
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+
+
+def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
+    summary = run_summary(results)
+    ranks = read_ranks(project)
+    ranks["busy_fraction"] = ranks["busy_seconds"] / (ranks["end_time"] - ranks["start_time"])
+    attrs = read_attrs(project)
+    facts = pd.DataFrame({"": [
+        "splits", "statuses", "complete", "makespan (s)", "work (s)", "longest split (s)",
+        "workers", "efficiency: max(work/workers, longest)/makespan", "MPI", "ranks"],
+        "value": [f"{summary['n_splits']} of {attrs['n_total']}",
+                  ", ".join(f"{k} {v}" for k, v in summary["statuses"].items()),
+                  str(bool(attrs["complete"])), f"{summary['makespan_seconds']:.2f}",
+                  f"{summary['work_seconds']:.2f}", f"{summary['longest_seconds']:.3f}",
+                  str(summary["n_workers"]), f"{summary['efficiency']:.3f}",
+                  html.escape(str(attrs.get("mpi_library", ""))), str(attrs.get("n_ranks"))]})
+    parts = ["<h2>Run</h2>", _table(facts),
+             "<h2>Ranks</h2>", _table(ranks[["rank", "host", "n_splits", "busy_seconds",
+                                             "idle_seconds", "busy_fraction"]])]
+    failures = _failures(results)
+    parts += ["<h2>Failures</h2>",
+              _table(failures) if len(failures) else "<p>None: every split is ok.</p>"]
+    parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results))]
+    if {"same"} <= set(results["train_subsets"].astype(str)) and (
+            {"other", "all"} & set(results["train_subsets"].astype(str))):
+        result = pvalue(results, score)
+        parts += [f"<h2>Same vs other vs all: {html.escape(score)}</h2>",
+                  "<p>Paired two-sided t-tests over test folds (and seeds), full-size "
+                  "train sets; p_unpaired is Welch's.</p>",
+                  _table(result.pvalues.drop(columns="label")), _figure(plot_pvalue(result))]
+    parts += [f"<h2>Scores: {html.escape(score)}</h2>", _figure(plot_scores(results, score))]
+    return parts
+
+
+def write_report(project: str | os.PathLike, path: str | os.PathLike,
+                 score: str | None = None) -> Path:
+    """Write ``path``: one HTML file with the run summary, failures, p-values, figures.
+
+    Parameters
+    ----------
+    project : str or os.PathLike
+        Project folder with results.
+    path : str or os.PathLike
+        HTML file to write.
+    score : str, optional
+        Score column to test and plot (default: the first scorer).
+
+    Examples
+    --------
+    >>> import tempfile, mpibench as mb
+    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
+    >>> _ = mb.run(project, progress_every=0)
+    >>> text = mb.write_report(project, project / "report.html").read_text()
+    >>> "Same vs other vs all: rmse" in text and text.count("data:image/png") == 3
+    True
+    """
+    paths = ProjectPaths(project)
+    results = read_results(paths.root)
+    score = score or GridFile(paths.grid).scorer_names()[0]
+    if score not in results:
+        raise MpibenchError(f"No score column {score!r} in the results. Pick one of "
+                            f"{GridFile(paths.grid).scorer_names()}.")
+    if not len(results):
+        raise MpibenchError(f"{paths.results} has no splits yet. Run the project first.")
+    title = f"mpibench report: {html.escape(str(paths.root))}"
+    body = "\n".join(_sections(paths.root, results, score))
+    generated = time.strftime("%Y-%m-%d %H:%M:%S")
+    document = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
+                f"<style>{STYLE}</style></head><body><h1>{title}</h1>"
+                f"<p>Generated {generated}.</p>\n{body}\n</body></html>\n")
+    target = Path(path)
+    target.write_text(re.sub(r"[ \t]+\n", "\n", document))
+    return target

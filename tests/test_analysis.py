@@ -1,0 +1,155 @@
+"""p-values against scipy, figures, the HTML report, and test mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mpi_helpers import run_mpibench
+from scipy import stats
+
+import mpibench as mb
+from mpibench.cli import main
+
+
+def score_table(same, other, all_=None, *, task="t", subset="A", learner="L"):
+    """A results-like table: one row per fold and train subset."""
+    rows = []
+    for kind, values in (("same", same), ("other", other), ("all", all_)):
+        for fold, value in enumerate(values or [], start=1):
+            rows.append({"task": task, "test_subset": subset, "learner": learner,
+                         "train_subsets": kind, "test_fold": fold, "seed": 1, "groups": 10,
+                         "n_train_groups": 10, "status": "ok", "rmse": value})
+    return pd.DataFrame(rows)
+
+
+def test_pvalue_matches_scipy():
+    same, other, all_ = [1.0, 1.2, 0.9, 1.1], [2.0, 2.5, 1.7, 2.2], [1.1, 1.0, 1.0, 1.3]
+    result = mb.pvalue(score_table(same, other, all_), "rmse")
+    rows = result.pvalues.set_index("comparison")
+    for name, values in (("other-same", other), ("all-same", all_)):
+        row = rows.loc[name]
+        assert row["p_paired"] == pytest.approx(stats.ttest_rel(values, same).pvalue)
+        assert row["p_unpaired"] == pytest.approx(
+            stats.ttest_ind(values, same, equal_var=False).pvalue)
+        assert row["mean_diff"] == pytest.approx(np.mean(values) - np.mean(same))
+        assert row["same_mean"] == pytest.approx(np.mean(same))
+        assert row["compare_mean"] == pytest.approx(np.mean(values))
+        assert row["n"] == 4
+    stat = result.stats.set_index("train_subsets").loc["other"]
+    assert stat["mean"] == pytest.approx(np.mean(other))
+    assert stat["sd"] == pytest.approx(np.std(other, ddof=1)) and stat["n"] == 4
+    assert stat["label"] == f"{np.mean(other):.3f} ± {np.std(other, ddof=1):.3f}"
+
+
+def test_downsampled_and_failed_rows_are_left_out():
+    table = score_table([1.0, 1.2, 0.9], [2.0, 2.5, 1.7])
+    noise = table.assign(n_train_groups=5, rmse=100.0)
+    failed = table.assign(status="error", rmse=np.nan, test_fold=table["test_fold"] + 10)
+    plain = mb.pvalue(table, "rmse").pvalues
+    mixed = mb.pvalue(pd.concat([table, noise, failed]), "rmse").pvalues
+    pd.testing.assert_frame_equal(plain, mixed)
+
+
+@pytest.mark.parametrize(("same", "other", "why"), [
+    ([1.0], [2.0], "fewer than 2 pairs"),
+    ([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], "constant differences"),
+])
+def test_paired_p_value_is_nan_where_r_fails(same, other, why):
+    row = mb.pvalue(score_table(same, other), "rmse").pvalues.iloc[0]
+    assert np.isnan(row["p_paired"]), why
+    assert row["label"] == "P = NA"
+    assert row["mean_diff"] == pytest.approx(np.mean(other) - np.mean(same))
+
+
+def test_welch_survives_where_the_paired_test_fails():
+    row = mb.pvalue(score_table([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]), "rmse").pvalues.iloc[0]
+    assert row["p_unpaired"] == pytest.approx(
+        stats.ttest_ind([2.0, 3.0, 4.0], [1.0, 2.0, 3.0], equal_var=False).pvalue)
+
+
+def test_pvalue_needs_same_and_other():
+    table = score_table([1.0, 2.0], [1.0, 2.0]).query("train_subsets == 'same'")
+    with pytest.raises(mb.MpibenchError, match="compares train subsets"):
+        mb.pvalue(table, "rmse")
+
+
+@pytest.fixture(scope="module")
+def demo_results(tmp_path_factory):
+    project = mb.create_project(tmp_path_factory.mktemp("a") / "demo", mb.demo_grid(sizes=0))
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    return project, mb.read_results(project)
+
+
+def test_pvalue_on_the_demo_finds_same_beats_other_for_impossible(demo_results):
+    _, results = demo_results
+    result = mb.pvalue(results, "rmse")
+    assert len(result.stats) == 24 and len(result.pvalues) == 16
+    assert set(result.pvalues["n"]) == {3}
+    impossible = result.pvalues.query("task == 'impossible' and comparison == 'other-same'")
+    assert (impossible["mean_diff"] > 0).all()
+
+
+def test_pvalue_downsample_has_both_panels(demo_results):
+    _, results = demo_results
+    result = mb.pvalue_downsample(results, "rmse")
+    assert set(result.pvalues["panel"]) == {"full size", "same size"}
+    same_size = result.stats.query("panel == 'same size'")
+    assert set(same_size["n_train_groups"]) == {26}
+    assert set(same_size["train_subsets"]) == {"same", "other", "all"}
+
+
+def test_figures_have_the_expected_panels_and_formats(demo_results, tmp_path):
+    _, results = demo_results
+    figure = mb.plot_pvalue(mb.pvalue(results, "rmse"), tmp_path / "p.png")
+    assert len(figure.axes) == 2 * 4
+    titles = {ax.get_title() for ax in figure.axes}
+    assert "task: impossible\ntest_subset: Bob" in titles
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == [
+        "all", "all-same", "same", "other-same", "other"]
+    timeline = mb.plot_timeline(results, tmp_path / "t.svg")
+    assert [t.get_text() for t in timeline.axes[0].get_yticklabels()] == ["rank 0"]
+    assert len(timeline.axes[0].collections) == 2  # one set of segments per learner
+    assert len(mb.plot_scores(results, "mae", tmp_path / "s.pdf").axes) == 4
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (tmp_path / "t.svg").read_bytes()[:500]
+    assert (tmp_path / "s.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_report_holds_summary_tables_and_figures(demo_results, tmp_path):
+    project, _ = demo_results
+    assert main(["report", str(project), "-o", str(tmp_path / "r.html")]) == 0
+    text = (tmp_path / "r.html").read_text()
+    for needle in ("<h2>Run</h2>", "efficiency", "<h2>Ranks</h2>", "None: every split is ok",
+                   "Same vs other vs all: rmse", "other-same", "p_paired"):
+        assert needle in text, needle
+    assert text.count("data:image/png;base64,") == 3
+    summary = mb.run_summary(mb.read_results(project))
+    assert 0 < summary["efficiency"] <= 1.0 and summary["n_workers"] == 1
+
+
+def test_cli_plot_and_results_formats(demo_results, tmp_path, capsys):
+    project, _ = demo_results
+    for kind in ("pvalue", "timeline", "scores"):
+        assert main(["plot", str(project), kind, "-o", str(tmp_path / f"{kind}.png")]) == 0
+        assert (tmp_path / f"{kind}.png").stat().st_size > 1000
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert main(["results", str(project), "-o", str(tmp_path / "r.parquet")]) == 2
+        assert "pip install pyarrow" in capsys.readouterr().err
+
+
+@pytest.mark.mpi
+def test_test_mode_runs_first_splits_on_small_data(tmp_path):
+    project = mb.create_demo(tmp_path / "demo")
+    done = run_mpibench(3, "run", project, "--test")
+    assert done.returncode == 0, done.stderr
+    results = mb.read_results(project / "test")
+    assert len(results) == 4 and (results["iteration"] == 1).all()
+    assert (results["n_train"] + results["n_test"] <= 20).all()  # 10 rows per person
+    assert (results["status"] == "ok").all()
+    assert not (project / "results.h5").exists()
+    assert "test mode" in done.stderr
+    again = run_mpibench(None, "run", project, "--test")
+    assert again.returncode == 0 and "this run: 0 " in again.stderr
