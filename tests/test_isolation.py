@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import h5py
@@ -29,7 +30,8 @@ def project(tmp_path, learners, n_splits=20, **grid_options):
 def run_ok(path, *args, n_ranks=3, timeout=180):
     done = run_mpibench(n_ranks, "run", path, "--progress-every", "0", *args, timeout=timeout)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-    assert not processes_mentioning("mpibench._forkserver"), "helpers left behind"
+    assert not processes_mentioning(f"{sys.executable} -m mpibench._forkserver"), \
+        "helpers left behind"
     return mb.read_results(path), done
 
 
