@@ -105,6 +105,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sbatch(args: argparse.Namespace) -> int:
+    from .slurm import SbatchOptions, submit, write_sbatch
+
+    options = SbatchOptions(
+        ntasks=args.ntasks, time=args.time, cpus_per_task=args.cpus_per_task,
+        mem_per_cpu=args.mem_per_cpu, partition=args.partition, account=args.account,
+        nodes=args.nodes, modules=[m for m in (args.modules or "").split(",") if m],
+        signal_seconds=args.signal_seconds, max_attempts=args.max_attempts, mpi=args.mpi,
+        overcommit=args.overcommit)
+    script = write_sbatch(args.project, options)
+    if args.submit:
+        print(f"Submitted {script} as job {submit(script)}")
+    else:
+        print(script.read_text(), end="")
+        print(f"# written to {script}; submit with: sbatch {script}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per verb)."""
     parser = argparse.ArgumentParser(
@@ -171,6 +189,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", required=True, help="HTML file to write")
     report.add_argument("--score", help="score column (default: the first scorer)")
     report.set_defaults(func=_report)
+    sbatch = verbs.add_parser("sbatch", help="write (and --submit) PROJECT/mpibench.sbatch")
+    sbatch.add_argument("project")
+    sbatch.add_argument("--ntasks", type=int, required=True, help="MPI ranks (1 dispatcher)")
+    sbatch.add_argument("--time", required=True, help="time limit, e.g. 04:00:00")
+    sbatch.add_argument("--cpus-per-task", type=int, default=1,
+                        help="cores per rank, passed to --threads (default: 1)")
+    sbatch.add_argument("--mem-per-cpu", help="e.g. 4G")
+    sbatch.add_argument("--partition")
+    sbatch.add_argument("--account")
+    sbatch.add_argument("--nodes", help="node count or range, e.g. 2 or 1-4")
+    sbatch.add_argument("--modules", help="comma-separated modules to load first")
+    sbatch.add_argument("--signal-seconds", type=int, default=120,
+                        help="stop this many seconds before the time limit (default: 120)")
+    sbatch.add_argument("--max-attempts", type=int, default=10,
+                        help="submissions in all, resubmitting while the run is resumable "
+                             "(default: 10)")
+    sbatch.add_argument("--mpi", help="srun --mpi plugin (default: pmi2 for MPICH, pmix "
+                                      "for Open MPI)")
+    sbatch.add_argument("--overcommit", action="store_true",
+                        help="srun --overcommit: more ranks than allocated cores")
+    sbatch.add_argument("--submit", action="store_true", help="submit it with sbatch")
+    sbatch.set_defaults(func=_sbatch)
     return parser
 
 

@@ -13,6 +13,7 @@ from ._version import __version__
 from .config import inject_fault
 from .errors import MpibenchError
 from .gridfile import GridFile
+from .isolation import INTERRUPTED
 from .lock import ProjectLock
 from .paths import ProjectPaths
 from .progress import Progress, summary
@@ -23,6 +24,10 @@ from .storage import JOB_COLUMNS, ResultStore
 from .transport import MPITransport
 
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
+
+
+STOP_FILE_SECONDS = 0.5
+"""How often rank 0 looks for ``PROJECT/stop.request``."""
 
 
 class GraceExpired(Exception):
@@ -85,6 +90,7 @@ class Dispatcher:
         self.stop_reason: str | None = None
         self._stop_started = 0.0
         self._last_checkpoint = time.monotonic()
+        self._stop_file_checked = 0.0
 
     def _retire_exhausted(self, jobs: object) -> None:
         """Record as ``crash`` the splits in flight in ``max_attempts`` runs that died."""
@@ -113,12 +119,21 @@ class Dispatcher:
                 for j in job_ids]
 
     def record(self, rank: int, results: list[SplitResult]) -> None:
-        """Journal finished splits and update counters."""
+        """Journal finished splits and update counters.
+
+        A split stopped from outside (status ``interrupted``: the job is ending) is not a
+        result: it leaves no record and runs again on resume.
+        """
         if results:
+            self.scheduler.complete(rank, [r.job_id for r in results])
+            stopped = [r for r in results if r.status == INTERRUPTED]
+            if stopped:
+                log(f"{len(stopped)} split(s) stopped from outside on rank {rank}; "
+                    "they run again on resume")
+                results = [r for r in results if r.status != INTERRUPTED]
             self.store.add(results)
             self.progress.add(results)
             self.costs.add(results)
-            self.scheduler.complete(rank, [r.job_id for r in results])
 
     def next_assignments(self, rank: int) -> list[Assignment] | None:
         """The next chunk for ``rank``, or ``STOP`` (stopping, time limit, or no work)."""
@@ -145,10 +160,23 @@ class Dispatcher:
             log(f"{reason}: starting no new splits; waiting up to "
                 f"{self.options['grace']:g}s for {self.scheduler.n_in_flight} in flight")
 
+    def _stop_requested(self) -> str | None:
+        """A stop signal, or the stop file (checked at most every STOP_FILE_SECONDS)."""
+        if self.signals.received:
+            return f"received {self.signals.received}"
+        now = time.monotonic()
+        if now - self._stop_file_checked >= STOP_FILE_SECONDS:
+            self._stop_file_checked = now
+            if self.paths.stop_request.exists():
+                return f"found {self.paths.stop_request.name}"
+        return None
+
     def tick(self) -> None:
-        """Periodic duties: stop signals, group commit, progress line, checkpoint."""
-        if self.signals.received and self.stop_reason is None:
-            self.begin_stop(f"received {self.signals.received}")
+        """Periodic duties: stop requests, group commit, progress line, checkpoint."""
+        if self.stop_reason is None:
+            reason = self._stop_requested()
+            if reason:
+                self.begin_stop(reason)
         if self.store.journal.commit_due:
             self.store.journal.commit()
         self.progress.maybe_print()
@@ -204,6 +232,8 @@ class Dispatcher:
         log(summary(self.store.new_results(), ranks, self.n_total, n_done, wall)
             .removeprefix("[mpibench] "))
         log(f"results: {self.paths.results}")
+        if self.stop_reason and self.stop_reason.startswith("found"):
+            self.paths.stop_request.unlink(missing_ok=True)  # honoured
         if not complete:
             log(f"stopped early ({self.stop_reason or 'unfinished splits'}); "
                 f"{self.n_total - n_done} split(s) left. Rerun the same command to resume.")

@@ -67,10 +67,27 @@ def child_environment(threads: int) -> dict[str, str]:
     return env
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+INTERRUPTED = "interrupted"
+"""Status of a split stopped from outside (the job ends): not a result, run again later."""
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _helper_preexec() -> None:
+    """In the helper before exec: die with the worker, ignore stop signals from birth.
+
+    SLURM's step daemon (and some launchers) signal every process of a step; stopping
+    is rank 0's decision, and the helper ends when the worker closes its stdin.
+    """
+    _die_with_parent()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def write_frame(stream, obj: object) -> None:
@@ -117,7 +134,7 @@ class ForkServer:
     def _start(self) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mpibench._forkserver"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env=self._env, preexec_fn=_die_with_parent,
+            stdout=subprocess.PIPE, env=self._env, preexec_fn=_helper_preexec,
             start_new_session=True,  # signals for the MPI job are the worker's to handle
         )
         write_frame(proc.stdin, self._config)
@@ -172,8 +189,9 @@ def _child(runner, job: Assignment, learner: object, limits: IsolationLimits, fd
     """In the forked child: run the split, write the pickled result, exit."""
     try:
         os.setpgid(0, 0)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # our timeout, or the job's end
+        for sig in (signal.SIGINT, signal.SIGUSR1):  # a stop request is for rank 0
+            signal.signal(sig, signal.SIG_IGN)
         _die_with_parent()
         if limits.memory_limit:
             ceiling = _vm_bytes() + limits.memory_limit
@@ -269,6 +287,8 @@ class Supervisor:
             return "oom", f"exceeded --memory-limit {self.limits.memory_limit} bytes"
         if os.WIFSIGNALED(status):
             name = signal.Signals(os.WTERMSIG(status)).name
+            if os.WTERMSIG(status) in OUTSIDE_STOPS:
+                return INTERRUPTED, f"stopped by {name} from outside"
             return "crash", f"killed by {name}"
         return "error", f"exited without result (exit code {os.WEXITSTATUS(status)})"
 
@@ -278,7 +298,7 @@ def serve(stdin, stdout) -> None:
     from .config import limit_threads
     from .worker import SplitRunner
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)  # the worker rank decides when to stop
     config = read_frame(stdin)
     limit_threads(config["threads"])
@@ -292,7 +312,7 @@ def serve(stdin, stdout) -> None:
             supervisor.reap(block=True)
             return
         result = supervisor.run(job)
-        if result.status != "ok" and runner.has_fallback:
+        if result.status not in ("ok", INTERRUPTED) and runner.has_fallback:
             backup = supervisor.run(job, learner=runner.fallback_for(job))
             result = replace(result, scores=backup.scores, fallback=backup.status == "ok")
         write_frame(stdout, result)

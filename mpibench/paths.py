@@ -38,6 +38,11 @@ class ProjectPaths:
         return self.root / "results.journal"
 
     @property
+    def stop_request(self) -> Path:
+        """Created (e.g. by the batch script's signal trap) to ask a run to stop."""
+        return self.root / "stop.request"
+
+    @property
     def lock(self) -> Path:
         """Present while a run owns the project."""
         return self.root / "run.lock"

@@ -254,9 +254,9 @@ def test_injected_worker_exception_aborts_fast_and_leaves_a_resumable_journal(tm
 
 def test_slurm_end_time_stops_in_time_then_resumes(tmp_path):
     path = mb.create_project(tmp_path / "p", sleepy_grid(n_splits=20, sleep=0.5))
-    end = int(time.time()) + 6
+    end = int(time.time()) + 10
     done = run_mpibench(3, "run", path, env={"SLURM_JOB_END_TIME": str(end),
-                                             "MPIBENCH_END_MARGIN": "1"}, timeout=60)
+                                             "MPIBENCH_END_MARGIN": "3"}, timeout=60)
     assert done.returncode == 3, done.stderr
     assert time.time() < end + 1
     assert "SLURM_JOB_END_TIME is near" in done.stderr

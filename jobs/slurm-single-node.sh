@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Install and start a real single-node SLURM on this machine (munge, slurmctld, slurmd),
+# for the tests marked `slurm`. Needs root and Debian's packages slurm-wlm and munge.
+#   bash jobs/slurm-single-node.sh          # start (installs the packages if missing)
+#   bash jobs/slurm-single-node.sh stop     # stop the daemons
+# The node declares SLURM_TEST_CPUS CPUs (default 8) whatever the machine has, so tests
+# can run more ranks than cores.
+set -euo pipefail
+
+if [ "${1:-start}" = "stop" ]; then
+    pkill -x slurmd || true
+    pkill -x slurmctld || true
+    pkill -x munged || true
+    exit 0
+fi
+
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq slurm-wlm munge >/dev/null
+fi
+
+host=$(hostname -s)
+cpus=${SLURM_TEST_CPUS:-8}
+memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 2048 ))
+mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge \
+         /var/lib/munge /var/log/munge /etc/munge
+
+cat > /etc/slurm/slurm.conf <<CONF
+ClusterName=mpibench-test
+SlurmctldHost=${host}
+AuthType=auth/munge
+SlurmUser=root
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/backfill
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmdSpoolDir=/var/spool/slurmd
+StateSaveLocation=/var/spool/slurmctld
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=/var/log/slurm/jobcomp.log
+KillWait=10
+MinJobAge=3600
+InactiveLimit=0
+OverTimeLimit=0
+NodeName=${host} CPUs=${cpus} RealMemory=${memory} State=UNKNOWN
+PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
+CONF
+
+if [ ! -s /etc/munge/munge.key ]; then
+    dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+fi
+chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
+chmod 400 /etc/munge/munge.key
+pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
+pgrep -x slurmctld >/dev/null || slurmctld -c
+pgrep -x slurmd >/dev/null || slurmd
+
+for _ in $(seq 60); do
+    if sinfo -h -o %T 2>/dev/null | grep -qE "idle|mixed|alloc"; then
+        sinfo
+        exit 0
+    fi
+    sleep 1
+done
+echo "SLURM did not come up; logs:" >&2
+tail -n 30 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log >&2 || true
+exit 1
