@@ -103,7 +103,8 @@ def render_sbatch(project: str | os.PathLike, options: SbatchOptions, *,
         "PROJECT": str(root), "PROJECT_Q": shlex.quote(str(root)),
         "SCRIPT_Q": shlex.quote(str(script)), "VERSION": __version__,
         "STOP_FILE_Q": shlex.quote(str(ProjectPaths(root).stop_request)),
-        "JOB_NAME": options.job_name or f"mpibench-{root.name}",
+        "JOB_NAME": re.sub(r"[^\w.-]", "_", options.job_name or f"mpibench-{root.name}"),
+        "OUTPUT": _directive_value(f"{root}/slurm-%j.out"),
         "NTASKS": str(options.ntasks), "CPUS": str(options.cpus_per_task),
         "TIME": options.time, "SIGNAL_SECONDS": str(options.signal_seconds),
         "EXTRA_SBATCH": "\n".join(extra), "MAX_ATTEMPTS": str(options.max_attempts),
@@ -120,6 +121,11 @@ def render_sbatch(project: str | os.PathLike, options: SbatchOptions, *,
             continue  # an optional block that is empty
         lines.append(re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], line))
     return "\n".join(lines) + "\n"
+
+
+def _directive_value(value: str) -> str:
+    """A value for an ``#SBATCH`` line: double-quoted when it holds blanks."""
+    return f'"{value}"' if re.search(r"\s", value) else value
 
 
 def write_sbatch(project: str | os.PathLike, options: SbatchOptions, *,

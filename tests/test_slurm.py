@@ -1,0 +1,161 @@
+"""Batch scripts: golden text, option checks, and real runs on a single-node SLURM.
+
+The `slurm` tests need a running controller (`bash jobs/slurm-single-node.sh` starts
+one; `.ci/run` does); they are skipped where `sinfo` cannot reach one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import mpibench as mb
+from mpibench.cli import main
+from mpibench.slurm import SbatchOptions, render_sbatch
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def check_golden(text: str, name: str) -> None:
+    expected = (GOLDEN / name).read_text()
+    diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
+                                        f"golden/{name}", "rendered"))
+    assert not diff, diff
+
+
+def regenerate_golden() -> None:
+    """Rewrite the golden files from the current template (run by hand, then review)."""
+    GOLDEN.joinpath("sbatch_default.txt").write_text(default_script())
+    GOLDEN.joinpath("sbatch_full.txt").write_text(full_script())
+
+
+def default_script() -> str:
+    text = render_sbatch("/data/proj", SbatchOptions(ntasks=64, time="04:00:00"),
+                         python="/opt/venv/bin/python")
+    return text.replace(mb.__version__, "VERSION")
+
+
+def full_script() -> str:
+    options = SbatchOptions(ntasks=129, time="1-12:00:00", cpus_per_task=4,
+                            mem_per_cpu="4G", partition="cpu", account="lab",
+                            nodes="2-4", modules=["gcc/12", "openmpi/5"], signal_seconds=300,
+                            max_attempts=3, mpi="pmix", overcommit=True)
+    text = render_sbatch("/data/my project", options, python="/opt/venv/bin/python")
+    return text.replace(mb.__version__, "VERSION")
+
+
+def test_golden_default_script():
+    check_golden(default_script(), "sbatch_default.txt")
+
+
+def test_golden_script_with_every_option():
+    check_golden(full_script(), "sbatch_full.txt")
+
+
+def test_sbatch_header_lines():
+    text = render_sbatch("/p", SbatchOptions(ntasks=8, time="10:00", cpus_per_task=2,
+                                             partition="short"), python="python")
+    header = [line for line in text.splitlines() if line.startswith("#SBATCH")]
+    assert header == [
+        "#SBATCH --job-name=mpibench-p", "#SBATCH --ntasks=8", "#SBATCH --cpus-per-task=2",
+        "#SBATCH --time=10:00", "#SBATCH --output=/p/slurm-%j.out",
+        "#SBATCH --signal=B:USR1@120", "#SBATCH --partition=short"]
+    assert "--kill-on-bad-exit=1" in text and 'SRUN_CPUS_PER_TASK="${SLURM_CPUS_PER_TASK' in text
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--ntasks", "4", "--time", "4h"], "'--time' parameter"),
+    (["--ntasks", "0", "--time", "01:00:00"], "'--ntasks' parameter"),
+    (["--ntasks", "4", "--time", "01:00:00", "--mpi", "pmi9"], "'--mpi' parameter"),
+])
+def test_bad_sbatch_options_are_one_line(demo_project, argv, message, capsys):
+    assert main(["sbatch", str(demo_project), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_sbatch_writes_the_script_into_the_project(demo_project, capsys):
+    assert main(["sbatch", str(demo_project), "--ntasks", "3", "--time", "00:10:00"]) == 0
+    script = Path(demo_project).absolute() / "mpibench.sbatch"
+    assert capsys.readouterr().out == script.read_text()
+    assert script.stat().st_mode & 0o111
+    syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+
+
+def slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                          timeout=20)
+    return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
+
+
+slurm = pytest.mark.skipif(not slurm_up(), reason="no SLURM controller (jobs/slurm-single-node.sh)")
+
+
+def slurm_state(project: Path) -> str:
+    """sinfo, squeue, sacct and the job logs, for failure messages."""
+    parts = []
+    for command in (["sinfo"], ["squeue"], ["sacct", "-X", "--starttime", "now-1hour"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+        parts.append(f"$ {' '.join(command)}\n{done.stdout}{done.stderr}")
+    for log in sorted(project.glob("slurm-*.out")):
+        parts.append(f"--- {log.name}\n{log.read_text()}")
+    return "\n".join(parts)
+
+
+def wait_complete(project: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        results = project / "results.h5"
+        if results.exists() and mb.read_attrs(project)["complete"]:
+            queue = subprocess.run(["squeue", "-h", "-n", f"mpibench-{project.name}"],
+                                   capture_output=True, text=True, timeout=20)
+            if not queue.stdout.strip():
+                return
+        time.sleep(2)
+    raise AssertionError(f"not complete after {timeout}s\n{slurm_state(project)}")
+
+
+@slurm
+@pytest.mark.slurm
+def test_submit_the_demo_on_slurm(tmp_path, capsys):
+    project = mb.create_demo(tmp_path / "demo")
+    assert main(["sbatch", str(project), "--ntasks", "3", "--time", "00:05:00",
+                 "--submit"]) == 0
+    assert "as job" in capsys.readouterr().out
+    wait_complete(project, timeout=240)
+    results = mb.read_results(project)
+    assert len(results) == 72 and (results["status"] == "ok").all(), slurm_state(project)
+    assert set(results["rank"]) == {1, 2}
+
+
+@slurm
+@pytest.mark.slurm
+def test_time_limit_stops_with_exit_3_and_resubmits_until_complete(tmp_path):
+    import numpy as np
+    from sklearn.model_selection import ShuffleSplit
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(100, 2)), y=rng.normal(size=100))
+    grid = mb.Grid([task], {"slow": mb.DebugLearner(sleep_fit=2.0)},
+                   resamplings=[ShuffleSplit(40, test_size=0.2)])
+    project = mb.create_project(tmp_path / "slow", grid)
+    reference = mb.create_project(tmp_path / "ref", grid)
+    assert mb.run(reference, progress_every=0, isolate=False) == 0
+    assert main(["sbatch", str(project), "--ntasks", "3", "--time", "00:01:00",
+                 "--signal-seconds", "30", "--submit"]) == 0
+    wait_complete(project, timeout=420)
+    logs = "".join(p.read_text() for p in sorted(project.glob("slurm-*.out")))
+    assert "time limit near: stopping" in logs, slurm_state(project)
+    assert "resumable (exit 3): submitting attempt 2" in logs, slurm_state(project)
+    results = mb.read_results(project)
+    assert (results["status"] == "ok").all(), slurm_state(project)
+    expected = mb.read_results(reference)
+    assert results["rmse"].tolist() == expected["rmse"].tolist()
