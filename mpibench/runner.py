@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -136,6 +137,8 @@ def run(
     paths = ProjectPaths(Path(project) / "test" if test else project)
     signals = StopSignals()
     signals.install()
+    if transport.size > 1:
+        exit_when_orphaned()
     try:
         return _start(transport, paths, threads, {
             "order": order, "chunk_size": chunk_size, "checkpoint_every": checkpoint_every,
@@ -143,9 +146,35 @@ def run(
             "repair": repair, "signals": signals, "isolate": isolate, "timeout": timeout,
             "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
             "test_source": project if test else None,
-            "mpi_library": MPI.Get_library_version().splitlines()[0].strip()})
+            "mpi_library": library_name(MPI)})
     finally:
         signals.restore()
+
+
+ORPHAN_CHECK_SECONDS = 1.0
+"""How often each rank of a multi-rank job checks that its launcher is still alive."""
+
+
+def exit_when_orphaned(interval: float = ORPHAN_CHECK_SECONDS) -> None:
+    """Start a daemon thread that ends this process if its launcher dies.
+
+    A rank's parent is the launcher's per-node daemon (Hydra's proxy, Open MPI's prted,
+    slurmstepd). If that is killed the rank is re-parented and nothing would ever stop
+    it: it exits instead (its isolation helper and split follow, by PDEATHSIG).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mpibench-orphan-check", daemon=True).start()
+
+
+def library_name(mpi: object) -> str:
+    """First line of the MPI library's version string (Open MPI pads it with NULs)."""
+    return mpi.Get_library_version().replace("\x00", "").splitlines()[0].strip()
 
 
 def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: dict) -> int:

@@ -34,6 +34,18 @@ def mpiexec() -> str:
     return found
 
 
+def is_open_mpi() -> bool:
+    """True when this environment's mpiexec is Open MPI's."""
+    done = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True, timeout=30)
+    return "Open MPI" in done.stdout + done.stderr or "prte" in done.stdout.lower()
+
+
+def launcher(n_ranks: int) -> list[str]:
+    """``mpiexec -n N``, plus what Open MPI needs to run more ranks than cores."""
+    extra = ["--oversubscribe"] if is_open_mpi() else []
+    return [mpiexec(), *extra, "-n", str(n_ranks)]
+
+
 def mpibench_command() -> list[str]:
     """The mpibench command of this environment."""
     return [sys.executable, "-m", "mpibench"]
@@ -65,13 +77,13 @@ def run_mpibench(n_ranks: int | None, *args: str, timeout: float = 120,
     """``mpiexec -n N python -m mpibench ARGS`` (``n_ranks=None``: no mpiexec)."""
     command = mpibench_command() + [str(a) for a in args]
     if n_ranks is not None:
-        command = [mpiexec(), "-n", str(n_ranks), *command]
+        command = [*launcher(n_ranks), *command]
     return run_process(command, timeout=timeout, env=env)
 
 
 def start_mpibench(n_ranks: int, *args: str, env: dict | None = None) -> subprocess.Popen:
     """Start ``mpiexec -n N python -m mpibench ARGS`` in a new session (for kill tests)."""
-    command = [mpiexec(), "-n", str(n_ranks), *mpibench_command(), *[str(a) for a in args]]
+    command = [*launcher(n_ranks), *mpibench_command(), *[str(a) for a in args]]
     full_env = {**os.environ, "MPIEXEC_TIMEOUT": "300", **(env or {})}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full_env, start_new_session=True)
