@@ -11,7 +11,12 @@ if [ "${1:-start}" = "stop" ]; then
     pkill -x slurmd || true
     pkill -x slurmctld || true
     pkill -x munged || true
-    exit 0
+    for _ in $(seq 30); do
+        pgrep -x 'slurmd|slurmctld|munged' >/dev/null || exit 0
+        sleep 1
+    done
+    echo "SLURM daemons still running after 30 s" >&2
+    exit 1
 fi
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then

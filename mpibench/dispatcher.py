@@ -13,11 +13,19 @@ from ._version import __version__
 from .config import inject_fault
 from .errors import MpibenchError
 from .gridfile import GridFile
-from .isolation import INTERRUPTED
 from .lock import ProjectLock
 from .paths import ProjectPaths
 from .progress import Progress, summary
-from .protocol import STOP, TAG_REPLY, TAG_REQUEST, Assignment, RankStats, SplitResult, WorkRequest
+from .protocol import (
+    INTERRUPTED,
+    STOP,
+    TAG_REPLY,
+    TAG_REQUEST,
+    Assignment,
+    RankStats,
+    SplitResult,
+    WorkRequest,
+)
 from .scheduler import Scheduler
 from .stopping import CostModel, Deadline, StopSignals
 from .storage import JOB_COLUMNS, ResultStore

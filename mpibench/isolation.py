@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .gridfile import GridFile
-from .protocol import Assignment, SplitResult
+from .protocol import INTERRUPTED, Assignment, SplitResult
 
 FRAME = struct.Struct("<Q")
 POLL_SECONDS = 0.02
@@ -69,8 +69,6 @@ def child_environment(threads: int) -> dict[str, str]:
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
-INTERRUPTED = "interrupted"
-"""Status of a split stopped from outside (the job ends): not a result, run again later."""
 
 
 def _die_with_parent() -> None:
@@ -296,7 +294,7 @@ class Supervisor:
 def serve(stdin, stdout) -> None:
     """Helper main loop: configuration, then one assignment in, one result out."""
     from .config import limit_threads
-    from .worker import SplitRunner
+    from .worker import SplitRunner, run_with_fallback
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)  # the worker rank decides when to stop
@@ -311,11 +309,7 @@ def serve(stdin, stdout) -> None:
         except EOFError:
             supervisor.reap(block=True)
             return
-        result = supervisor.run(job)
-        if result.status not in ("ok", INTERRUPTED) and runner.has_fallback:
-            backup = supervisor.run(job, learner=runner.fallback_for(job))
-            result = replace(result, scores=backup.scores, fallback=backup.status == "ok")
-        write_frame(stdout, result)
+        write_frame(stdout, run_with_fallback(supervisor.run, runner, job))
         supervisor.reap()
 
 

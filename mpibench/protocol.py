@@ -15,6 +15,8 @@ TAG_REPLY = 2
 """Rank 0 -> worker: list of :class:`Assignment`, or ``STOP``."""
 STOP = None
 """Reply that tells a worker to finish."""
+INTERRUPTED = "interrupted"
+"""Status of a split stopped from outside (the job ends): not a result, run again later."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sklearn.base import clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from .gridfile import GridFile, SplitIndex
-from .protocol import Assignment, SplitResult
+from .protocol import INTERRUPTED, Assignment, SplitResult
 from .scorers import score_split
 
 
@@ -179,6 +179,19 @@ class SplitRunner:
         )
 
 
+def run_with_fallback(run_split: object, runner: SplitRunner, job: Assignment) -> SplitResult:
+    """``run_split(job)``; if the split failed, its scores come from the fallback learner.
+
+    The failed status and error are kept; ``fallback`` says whether the fallback
+    produced the scores (as mlr3 records it). A split stopped from outside gets none.
+    """
+    result = run_split(job)
+    if result.status not in ("ok", INTERRUPTED) and runner.has_fallback:
+        backup = run_split(job, learner=runner.fallback_for(job))
+        result = replace(result, scores=backup.scores, fallback=backup.status == "ok")
+    return result
+
+
 def featureless(kind: str) -> object:
     """The featureless baseline: training mean (regression) or class prior."""
     if kind == "regression":
@@ -194,11 +207,7 @@ class InProcessExecutor:
 
     def run(self, job: Assignment) -> SplitResult:
         """Run ``job``; on failure train the fallback (if any) for its scores."""
-        result = self.runner.run(job)
-        if result.status != "ok" and self.runner.has_fallback:
-            backup = self.runner.run(job, learner=self.runner.fallback_for(job))
-            result = replace(result, scores=backup.scores, fallback=backup.status == "ok")
-        return result
+        return run_with_fallback(self.runner.run, self.runner, job)
 
     def close(self) -> None:
         """Nothing to release."""
