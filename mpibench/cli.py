@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except MpibenchError as exc:
-        if type(exc).__name__ != "PeerRefused":
+        if not exc.quiet:
             print(f"mpibench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

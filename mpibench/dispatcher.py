@@ -237,8 +237,8 @@ class Dispatcher:
         self.store.close()
         wall = time.monotonic() - self.progress.start
         ranks = sorted(self.ranks.values(), key=lambda r: r.rank)
-        log(summary(self.store.new_results(), ranks, self.n_total, n_done, wall)
-            .removeprefix("[mpibench] "))
+        print(summary(self.store.new_results(), ranks, self.n_total, n_done, wall),
+              file=sys.stderr, flush=True)
         log(f"results: {self.paths.results}")
         if self.stop_reason and self.stop_reason.startswith("found"):
             self.paths.stop_request.unlink(missing_ok=True)  # honoured

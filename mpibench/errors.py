@@ -6,8 +6,11 @@ from __future__ import annotations
 class MpibenchError(ValueError):
     """Bad input or a refused operation; the message names the problem and the fix.
 
-    The command line turns it into one line on stderr and exit code 2.
+    The command line turns it into one line on stderr and exit code 2 (``quiet``
+    ones, raised on ranks other than the one that reported the problem, print nothing).
     """
+
+    quiet = False
 
 
 def invalid_parameter(owner: str, name: str, expected: str, got: object) -> MpibenchError:

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .config import THREAD_VARIABLES
 from .gridfile import GridFile
 from .protocol import INTERRUPTED, Assignment, SplitResult
 
@@ -61,8 +62,7 @@ def child_environment(threads: int) -> dict[str, str]:
     """This environment minus MPI launcher variables, with thread limits set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(MPI_VARIABLE_PREFIXES)}
     env["MPI4PY_RC_INITIALIZE"] = "false"
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         env[name] = str(threads)
     return env
 

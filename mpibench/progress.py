@@ -68,10 +68,25 @@ class Progress:
             print(self.line(), file=self.stream, flush=True)
 
 
+RANK_PREFIX = re.compile(r"^rank \d+ on \S+: ")
+"""The ``rank R on HOST: `` head of an error message."""
+
+
+def without_rank(error: str) -> str:
+    """An error message without its ``rank R on HOST:`` head, to group identical ones.
+
+    Examples
+    --------
+    >>> without_rank("rank 3 on node7: in fit: ValueError: bad")
+    'in fit: ValueError: bad'
+    """
+    return RANK_PREFIX.sub("", error)
+
+
 def error_groups(results: list[SplitResult], top: int = 5) -> list[str]:
     """Identical errors (rank, host and addresses removed) with counts, most frequent first."""
     counts = Counter(
-        (r.status, re.sub(r"^rank \d+ on \S+: ", "", r.error)) for r in results
+        (r.status, without_rank(r.error)) for r in results
         if r.status != "ok"
     )
     lines = [f"  {n} x {status}: {message}" for (status, message), n in counts.most_common(top)]

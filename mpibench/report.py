@@ -17,6 +17,7 @@ from .errors import MpibenchError
 from .gridfile import GridFile
 from .paths import ProjectPaths
 from .plotting import plot_pvalue, plot_scores, plot_timeline
+from .progress import without_rank
 from .storage import read_attrs, read_ranks, read_results
 
 STYLE = """
@@ -62,7 +63,7 @@ def _figure(figure) -> str:
 
 def _failures(results: pd.DataFrame) -> pd.DataFrame:
     failed = results[results["status"].astype(str) != "ok"]
-    messages = failed["error"].str.replace(r"^rank \d+ on \S+: ", "", regex=True)
+    messages = failed["error"].map(without_rank)
     table = pd.DataFrame({"status": failed["status"].astype(str), "learner":
                           failed["learner"].astype(str), "error": messages})
     return table.value_counts().rename("count").reset_index()

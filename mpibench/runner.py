@@ -32,6 +32,8 @@ ABORT_DELAY = 0.5
 class PeerRefused(MpibenchError):
     """Rank 0 refused the run; raised on the other ranks, which print nothing."""
 
+    quiet = True
+
 
 def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -> object:
     """A fork server (``isolate``) or an in-process runner, with limits and fallback."""
@@ -39,8 +41,6 @@ def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -
         limits = IsolationLimits(options["timeout"], options["kill_grace"],
                                  options["memory_limit"])
         return ForkServer(paths.grid, rank, threads, limits, fallback=options["fallback"])
-    if options["timeout"] is not None or options["memory_limit"] is not None:
-        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")
     return InProcessExecutor(SplitRunner(GridFile(paths.grid), rank, threads,
                                          fallback=options["fallback"]))
 
@@ -133,6 +133,8 @@ def run(
     check_launch(transport.size)
     if max_attempts < 1:
         raise MpibenchError(f"--max-attempts must be >= 1. Got {max_attempts} instead.")
+    if not isolate and (timeout is not None or memory_limit is not None):
+        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")
     threads = resolve_threads(threads)
     paths = ProjectPaths(Path(project) / "test" if test else project)
     signals = StopSignals()
