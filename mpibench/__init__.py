@@ -6,7 +6,7 @@ Define tasks x learners x resamplings in Python, create a project, run it with
 
 from ._version import __version__
 from .analysis import PValue, pvalue, pvalue_downsample
-from .debug import DebugLearner
+from .debug import DebugLearner, NoOpLearner, zero_score
 from .demo import create_demo, demo_data, demo_grid
 from .errors import MpibenchError
 from .grid import Grid, Task
@@ -37,6 +37,7 @@ __all__ = [
     "Grid",
     "GridFile",
     "MpibenchError",
+    "NoOpLearner",
     "PValue",
     "SameOtherSizesCV",
     "Task",
@@ -57,4 +58,5 @@ __all__ = [
     "run",
     "run_summary",
     "write_report",
+    "zero_score",
 ]

@@ -123,6 +123,15 @@ def _sbatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chunk_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1 or 'auto', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per verb)."""
     parser = argparse.ArgumentParser(
@@ -137,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None,
                      help="BLAS/OpenMP threads per worker (default: SLURM_CPUS_PER_TASK or 1)")
     run.add_argument("--order", choices=("lpt", "grid", "random"), default="lpt",
-                     help="dispatch order (default: lpt, largest train sets first)")
-    run.add_argument("--chunk-size", type=int, default=1, help="splits per message")
+                     help="dispatch order (default: lpt, longest expected first: train rows "
+                          "x a per-learner rate learned during the run)")
+    run.add_argument("--chunk-size", type=_chunk_size, default="auto", metavar="N|auto",
+                     help="splits per message (default: auto, about 10 ms of expected work, "
+                          "shrinking as the run ends; 1 for long splits)")
     run.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
                      help="rewrite results.h5 this often during the run (default: 300)")
     run.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",

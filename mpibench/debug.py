@@ -23,6 +23,9 @@ class DebugLearner(BaseEstimator):
     ----------
     sleep_fit, sleep_predict : float, default=0.0
         Seconds to sleep in ``fit`` / ``predict``.
+    sleep_per_row : float, default=0.0
+        Further seconds to sleep in ``fit`` per train row (a fit time that grows with
+        the data, as a real learner's does).
     p_error, p_segfault, p_hang, p_memory, p_exit : float, default=0.0
         Probability of raising ``RuntimeError``, a segmentation fault, hanging forever,
         allocating memory without bound, and ``os._exit(0)``.
@@ -42,8 +45,10 @@ class DebugLearner(BaseEstimator):
         self, sleep_fit: float = 0.0, sleep_predict: float = 0.0, p_error: float = 0.0,
         p_segfault: float = 0.0, p_hang: float = 0.0, p_memory: float = 0.0,
         p_exit: float = 0.0, fail_in: str = "fit", random_state: int | None = None,
+        sleep_per_row: float = 0.0,
     ) -> None:
         self.sleep_fit = sleep_fit
+        self.sleep_per_row = sleep_per_row
         self.sleep_predict = sleep_predict
         self.p_error = p_error
         self.p_segfault = p_segfault
@@ -82,8 +87,8 @@ class DebugLearner(BaseEstimator):
 
     def fit(self, X: object, y: object) -> DebugLearner:
         """Remember the mean or majority class of ``y``."""
-        if self.sleep_fit:
-            time.sleep(self.sleep_fit)
+        if self.sleep_fit or self.sleep_per_row:
+            time.sleep(self.sleep_fit + self.sleep_per_row * len(y))
         self._maybe_fail("fit")
         y = np.asarray(y)
         if y.dtype.kind == "f":
@@ -104,3 +109,36 @@ class DebugLearner(BaseEstimator):
     def predict_proba(self, X: object) -> np.ndarray:
         """Training class frequencies, once per row (classification only)."""
         return np.tile(self.class_prior_, (len(X), 1))
+
+
+class NoOpLearner(BaseEstimator):
+    """Does nothing: ``fit`` learns nothing, ``predict`` returns zeros.
+
+    With :func:`zero_score` it makes the cheapest possible split, so that a run measures
+    mpibench's own cost per split (dispatch, transport, bookkeeping, journal).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> NoOpLearner().fit(np.zeros((3, 1)), np.zeros(3)).predict(np.zeros((2, 1)))
+    array([0., 0.])
+    """
+
+    def fit(self, X: object, y: object) -> NoOpLearner:
+        """Return ``self`` unchanged."""
+        return self
+
+    def predict(self, X: object) -> np.ndarray:
+        """Zeros, once per row."""
+        return np.zeros(len(X))
+
+
+def zero_score(y_true: object, y_pred: object) -> float:
+    """A scorer that costs nothing and always says 0.0 (for :class:`NoOpLearner`).
+
+    Examples
+    --------
+    >>> zero_score([1.0], [2.0])
+    0.0
+    """
+    return 0.0

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 
 from ._version import __version__
 from .config import inject_fault
@@ -26,12 +27,22 @@ from .protocol import (
     SplitResult,
     WorkRequest,
 )
-from .scheduler import Scheduler
-from .stopping import CostModel, Deadline, StopSignals
+from .scheduler import CostModel, Scheduler
+from .stopping import Deadline, StopSignals
 from .storage import JOB_COLUMNS, ResultStore
 from .transport import MPITransport
+from .worker import peak_rss_bytes
 
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
+
+
+def compact(jobs: pd.DataFrame) -> pd.DataFrame:
+    """The job table with text columns as categoricals (a million rows in ~100 MB)."""
+    for column in jobs.columns:
+        values = jobs[column]
+        if values.dtype == object and values.map(type).eq(str).all():
+            jobs[column] = values.astype("category")
+    return jobs
 
 
 STOP_FILE_SECONDS = 0.5
@@ -79,19 +90,23 @@ class Dispatcher:
     def _load(self) -> None:
         grid_file = GridFile(self.paths.grid)
         attrs = grid_file.attrs()
-        jobs = grid_file.job_table()
+        jobs = compact(grid_file.job_table())
         self.store = ResultStore(self.paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(),
                                  attrs, repair=bool(self.options.get("repair", False)))
         self.n_total = len(jobs)
-        self._columns = {c: jobs[c].to_numpy().tolist() for c in ASSIGNMENT_COLUMNS}
+        self._columns = {c: jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS}
         self.ranks = {0: RankStats(0, socket.gethostname(), os.getpid(), time.time())}
-        self._retire_exhausted(jobs)
-        todo = np.setdiff1d(jobs["job_id"].to_numpy(), self.store.done_ids())
-        self.scheduler = Scheduler(
-            todo, jobs["n_train"].to_numpy()[todo], order=str(self.options["order"]),
-            chunk_size=int(self.options["chunk_size"]), seed=int(attrs["seed"]))
         self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy())
-        self.costs.add(self.store.all_results())
+        self._retire_exhausted()
+        history = self.store.all_results()
+        self.costs.add_columns(history.job_ids, history.status,
+                               history.columns["end_time"] - history.columns["start_time"])
+        todo = np.setdiff1d(jobs["job_id"].to_numpy(), history.job_ids)
+        priority = jobs["priority"].to_numpy() if "priority" in jobs else None
+        self.scheduler = Scheduler(
+            todo, self.costs, priority=priority, order=str(self.options["order"]),
+            chunk_size=self.options["chunk_size"], n_workers=self.n_ranks - 1,
+            seed=int(attrs["seed"]))
         self.deadline = Deadline()
         self.signals = self.options.get("signals") or StopSignals()
         self.progress = Progress(len(todo), self.n_total, float(self.options["progress_every"]))
@@ -100,31 +115,31 @@ class Dispatcher:
         self._last_checkpoint = time.monotonic()
         self._stop_file_checked = 0.0
 
-    def _retire_exhausted(self, jobs: object) -> None:
+    def _retire_exhausted(self) -> None:
         """Record as ``crash`` the splits in flight in ``max_attempts`` runs that died."""
         limit = int(self.options["max_attempts"])
-        done = set(self.store.done_ids().tolist())
-        exhausted = [j for j, n in self.store.started.items() if n >= limit and j not in done]
-        if not exhausted:
+        started = self.store.started
+        exhausted = np.setdiff1d(np.flatnonzero(started >= limit), self.store.done_ids())
+        if not len(exhausted):
             return
         now, n_scores = time.time(), len(self.store.scorer_names)
         self.store.add([SplitResult(
             job_id=j, status="crash", scores=(float("nan"),) * n_scores,
-            error=f"in flight when {self.store.started[j]} runs died; not retried "
+            error=f"in flight when {started[j]} runs died; not retried "
                   f"(--max-attempts {limit})",
             rank=0, host=self.ranks[0].host, pid=self.ranks[0].pid, start_time=now,
             end_time=now, fit_seconds=0.0, predict_seconds=0.0, score_seconds=0.0,
-            max_rss_bytes=0, threads=0, attempt=self.store.started[j],
-        ) for j in sorted(exhausted)])
+            max_rss_bytes=0, threads=0, attempt=int(started[j]),
+        ) for j in exhausted.tolist()])
         log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
 
     def assignments(self, job_ids: list[int]) -> list[Assignment]:
         """Everything a worker needs to run ``job_ids`` (and journal the hand-out)."""
-        self.store.mark_started(job_ids)
-        c, started = self._columns, self.store.started
-        return [Assignment(j, c["task_i"][j], c["learner_i"][j], c["resampling_i"][j],
-                           c["split_i"][j], c["random_state"][j], started[j] + 1)
-                for j in job_ids]
+        ids = np.asarray(job_ids, dtype=np.int64)
+        self.store.mark_started(ids)
+        columns = [self._columns[c][ids].tolist() for c in ASSIGNMENT_COLUMNS]
+        attempts = self.store.started[ids].tolist()
+        return [Assignment(*row) for row in zip(job_ids, *columns, attempts, strict=True)]
 
     def record(self, rank: int, results: list[SplitResult]) -> None:
         """Journal finished splits and update counters.
@@ -198,7 +213,9 @@ class Dispatcher:
     def checkpoint(self, complete: bool) -> None:
         """Commit the journal and rewrite ``results.h5`` atomically."""
         self._last_checkpoint = time.monotonic()
-        self.ranks[0].end_time = time.time()
+        me = self.ranks[0]
+        me.end_time, me.cpu_seconds, me.max_rss_bytes = (time.time(), time.process_time(),
+                                                          peak_rss_bytes())
         self.store.write(sorted(self.ranks.values(), key=lambda r: r.rank), {
             "complete": complete, "mpibench_version": __version__,
             "mpi_library": str(self.options["mpi_library"]), "n_ranks": self.n_ranks,
@@ -239,7 +256,9 @@ class Dispatcher:
         ranks = sorted(self.ranks.values(), key=lambda r: r.rank)
         print(summary(self.store.new_results(), ranks, self.n_total, n_done, wall),
               file=sys.stderr, flush=True)
-        log(f"results: {self.paths.results}")
+        me = self.ranks[0]
+        log(f"results: {self.paths.results} (rank 0: {time.process_time():.1f} s CPU in "
+            f"{time.time() - me.start_time:.1f} s, peak memory {peak_rss_bytes() / 2**20:.0f} MB)")
         if self.stop_reason and self.stop_reason.startswith("found"):
             self.paths.stop_request.unlink(missing_ok=True)  # honoured
         if not complete:

@@ -15,6 +15,7 @@ Layout::
 
 from __future__ import annotations
 
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,27 @@ def read_column(dataset: h5py.Dataset) -> np.ndarray:
     if h5py.check_string_dtype(dataset.dtype):
         return dataset.asstr()[()]
     return dataset[()]
+
+
+def share_data() -> bool:
+    """False when ``MPIBENCH_SHARE_DATA=0``: every process reads its own copy."""
+    return os.environ.get("MPIBENCH_SHARE_DATA", "1") != "0"
+
+
+def read_shared(dataset: h5py.Dataset) -> np.ndarray:
+    """A numeric dataset as a read-only memory map of the file, else read into memory.
+
+    Every process on a node that maps the same contiguous, uncompressed dataset shares
+    one copy of it in the page cache (ranks, isolation helpers and their children):
+    a task's data is held once per node, not once per rank.
+    """
+    offset = dataset.id.get_offset()
+    if (offset is None or dataset.chunks is not None or dataset.dtype.kind not in "fiub"
+            or dataset.size == 0 or not share_data()):
+        return dataset[()]
+    mapped = np.memmap(dataset.file.filename, dtype=dataset.dtype, mode="r", offset=offset,
+                       shape=dataset.shape)
+    return mapped.view(np.ndarray)
 
 
 def write_pickle(group: h5py.Group, name: str, obj: object) -> h5py.Dataset:
@@ -74,7 +96,7 @@ def _write_x(group: h5py.Group, X: object) -> None:
 def _read_x(group: h5py.Group) -> object:
     fmt = group.attrs["x_format"]
     if fmt == "array":
-        return group["X"][()]
+        return read_shared(group["X"])
     if fmt == "columns":
         columns = group["X"]
         names = list(columns.attrs["names"])
@@ -120,8 +142,7 @@ def write_grid_file(path: Path, grid: object, jobs: pd.DataFrame, attrs: dict) -
                 lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
                 group.create_dataset(f"{side}_ptr", data=np.concatenate([[0], np.cumsum(lengths)]))
                 flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-                group.create_dataset(f"{side}_idx", data=flat.astype(np.int64), chunks=True,
-                                     compression="gzip", compression_opts=1, shuffle=True)
+                group.create_dataset(f"{side}_idx", data=flat.astype(np.int64))
         table = h5.create_group("jobs")
         table.attrs["order"] = [str(c) for c in jobs.columns]
         for column in jobs.columns:
@@ -179,10 +200,12 @@ class GridFile:
             return [str(n) for n in h5["scorers"].attrs["names"]]
 
     def task_data(self, task_i: int) -> tuple[object, np.ndarray]:
-        """``(X, y)`` of one task."""
+        """``(X, y)`` of one task (numeric arrays memory-mapped, see :func:`read_shared`)."""
         with self._open() as h5:
             group = h5["tasks"][str(task_i)]
-            return _read_x(group), read_column(group["y"])
+            y = group["y"]
+            return _read_x(group), (read_column(y) if h5py.check_string_dtype(y.dtype)
+                                    else read_shared(y))
 
     def task_columns(self, task_i: int) -> dict[str, np.ndarray]:
         """The task's ``subset``, ``groups``, ``stratum`` and ``fold`` columns that exist."""
@@ -222,5 +245,5 @@ class GridFile:
         """Index arrays of every split of one (task, resampling)."""
         with self._open() as h5:
             group = h5["splits"][f"{task_i}_{resampling_i}"]
-            return SplitIndex(*(group[n][()] for n in
+            return SplitIndex(*(read_shared(group[n]) for n in
                                 ("train_idx", "train_ptr", "test_idx", "test_ptr")))

@@ -25,7 +25,7 @@ import struct
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import THREAD_VARIABLES
@@ -131,7 +131,9 @@ class ForkServer:
 
     def _start(self) -> subprocess.Popen:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mpibench._forkserver"], stdin=subprocess.PIPE,
+            # the grid path is only a label: ps shows which project a helper serves
+            [sys.executable, "-m", "mpibench._forkserver", self._config["grid_path"]],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=self._env, preexec_fn=_helper_preexec,
             start_new_session=True,  # signals for the MPI job are the worker's to handle
         )
@@ -194,7 +196,7 @@ def _child(runner, job: Assignment, learner: object, limits: IsolationLimits, fd
         if limits.memory_limit:
             ceiling = _vm_bytes() + limits.memory_limit
             resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
-        result = replace(runner.run(job, learner=learner), pid=os.getpid())
+        result = runner.run(job, learner=learner)._replace(pid=os.getpid())
         data = pickle.dumps(result, protocol=5)
         with os.fdopen(fd, "wb") as pipe:
             pipe.write(FRAME.pack(len(data)) + data)

@@ -3,8 +3,9 @@
 Format: the line ``MPIBENCH-JOURNAL 1\\n``, then records, each a little-endian
 ``uint32`` payload length, a ``uint32`` CRC-32 of the payload, and the payload: one
 JSON object. The first record is the header (the grid's fingerprint); then ``"t":
-"s"`` records list job ids handed out (with their attempt) and ``"t": "r"`` records
-hold one finished split each. Records reach the file with one ``write`` each (a killed
+"s"`` records list job ids handed out and ``"t": "r"`` records hold the finished
+splits of one worker message as ``"rows"``, each in the field order the header's
+``"result_fields"`` names. Records reach the file with one ``write`` each (a killed
 process loses none) and are fsynced in groups (a machine crash loses at most the
 last group). ``strings results.journal`` shows them.
 """
@@ -17,18 +18,20 @@ import struct
 import time
 import warnings
 import zlib
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from .batch import RESULT_FIELDS, ResultBatch
 from .errors import MpibenchError
 from .paths import fsync_directory, replace_atomically
 from .protocol import SplitResult
 
 MAGIC = b"MPIBENCH-JOURNAL 1\n"
 HEAD = struct.Struct("<II")
-COMMIT_RECORDS = 64
-"""Group commit: fsync after this many records ..."""
+COMMIT_RECORDS = 4096
+"""Group commit: fsync after this many finished splits ..."""
 COMMIT_SECONDS = 1.0
 """... or when the oldest unsynced record is this old (seconds)."""
 _RECORD_START = b'{"t": '
@@ -44,16 +47,13 @@ def encode(payload: dict) -> bytes:
     return HEAD.pack(len(body), zlib.crc32(body)) + body
 
 
-def result_record(result: SplitResult) -> dict:
-    """Journal payload of a finished split."""
-    return {"t": "r", **asdict(result)}
-
-
-def result_from_record(record: dict) -> SplitResult:
-    """Inverse of :func:`result_record`."""
-    fields = {k: v for k, v in record.items() if k != "t"}
-    fields["scores"] = tuple(float(s) for s in fields["scores"])
-    return SplitResult(**fields)
+def batch_from_record(record: dict) -> ResultBatch:
+    """The results of a ``"t": "r"`` record: ``"rows"`` in ``RESULT_FIELDS`` order, or
+    (older journals) one split's fields by name."""
+    if "rows" in record:
+        return ResultBatch.from_rows(record["rows"])
+    return ResultBatch.from_rows([SplitResult(**{k: v for k, v in record.items()
+                                                  if k != "t"})])
 
 
 @dataclass
@@ -61,10 +61,21 @@ class JournalContents:
     """What a journal holds: header, finished splits, hand-out counts, damage found."""
 
     header: dict | None = None
-    results: list[SplitResult] = field(default_factory=list)
-    started: Counter = field(default_factory=Counter)
+    batches: list[ResultBatch] = field(default_factory=list)
+    started_ids: list[list[int]] = field(default_factory=list)
     torn_at: int | None = None
     damaged: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[SplitResult]:
+        """Every finished split as an object, in journal order (small journals)."""
+        return [r for batch in self.batches for r in batch.results()]
+
+    def started_counts(self, n_jobs: int) -> np.ndarray:
+        """How many times each job id was handed out (length ``n_jobs``)."""
+        ids = [np.asarray(i, dtype=np.int64) for i in self.started_ids]
+        flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        return np.bincount(flat, minlength=n_jobs).astype(np.int32)
 
 
 def _valid_record(data: bytes, pos: int) -> tuple[dict, int] | None:
@@ -122,9 +133,9 @@ def parse(data: bytes) -> JournalContents:
 def _apply(contents: JournalContents, record: dict) -> None:
     kind = record.get("t")
     if kind == "r":
-        contents.results.append(result_from_record(record))
+        contents.batches.append(batch_from_record(record))
     elif kind == "s":
-        contents.started.update(record["jobs"])
+        contents.started_ids.append(record["jobs"])
     elif kind == "header" and contents.header is None:
         contents.header = record
 
@@ -219,7 +230,8 @@ class JournalWriter:
         self._unsynced = 0
         self._oldest = 0.0
         if fresh:
-            os.write(self._fd, MAGIC + encode({"t": "header", **header}))
+            os.write(self._fd, MAGIC + encode({"t": "header", **header,
+                                               "result_fields": list(RESULT_FIELDS)}))
             os.fsync(self._fd)
             fsync_directory(path.parent)
 
@@ -231,10 +243,10 @@ class JournalWriter:
         self._unsynced += 1
 
     def append_results(self, results: list[SplitResult]) -> None:
-        """One record per finished split, written in one system call."""
+        """One record holding finished splits (result objects or rows)."""
         if not results:
             return
-        os.write(self._fd, b"".join(encode(result_record(r)) for r in results))
+        os.write(self._fd, encode({"t": "r", "rows": results}))
         if not self._unsynced:
             self._oldest = time.monotonic()
         self._unsynced += len(results)

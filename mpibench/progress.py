@@ -7,6 +7,9 @@ import sys
 import time
 from collections import Counter
 
+import numpy as np
+
+from .batch import ResultBatch
 from .protocol import RankStats, SplitResult
 
 
@@ -83,22 +86,27 @@ def without_rank(error: str) -> str:
     return RANK_PREFIX.sub("", error)
 
 
-def error_groups(results: list[SplitResult], top: int = 5) -> list[str]:
-    """Identical errors (rank, host and addresses removed) with counts, most frequent first."""
-    counts = Counter(
-        (r.status, without_rank(r.error)) for r in results
-        if r.status != "ok"
-    )
+def error_groups(status: np.ndarray, error: np.ndarray, top: int = 5) -> list[str]:
+    """Identical errors (rank and host removed) with counts, most frequent first.
+
+    Parameters
+    ----------
+    status, error : numpy.ndarray
+        Status and error message of each split.
+    """
+    failed = status != "ok"
+    counts = Counter(zip(status[failed].tolist(),
+                         map(without_rank, error[failed].tolist()), strict=True))
     lines = [f"  {n} x {status}: {message}" for (status, message), n in counts.most_common(top)]
     if len(counts) > top:
         lines.append(f"  ... and {len(counts) - top} more kinds of failure")
     return lines
 
 
-def summary(results: list[SplitResult], ranks: list[RankStats], n_total: int,
+def summary(results: ResultBatch, ranks: list[RankStats], n_total: int,
             n_done: int, wall_seconds: float) -> str:
     """End-of-run summary: counts, wall time, busy fraction per worker, error groups."""
-    failed = sum(r.status != "ok" for r in results)
+    failed = int(np.count_nonzero(results.status != "ok"))
     busy = ", ".join(
         f"r{r.rank} {100 * r.busy_seconds / max(r.end_time - r.start_time, 1e-9):.0f}%"
         for r in ranks if r.n_splits
@@ -110,5 +118,5 @@ def summary(results: list[SplitResult], ranks: list[RankStats], n_total: int,
     ]
     if failed:
         lines.append("[mpibench] failures (recorded as results):")
-        lines.extend(error_groups(results))
+        lines.extend(error_groups(results.status, results.columns["error"]))
     return "\n".join(lines)

@@ -118,8 +118,18 @@ def validate_jobs(grid: object, jobs: pd.DataFrame) -> None:
         )
 
 
+def _priority(priority: object, jobs: pd.DataFrame) -> np.ndarray:
+    values = np.asarray(priority(jobs) if callable(priority) else priority, dtype=np.float64)
+    if values.shape != (len(jobs),) or not np.isfinite(values).all():
+        raise MpibenchError(
+            f"priority must give one finite number per job ({len(jobs)}); got shape "
+            f"{values.shape}. Return e.g. jobs['n_train'] or a boolean column."
+        )
+    return values
+
+
 def create_project(path: str | os.PathLike, grid: object, *,
-                   select_jobs: object = None) -> Path:
+                   select_jobs: object = None, priority: object = None) -> Path:
     """Validate ``grid`` and write ``PATH/grid.h5``, ready for ``mpibench run PATH``.
 
     Calling it again with an identical grid is a no-op; a different grid at an
@@ -135,6 +145,10 @@ def create_project(path: str | os.PathLike, grid: object, *,
         ``f(job_table) -> job_table``: keep (and order) a subset of the jobs; job ids
         are renumbered in the order returned. Selected projects skip the split checks
         (a test run reports such splits as ``invalid`` instead).
+    priority : callable, optional
+        ``f(job_table) -> numbers``, one per job: higher runs first, before the
+        ``--order`` of the run (e.g. ``lambda jobs: jobs["learner"] == "forest"``).
+        Stored as the job table's ``priority`` column; not part of the fingerprint.
 
     Returns
     -------
@@ -154,6 +168,8 @@ def create_project(path: str | os.PathLike, grid: object, *,
         jobs = select_jobs(jobs).reset_index(drop=True)
         jobs["job_id"] = np.arange(len(jobs))
         jobs["random_state"] = [derive_seed(grid.seed, j) for j in jobs["job_id"]]
+    if priority is not None:
+        jobs["priority"] = _priority(priority, jobs)
     parts = fingerprint_parts(grid, jobs)
     fingerprint = combine_fingerprint(parts)
     if paths.grid.exists():

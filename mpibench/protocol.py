@@ -8,6 +8,7 @@ running totals) and gets exactly one reply: a list of :class:`Assignment`, or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 TAG_REQUEST = 1
 """Worker -> rank 0: :class:`WorkRequest`."""
@@ -19,8 +20,7 @@ INTERRUPTED = "interrupted"
 """Status of a split stopped from outside (the job ends): not a result, run again later."""
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(NamedTuple):
     """One split to run: what to load and how to seed it."""
 
     job_id: int
@@ -32,10 +32,10 @@ class Assignment:
     attempt: int = 1
 
 
-@dataclass(frozen=True)
-class SplitResult:
+class SplitResult(NamedTuple):
     """Outcome of one split, as recorded in ``/splits`` of ``results.h5``.
 
+    A named tuple: cheap to pickle, and a list of them is a list of journal rows.
     Times are Unix seconds (``start_time``, ``end_time``) or wall-clock seconds
     (``*_seconds``); ``max_rss_bytes`` is the worker's peak resident memory in bytes.
     """
@@ -60,7 +60,11 @@ class SplitResult:
 
 @dataclass
 class RankStats:
-    """Running totals of one rank, as recorded in ``/ranks`` of ``results.h5``."""
+    """Running totals of one rank, as recorded in ``/ranks`` of ``results.h5``.
+
+    ``cpu_seconds`` is the rank's own CPU time (user + system) and ``max_rss_bytes``
+    its peak resident memory; isolated splits run in child processes, not in them.
+    """
 
     rank: int
     host: str
@@ -69,6 +73,8 @@ class RankStats:
     end_time: float = 0.0
     n_splits: int = 0
     busy_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    max_rss_bytes: int = 0
 
     @property
     def idle_seconds(self) -> float:

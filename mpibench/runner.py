@@ -23,7 +23,7 @@ from .protocol import STOP, TAG_REPLY, TAG_REQUEST, RankStats, WorkRequest
 from .stopping import StopSignals
 from .testmode import create_test_project
 from .transport import MPITransport
-from .worker import InProcessExecutor, SplitRunner
+from .worker import InProcessExecutor, SplitRunner, peak_rss_bytes
 
 ABORT_DELAY = 0.5
 """Seconds between printing a fatal error and ``MPI_Abort``."""
@@ -50,7 +50,8 @@ def work(transport: MPITransport, executor: object) -> None:
     stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
     results = []
     while True:
-        stats.end_time = time.time()
+        stats.end_time, stats.cpu_seconds = time.time(), time.process_time()
+        stats.max_rss_bytes = peak_rss_bytes()
         transport.send(WorkRequest(transport.rank, results, stats), 0, TAG_REQUEST)
         jobs, _ = transport.receive(0, TAG_REPLY)
         if jobs is STOP:
@@ -63,7 +64,7 @@ def work(transport: MPITransport, executor: object) -> None:
 
 def run(
     project: str | os.PathLike, *, threads: int | None = None, order: str = "lpt",
-    chunk_size: int = 1, checkpoint_every: float = 300.0, progress_every: float = 5.0,
+    chunk_size: int | str = "auto", checkpoint_every: float = 300.0, progress_every: float = 5.0,
     grace: float = 20.0, max_attempts: int = 2, repair: bool = False, isolate: bool = True,
     timeout: float | None = None, memory_limit: int | None = None, kill_grace: float = 2.0,
     fallback: object = None, test: bool = False, comm: object = None,
@@ -81,9 +82,12 @@ def run(
     threads : int, optional
         BLAS/OpenMP threads per worker (default: ``SLURM_CPUS_PER_TASK``, else 1).
     order : {"lpt", "grid", "random"}, default="lpt"
-        Dispatch order; ``lpt`` sends the largest train sets first.
-    chunk_size : int, default=1
-        Splits per message.
+        Dispatch order; ``lpt`` sends the longest expected splits first (train rows x a
+        per-learner rate learned from finished splits). A ``priority`` column given to
+        :func:`~mpibench.create_project` comes first.
+    chunk_size : int or "auto", default="auto"
+        Splits per message; ``"auto"`` sends about 10 ms of expected work per message,
+        shrinking as the run ends, and long splits one at a time.
     checkpoint_every : float, default=300.0
         Seconds between rewrites of ``results.h5`` during the run.
     progress_every : float, default=5.0

@@ -1,34 +1,143 @@
-"""Which split goes next: a pure-Python state machine (no mpi4py here).
+"""Which splits go next, and how many at once: a pure-Python state machine (no mpi4py).
 
 The dispatcher reports events ("rank r wants work", "these jobs finished") and the
-scheduler answers with job ids. Ordering: ``lpt`` (longest expected first, from a
-cost estimate), ``grid`` (job id order) or ``random``.
+scheduler answers with job ids.
+
+Ordering: ``lpt`` (longest expected first) ranks pending splits by train rows x a
+per-learner rate (seconds per train row) that :class:`CostModel` learns from finished
+splits, so the tail of a run is made of short splits. ``grid`` keeps job id order,
+``random`` shuffles. A user ``priority`` (higher first) comes before any of them.
+
+Chunking: ``chunk_size="auto"`` hands out one split until the cost model knows the
+learner, then about ``CHUNK_SECONDS`` of expected work per message, never more than
+``1 / (GUIDED * workers)`` of what is pending (guided self-scheduling: chunks shrink
+as the run ends), so no-op splits go out by the hundred and long ones one at a time.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import math
 
 import numpy as np
 
 from .errors import invalid_parameter
+from .protocol import SplitResult
 
 ORDERS = ("lpt", "grid", "random")
+CHUNK_SECONDS = 0.01
+"""Expected seconds of work per message under automatic chunking."""
+GUIDED = 2
+"""A chunk is at most ``pending / (GUIDED * workers)`` splits."""
+MAX_CHUNK = 4096
+"""Most splits per message."""
+
+
+class CostModel:
+    """Expected seconds of a split: its train rows x seconds per row of its learner.
+
+    The rate per learner is learned from finished splits (all learners pooled until a
+    learner has its own).
+
+    Parameters
+    ----------
+    learner_of_job, n_train_of_job : numpy.ndarray
+        Learner index and train rows of every job, indexed by job id.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = CostModel(np.array([0, 0, 1]), np.array([100, 50, 100]))
+    >>> model.learn(0, seconds=2.0, rows=100); model.expected(1), model.expected(2)
+    (1.0, 2.0)
+    """
+
+    def __init__(self, learner_of_job: np.ndarray, n_train_of_job: np.ndarray) -> None:
+        self.learner = np.asarray(learner_of_job, dtype=np.int64)
+        self.n_train = np.maximum(np.asarray(n_train_of_job, dtype=np.float64), 1.0)
+        self._seconds: dict[int, float] = {}
+        self._rows: dict[int, float] = {}
+
+    @property
+    def known(self) -> bool:
+        """True once any split has finished."""
+        return bool(self._rows)
+
+    def learn(self, learner: int, seconds: float, rows: float) -> None:
+        """Add ``seconds`` spent on ``rows`` train rows by ``learner``."""
+        self._seconds[learner] = self._seconds.get(learner, 0.0) + seconds
+        self._rows[learner] = self._rows.get(learner, 0.0) + rows
+
+    def add(self, results: list[SplitResult]) -> None:
+        """Learn from finished splits (failed ones say nothing about cost)."""
+        for r in results:
+            if r.status == "ok":
+                self.learn(int(self.learner[r.job_id]), r.end_time - r.start_time,
+                           self.n_train[r.job_id])
+
+    def add_columns(self, job_ids: np.ndarray, status: np.ndarray,
+                    seconds: np.ndarray) -> None:
+        """Learn from finished splits held as columns (a resumed run's history)."""
+        ok = status == "ok"
+        jobs, seconds = job_ids[ok], seconds[ok]
+        learners = self.learner[jobs]
+        for learner in np.unique(learners).tolist():
+            mine = learners == learner
+            self.learn(learner, float(seconds[mine].sum()),
+                       float(self.n_train[jobs[mine]].sum()))
+
+    def rate(self, learner: int) -> float:
+        """Seconds per train row of ``learner`` (pooled if unknown; 0 if nothing is)."""
+        if learner in self._rows:
+            return self._seconds[learner] / self._rows[learner]
+        if self._rows:
+            return sum(self._seconds.values()) / sum(self._rows.values())
+        return 0.0
+
+    def expected(self, job_id: int) -> float:
+        """Expected seconds for ``job_id`` (0 when nothing is known yet)."""
+        return self.rate(int(self.learner[job_id])) * float(self.n_train[job_id])
+
+
+class _Queue:
+    """Pending jobs of one (priority, learner): ids in dispatch order, a head pointer."""
+
+    def __init__(self, priority: float, learner: int, ids: np.ndarray,
+                 rows: np.ndarray) -> None:
+        self.priority, self.learner = priority, learner
+        self.ids, self.rows, self.head = ids, rows, 0
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.head
+
+    def take(self, k: int) -> np.ndarray:
+        chunk = self.ids[self.head:self.head + k]
+        self.head += len(chunk)
+        return chunk
+
+    def count_at_least(self, rows: float) -> int:
+        """Pending jobs (from the head) with at least ``rows`` train rows."""
+        descending = -self.rows[self.head:]
+        return int(np.searchsorted(descending, -rows, side="right"))
 
 
 class Scheduler:
-    """Hands out pending job ids, tracks what each rank holds.
+    """Hands out pending job ids in chunks, tracks what each rank holds.
 
     Parameters
     ----------
     job_ids : array-like of int
         Jobs still to run.
-    costs : array-like of float, optional
-        Expected relative cost per job (same length), used by ``order="lpt"``.
+    costs : CostModel or array-like of float, optional
+        The cost model (indexed by job id; ``order="lpt"`` ranks by it), or fixed
+        relative costs of ``job_ids`` (same length).
+    priority : array-like of float, optional
+        Per job id; higher goes first whatever the order.
     order : {"lpt", "grid", "random"}, default="lpt"
-        Dispatch order.
-    chunk_size : int, default=1
-        Jobs per assignment.
+        Dispatch order within a priority.
+    chunk_size : int or "auto", default=1
+        Jobs per assignment; ``"auto"`` adapts it (see the module docstring).
+    n_workers : int, default=1
+        Ranks asking for work (for the guided bound of automatic chunks).
     seed : int, default=0
         Seed of ``order="random"``.
 
@@ -42,52 +151,109 @@ class Scheduler:
     """
 
     def __init__(
-        self, job_ids: object, costs: object = None, *, order: str = "lpt",
-        chunk_size: int = 1, seed: int = 0,
+        self, job_ids: object, costs: object = None, *, priority: object = None,
+        order: str = "lpt", chunk_size: int | str = 1, n_workers: int = 1, seed: int = 0,
     ) -> None:
         if order not in ORDERS:
             raise invalid_parameter("run", "order", f"one of {ORDERS}", order)
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise invalid_parameter("run", "chunk_size", "an int >= 1", chunk_size)
+        if chunk_size != "auto" and (isinstance(chunk_size, bool)
+                                     or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise invalid_parameter("run", "chunk_size", "an int >= 1 or 'auto'", chunk_size)
         ids = np.asarray(job_ids, dtype=np.int64)
-        if order == "lpt" and costs is not None:
-            ids = ids[np.argsort(-np.asarray(costs, dtype=np.float64), kind="stable")]
-        elif order == "random":
-            ids = np.random.default_rng(seed).permutation(ids)
-        else:
-            ids = np.sort(ids)
-        self._pending: deque[int] = deque(ids.tolist())
+        self.model = _as_model(ids, costs)
+        self.order, self.chunk_size, self.n_workers = order, chunk_size, max(1, n_workers)
+        prio = np.zeros(len(ids)) if priority is None else np.asarray(priority, float)[ids]
+        self._queues = self._make_queues(ids, prio, seed)
         self._held: dict[int, set[int]] = {}
-        self.chunk_size = chunk_size
         self.n_total = len(ids)
         self.n_done = 0
+        self._n_pending = len(ids)
+
+    def _make_queues(self, ids: np.ndarray, prio: np.ndarray, seed: int) -> list[_Queue]:
+        if self.order == "random":
+            shuffle = np.random.default_rng(seed).permutation(len(ids))
+            ids, prio = ids[shuffle], prio[shuffle]
+        elif self.order == "grid":
+            ascending = np.argsort(ids, kind="stable")
+            ids, prio = ids[ascending], prio[ascending]
+        by_learner = self.order == "lpt"
+        learners = self.model.learner[ids] if by_learner else np.zeros(len(ids), np.int64)
+        queues = []
+        for p in np.unique(prio)[::-1].tolist():
+            for learner in np.unique(learners[prio == p]).tolist():
+                mine = ids[(prio == p) & (learners == learner)]
+                rows = self.model.n_train[mine]
+                if by_learner:
+                    keep = np.lexsort((mine, -rows))  # most rows first, then job id
+                    mine, rows = mine[keep], rows[keep]
+                queues.append(_Queue(p, learner, mine, rows))
+        return queues
 
     @property
     def n_pending(self) -> int:
         """Jobs not yet handed out."""
-        return len(self._pending)
+        return self._n_pending
 
     @property
     def finished(self) -> bool:
         """True when nothing is pending and nothing is in flight."""
-        return not self._pending and self.n_in_flight == 0
+        return not self._n_pending and self.n_in_flight == 0
 
     def in_flight(self, rank: int) -> list[int]:
         """Jobs handed to ``rank`` and not yet completed, sorted."""
         return sorted(self._held.get(rank, ()))
-
-    def peek(self) -> int | None:
-        """The job id that would go out next, or None."""
-        return self._pending[0] if self._pending else None
 
     @property
     def n_in_flight(self) -> int:
         """Jobs handed out and not completed, over all ranks."""
         return sum(len(held) for held in self._held.values())
 
+    def _cost(self, queue: _Queue) -> float:
+        """Expected relative cost of the queue's head (rows when nothing is known)."""
+        rate = self.model.rate(queue.learner) if self.model.known else 1.0
+        return rate * float(queue.rows[queue.head])
+
+    def _best(self) -> tuple[_Queue | None, float]:
+        """The queue to serve next, and the best head cost among the others."""
+        self._queues = [q for q in self._queues if len(q)]
+        if not self._queues:
+            return None, 0.0
+        top = max(q.priority for q in self._queues)
+        candidates = [q for q in self._queues if q.priority == top]
+        if self.order != "lpt" or len(candidates) == 1:
+            return candidates[0], 0.0
+        costs = [self._cost(q) for q in candidates]
+        best = int(np.argmax(costs))
+        others = costs[:best] + costs[best + 1:]
+        return candidates[best], max(others)
+
+    def peek(self) -> int | None:
+        """The job id that would go out next, or None."""
+        queue, _ = self._best()
+        return None if queue is None else int(queue.ids[queue.head])
+
+    def _size(self, queue: _Queue) -> int:
+        """Jobs in the next chunk."""
+        if self.chunk_size != "auto":
+            return int(self.chunk_size)
+        if not self.model.known:
+            return 1
+        expected = self.model.rate(queue.learner) * float(queue.rows[queue.head])
+        by_time = int(CHUNK_SECONDS / max(expected, 1e-9) + 1e-6)
+        guided = math.ceil(self._n_pending / (GUIDED * self.n_workers))
+        return max(1, min(by_time, guided, MAX_CHUNK))
+
     def next_chunk(self, rank: int) -> list[int]:
-        """Up to ``chunk_size`` job ids for ``rank``; empty when none is pending."""
-        chunk = [self._pending.popleft() for _ in range(min(self.chunk_size, len(self._pending)))]
+        """Job ids for ``rank`` (empty when none is pending)."""
+        queue, runner_up = self._best()
+        if queue is None:
+            return []
+        size = self._size(queue)
+        if runner_up > 0 and self.order == "lpt":
+            rate = self.model.rate(queue.learner) if self.model.known else 1.0
+            size = min(size, max(1, queue.count_at_least(runner_up / max(rate, 1e-300))))
+        chunk = queue.take(size).tolist()
+        self._n_pending -= len(chunk)
         self._held.setdefault(rank, set()).update(chunk)
         return chunk
 
@@ -98,3 +264,14 @@ class Scheduler:
             if job_id in held:
                 held.discard(job_id)
                 self.n_done += 1
+
+
+def _as_model(ids: np.ndarray, costs: object) -> CostModel:
+    """A cost model from a CostModel, fixed costs per job (rows of one learner), or none."""
+    if isinstance(costs, CostModel):
+        return costs
+    n = int(ids.max()) + 1 if len(ids) else 0
+    model = CostModel(np.zeros(n, dtype=np.int64), np.ones(n))
+    if costs is not None:
+        model.n_train[ids] = np.asarray(costs, dtype=np.float64)
+    return model

@@ -1,4 +1,4 @@
-"""When to stop early: stop signals, the SLURM end time, and a split cost model."""
+"""When to stop early: stop signals and the SLURM end time."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import signal
 import threading
 import time
 
-import numpy as np
-
 from .config import env_int
-from .protocol import SplitResult
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 END_MARGIN = 30
@@ -50,40 +47,6 @@ class StopSignals:
             raise KeyboardInterrupt
         if self.received is None:
             self.received = signal.Signals(signum).name
-
-
-class CostModel:
-    """Expected seconds of a split: its train rows x seconds per row of its learner.
-
-    The rate per learner is learned from finished splits (all learners pooled until a
-    learner has its own).
-    """
-
-    def __init__(self, learner_of_job: np.ndarray, n_train_of_job: np.ndarray) -> None:
-        self.learner = np.asarray(learner_of_job)
-        self.n_train = np.asarray(n_train_of_job, dtype=np.float64)
-        self._seconds: dict[int, float] = {}
-        self._rows: dict[int, float] = {}
-
-    def add(self, results: list[SplitResult]) -> None:
-        """Learn from finished splits."""
-        for r in results:
-            if r.status != "ok":
-                continue
-            learner = int(self.learner[r.job_id])
-            self._seconds[learner] = self._seconds.get(learner, 0.0) + r.end_time - r.start_time
-            self._rows[learner] = self._rows.get(learner, 0.0) + max(self.n_train[r.job_id], 1)
-
-    def expected(self, job_id: int) -> float:
-        """Expected seconds for ``job_id`` (0 when nothing is known yet)."""
-        learner = int(self.learner[job_id])
-        if learner in self._rows:
-            rate = self._seconds[learner] / self._rows[learner]
-        elif self._rows:
-            rate = sum(self._seconds.values()) / sum(self._rows.values())
-        else:
-            return 0.0
-        return rate * max(self.n_train[job_id], 1)
 
 
 class Deadline:

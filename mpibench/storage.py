@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from .batch import ResultBatch, ResultColumns
 from .config import inject_fault
 from .errors import MpibenchError
 from .gridfile import SCHEMA_VERSION, read_column, write_column
@@ -39,8 +39,8 @@ RUN_COLUMNS = (
     "score_seconds", "max_rss_bytes", "threads",
 )
 RANK_COLUMNS = (
-    "rank", "host", "pid", "n_splits", "busy_seconds", "idle_seconds", "start_time",
-    "end_time",
+    "rank", "host", "pid", "n_splits", "busy_seconds", "idle_seconds", "cpu_seconds",
+    "max_rss_bytes", "start_time", "end_time",
 )
 CATEGORICAL = ("task", "learner", "resampling", "test_subset", "train_subsets", "status")
 STATUSES = ("ok", "error", "timeout", "crash", "oom", "invalid")
@@ -51,28 +51,22 @@ def result_columns(scorer_names: list[str]) -> list[str]:
     return [*JOB_COLUMNS, *STATUS_COLUMNS, *scorer_names, *RUN_COLUMNS]
 
 
-def results_to_frame(results: list[SplitResult], scorer_names: list[str]) -> pd.DataFrame:
-    """Result objects -> a frame of the result fields (no job metadata)."""
-    frame = pd.DataFrame({
-        "job_id": np.fromiter((r.job_id for r in results), np.int64, len(results)),
-        **{c: [getattr(r, c) for r in results] for c in STATUS_COLUMNS},
-        **{n: np.array([r.scores[i] for r in results], dtype=np.float64)
-           for i, n in enumerate(scorer_names)},
-        **{c: [getattr(r, c) for r in results] for c in RUN_COLUMNS},
+def batch_to_frame(batch: ResultBatch, scorer_names: list[str]) -> pd.DataFrame:
+    """Result columns -> a frame of the result fields (no job metadata)."""
+    c = batch.columns
+    return pd.DataFrame({
+        "job_id": c["job_id"], **{name: c[name] for name in STATUS_COLUMNS},
+        **{name: c["scores"][:, i] for i, name in enumerate(scorer_names)},
+        **{name: c[name] for name in RUN_COLUMNS},
     })
-    return frame
 
 
-def results_from_frame(frame: pd.DataFrame, scorer_names: list[str]) -> list[SplitResult]:
-    """Rows of ``/splits`` back into result objects (to seed a journal)."""
-    columns = ["job_id", *STATUS_COLUMNS, *RUN_COLUMNS]
-    records = frame[columns].to_dict("records")
-    scores = frame[list(scorer_names)].to_numpy(dtype=np.float64).tolist()
-    return [
-        SplitResult(scores=tuple(s), **{k: (v.item() if isinstance(v, np.generic) else v)
-                                        for k, v in record.items()})
-        for record, s in zip(records, scores, strict=True)
-    ]
+def batch_from_frame(frame: pd.DataFrame, scorer_names: list[str]) -> ResultBatch:
+    """Rows of ``/splits`` back into result columns (to seed a journal)."""
+    columns = {name: frame[name].tolist() for name in ["job_id", *STATUS_COLUMNS,
+                                                      *RUN_COLUMNS]}
+    columns["scores"] = frame[list(scorer_names)].to_numpy(dtype=np.float64)
+    return ResultBatch.from_columns(columns)
 
 
 class ResultStore:
@@ -99,8 +93,8 @@ class ResultStore:
         self.scorer_names = list(scorer_names)
         self.fingerprint = str(grid_attrs["fingerprint"])
         self.parts = {k: str(grid_attrs[f"fingerprint_{k}"]) for k in FINGERPRINT_PARTS}
-        self._results: list[SplitResult] = []
-        self.started: Counter = Counter()
+        self._results = ResultColumns(len(self.scorer_names))
+        self.started = np.zeros(len(jobs), dtype=np.int32)
         for leftover in paths.root.glob(f".{paths.results.name}.*.tmp"):
             leftover.unlink()  # from a run killed while consolidating; we hold the lock
         seed = self._read_previous(repair)
@@ -108,51 +102,55 @@ class ResultStore:
         self.journal = JournalWriter(paths.journal, {"fingerprint": self.fingerprint,
                                                     "parts": self.parts,
                                                     "created": time.time()})
-        if seed:
-            self.journal.append_results(seed)
+        if seed is not None:
+            self.journal.append_results(seed.results())
             self.journal.commit()
 
-    def _read_previous(self, repair: bool) -> list[SplitResult]:
+    def _read_previous(self, repair: bool) -> ResultBatch | None:
         """Load the journal; without one, adopt the rows of an existing results.h5."""
         if self.paths.journal.exists():
             contents = read_journal(self.paths.journal, self.parts, repair=repair)
-            self._results, self.started = contents.results, contents.started
-            return []
+            for batch in contents.batches:
+                self._results.append(batch)
+            self.started = contents.started_counts(len(self.jobs))
+            return None
         if not self.paths.results.exists():
-            return []
+            return None
         if read_attrs(self.paths.results).get("fingerprint") != self.fingerprint:
             raise MpibenchError(
                 f"{self.paths.results} was written for a different grid (fingerprint "
                 "mismatch). Move it away to start over; it is left untouched."
             )
-        self._results = results_from_frame(read_results(self.paths.root, categorical=False),
-                                           self.scorer_names)
-        return list(self._results)
+        seed = batch_from_frame(read_results(self.paths.root, categorical=False),
+                                self.scorer_names)
+        self._results.append(seed)
+        return seed
 
     def done_ids(self) -> np.ndarray:
         """Job ids with a recorded result (previous runs and this one)."""
-        return np.fromiter((r.job_id for r in self._results), np.int64, len(self._results))
+        return self._results.joined().job_ids
 
     def add(self, results: list[SplitResult]) -> None:
         """Journal finished splits (fsynced by the next group commit)."""
         self.journal.append_results(results)
         self._results.extend(results)
 
-    def mark_started(self, job_ids: list[int]) -> None:
+    def mark_started(self, job_ids: np.ndarray) -> None:
         """Journal that these splits were handed out (for attempt counting)."""
-        self.journal.append({"t": "s", "jobs": [int(j) for j in job_ids]})
+        self.journal.append({"t": "s", "jobs": job_ids.tolist()})
+        self.started[job_ids] += 1
 
-    def all_results(self) -> list[SplitResult]:
+    def all_results(self) -> ResultBatch:
         """Every recorded result, previous runs first."""
-        return list(self._results)
+        return self._results.joined()
 
-    def new_results(self) -> list[SplitResult]:
+    def new_results(self) -> ResultBatch:
         """Results recorded by this run, in arrival order."""
-        return self._results[self.n_previous:]
+        return self._results.joined(self.n_previous)
 
     def frame(self) -> pd.DataFrame:
         """All rows (previous runs and this one), one per job id, sorted by job id."""
-        fresh = results_to_frame(self._results, self.scorer_names)
+        fresh = batch_to_frame(self._results.joined(), self.scorer_names)
         fresh = fresh.drop_duplicates("job_id", keep="last")
         meta = self.jobs.iloc[fresh["job_id"].to_numpy()][list(JOB_COLUMNS[1:])]
         frame = pd.concat([fresh[["job_id"]].reset_index(drop=True),

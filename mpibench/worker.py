@@ -7,7 +7,6 @@ import resource
 import socket
 import time
 import traceback
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -24,15 +23,22 @@ def peak_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def seed_estimator(estimator: object, random_state: int) -> object:
-    """Set every unset ``random_state`` parameter (nested ones too) to ``random_state``."""
-    params = estimator.get_params(deep=True)
-    unset = {
-        name: random_state for name, value in params.items()
-        if (name == "random_state" or name.endswith("__random_state")) and value is None
-    }
-    if unset:
-        estimator.set_params(**unset)
+def unset_random_states(estimator: object) -> list[str]:
+    """Names of the ``random_state`` parameters (nested ones too) that are ``None``."""
+    return [name for name, value in estimator.get_params(deep=True).items()
+            if (name == "random_state" or name.endswith("__random_state")) and value is None]
+
+
+def seed_estimator(estimator: object, random_state: int,
+                   names: list[str] | None = None) -> object:
+    """Set every unset ``random_state`` parameter (nested ones too) to ``random_state``.
+
+    ``names`` (from :func:`unset_random_states` of an identical estimator) saves
+    looking them up again.
+    """
+    names = unset_random_states(estimator) if names is None else names
+    if names:
+        estimator.set_params(**dict.fromkeys(names, random_state))
     return estimator
 
 
@@ -71,7 +77,7 @@ class SplitRunner:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._tasks: dict[int, tuple[object, np.ndarray]] = {}
-        self._learners: dict[int, object] = {}
+        self._learners: dict[int, tuple[object, list[str]]] = {}
         self._splits: dict[tuple[int, int], SplitIndex] = {}
         self._kinds: dict[int, str] = {}
         self.scorers = grid_file.scorers()
@@ -82,9 +88,11 @@ class SplitRunner:
             self._tasks[task_i] = self.grid_file.task_data(task_i)
         return self._tasks[task_i]
 
-    def _learner(self, learner_i: int) -> object:
+    def _learner(self, learner_i: int) -> tuple[object, list[str]]:
+        """The estimator and its unset ``random_state`` parameters (looked up once)."""
         if learner_i not in self._learners:
-            self._learners[learner_i] = self.grid_file.learner(learner_i)
+            learner = self.grid_file.learner(learner_i)
+            self._learners[learner_i] = (learner, unset_random_states(learner))
         return self._learners[learner_i]
 
     def _split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
@@ -130,7 +138,7 @@ class SplitRunner:
     def _invalid(self, task_i: int, y_train: np.ndarray) -> str:
         if len(y_train) == 0:
             return "empty train set"
-        if self._kind(task_i) == "classification" and len(np.unique(y_train)) < 2:
+        if self._kind(task_i) == "classification" and not (y_train != y_train[0]).any():
             return "a single class in the classification train set"
         return ""
 
@@ -151,8 +159,9 @@ class SplitRunner:
             problem = self._invalid(job.task_i, y[train])
             if problem:
                 return self.failure(job, start, "invalid", problem)
-            estimator = learner if learner is not None else self._learner(job.learner_i)
-            estimator = seed_estimator(clone(estimator), job.random_state)
+            estimator, names = ((learner, None) if learner is not None
+                                else self._learner(job.learner_i))
+            estimator = seed_estimator(clone(estimator), job.random_state, names)
             np.random.seed(job.random_state)
             tick = time.perf_counter()
             estimator.fit(_rows(X, train), y[train])
@@ -188,7 +197,7 @@ def run_with_fallback(run_split: object, runner: SplitRunner, job: Assignment) -
     result = run_split(job)
     if result.status not in ("ok", INTERRUPTED) and runner.has_fallback:
         backup = run_split(job, learner=runner.fallback_for(job))
-        result = replace(result, scores=backup.scores, fallback=backup.status == "ok")
+        result = result._replace(scores=backup.scores, fallback=backup.status == "ok")
     return result
 
 

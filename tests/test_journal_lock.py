@@ -19,7 +19,6 @@ from mpibench.journal import (
     encode,
     parse,
     read_journal,
-    result_record,
 )
 from mpibench.lock import ProjectLock
 from mpibench.protocol import SplitResult
@@ -33,9 +32,11 @@ def result(job_id: int) -> SplitResult:
 
 
 def journal_with(path, n: int):
+    """A journal with ``n`` hand-outs and ``n`` results, one record per result."""
     writer = JournalWriter(path, {"fingerprint": "f", "parts": PARTS})
     writer.append({"t": "s", "jobs": list(range(n))})
-    writer.append_results([result(j) for j in range(n)])
+    for j in range(n):
+        writer.append_results([result(j)])
     writer.close()
     return path
 
@@ -48,24 +49,36 @@ def test_round_trip(tmp_path):
     first = contents.results[0]
     assert first.scores[0] == 1.5 and math.isnan(first.scores[1])
     assert first.max_rss_bytes == 1024 and first.fit_seconds == 0.5
-    assert contents.started == {j: 1 for j in range(5)}
+    assert contents.started_counts(7).tolist() == [1, 1, 1, 1, 1, 0, 0]
     assert contents.header["parts"] == PARTS
 
 
-def test_group_commit_is_due_after_64_records(tmp_path):
+def test_one_record_per_batch_and_group_commit_after_4096_results(tmp_path):
     writer = JournalWriter(tmp_path / "j", {"parts": PARTS})
-    writer.append_results([result(j) for j in range(63)])
+    writer.append_results([result(j) for j in range(4000)])
     assert not writer.commit_due
-    writer.append_results([result(63)])
+    writer.append_results([result(j) for j in range(4000, 4096)])
     assert writer.commit_due
-    assert writer.commit() == 64 and not writer.commit_due
+    assert writer.commit() == 4096 and not writer.commit_due
     writer.close()
+    contents = read_journal(tmp_path / "j", PARTS)
+    assert len(contents.batches) == 2 and [len(b) for b in contents.batches] == [4000, 96]
+    assert contents.batches[1].job_ids.tolist() == list(range(4000, 4096))
+    assert contents.header["result_fields"][:2] == ["job_id", "status"]
+
+
+def test_single_result_records_of_older_journals_are_read(tmp_path):
+    path = journal_with(tmp_path / "j", 1)
+    fields = dict(zip(SplitResult._fields, result(5), strict=True))
+    with open(path, "ab") as handle:
+        handle.write(encode({"t": "r", **fields}))
+    assert [r.job_id for r in read_journal(path, PARTS).results] == [0, 5]
 
 
 def test_torn_tail_is_truncated_with_a_warning(tmp_path):
     path = journal_with(tmp_path / "j", 4)
     intact = path.read_bytes()
-    path.write_bytes(intact + encode(result_record(result(9)))[:-7])
+    path.write_bytes(intact + encode({"t": "r", "rows": [result(9)]})[:-7])
     with pytest.warns(UserWarning, match="truncated a torn last record"):
         contents = read_journal(path, PARTS)
     assert [r.job_id for r in contents.results] == [0, 1, 2, 3]
@@ -75,7 +88,7 @@ def test_torn_tail_is_truncated_with_a_warning(tmp_path):
 def test_corrupt_middle_is_refused_then_repaired(tmp_path):
     path = journal_with(tmp_path / "j", 6)
     data = bytearray(path.read_bytes())
-    where = data.index(b'"job_id": 2')
+    where = data.index(b'[[2, "ok"')
     data[where + 5] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(JournalCorrupt, match="--repair"):

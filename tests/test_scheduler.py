@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from mpibench import MpibenchError
-from mpibench.scheduler import Scheduler
+from mpibench.batch import ResultBatch, ResultColumns
+from mpibench.protocol import SplitResult
+from mpibench.scheduler import CostModel, Scheduler
 
 
 def drain(scheduler, ranks):
@@ -84,3 +87,72 @@ def test_scheduler_and_pure_modules_do_not_import_mpi4py():
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def learned_model(rates: dict[int, float], learner, n_train):
+    model = CostModel(np.asarray(learner), np.asarray(n_train))
+    for learner_i, rate in rates.items():
+        model.learn(learner_i, seconds=rate * 100, rows=100)
+    return model
+
+
+def test_lpt_ranks_by_train_rows_times_the_learned_rate():
+    # learner 0: 100 rows at 1 ms/row = 0.1 s; learner 1: 10 rows at 1 s/row = 10 s
+    model = learned_model({0: 1e-3, 1: 1.0}, [0, 0, 1, 1], [100, 50, 10, 5])
+    assert drain(Scheduler(range(4), model), [1]) == [2, 3, 0, 1]
+    # before anything is learned, train rows alone decide
+    assert drain(Scheduler(range(4), CostModel(np.array([0, 0, 1, 1]),
+                                               np.array([100, 50, 10, 5]))), [1]) == [0, 1, 2, 3]
+
+
+def test_rates_learned_during_the_run_reorder_what_is_pending():
+    model = CostModel(np.array([0, 0, 0, 1, 1, 1]), np.array([30, 20, 10, 3, 2, 1]))
+    s = Scheduler(range(6), model)
+    first = s.next_chunk(1)
+    assert first == [0]  # most rows first while nothing is known
+    model.add([SplitResult(0, "ok", "", (0.0,), 1, "h", 1, 0.0, 0.3, 0, 0, 0, 0, 1)])
+    model.learn(1, seconds=30.0, rows=3)  # learner 1 turns out to take 10 s per row
+    assert s.next_chunk(1) == [3]
+
+
+def test_priority_comes_before_the_order():
+    s = Scheduler(range(4), costs=[9, 8, 1, 2], priority=[0, 0, 1, 1])
+    assert drain(s, [1]) == [3, 2, 0, 1]
+
+
+def test_auto_chunks_grow_for_tiny_splits_shrink_at_the_end_and_stay_1_for_long_ones():
+    tiny = CostModel(np.zeros(10_000, dtype=int), np.ones(10_000))
+    s = Scheduler(range(10_000), tiny, chunk_size="auto", n_workers=2)
+    assert len(s.next_chunk(1)) == 1  # nothing known yet
+    tiny.learn(0, seconds=1e-5, rows=1)  # 10 us splits
+    sizes = []
+    while chunk := s.next_chunk(1):
+        sizes.append(len(chunk))
+    assert sizes[0] == 1000  # 10 ms of expected work
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1  # guided: shrinking
+    assert sum(sizes) == 9_999
+    slow = CostModel(np.zeros(50, dtype=int), np.ones(50))
+    slow.learn(0, seconds=0.02, rows=1)  # 20 ms splits go one at a time
+    s = Scheduler(range(50), slow, chunk_size="auto", n_workers=8)
+    assert {len(s.next_chunk(1)) for _ in range(50)} == {1}
+
+
+def test_a_chunk_does_not_overtake_a_longer_split_of_another_learner():
+    model = learned_model({0: 1.0, 1: 1.0}, [0] * 4 + [1], [10, 9, 2, 1, 5])
+    s = Scheduler(range(5), model, chunk_size=10)
+    assert s.next_chunk(1) == [0, 1]  # the 5-row split of learner 1 goes before 2 rows
+    assert s.next_chunk(1) == [4]
+
+
+def test_result_batches_round_trip_and_join():
+    rows = [SplitResult(j, "ok" if j % 2 else "error", "", (j / 2, 1.0), 1, "h", 7, 1.0, 2.0,
+                        0.5, 0.25, 0.125, 1024, 1) for j in range(5)]
+    columns = ResultColumns(n_scores=2)
+    columns.extend(rows[:3])
+    columns.append(ResultBatch.from_rows(rows[3:]))
+    joined = columns.joined()
+    assert len(columns) == 5 and joined.job_ids.tolist() == [0, 1, 2, 3, 4]
+    assert joined.results() == rows
+    assert joined.columns["scores"].shape == (5, 2)
+    assert columns.joined(3).job_ids.tolist() == [3, 4]
+    assert joined.select(joined.status == "ok").job_ids.tolist() == [1, 3]
