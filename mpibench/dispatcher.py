@@ -142,13 +142,17 @@ class Dispatcher:
         return [Assignment(*row) for row in zip(job_ids, *columns, attempts, strict=True)]
 
     def record(self, rank: int, results: list[SplitResult]) -> None:
+        """Mark finished splits done, then :meth:`keep` them."""
+        self.scheduler.complete(rank, [r.job_id for r in results])
+        self.keep(rank, results)
+
+    def keep(self, rank: int, results: list[SplitResult]) -> None:
         """Journal finished splits and update counters.
 
         A split stopped from outside (status ``interrupted``: the job is ending) is not a
         result: it leaves no record and runs again on resume.
         """
         if results:
-            self.scheduler.complete(rank, [r.job_id for r in results])
             stopped = [r for r in results if r.status == INTERRUPTED]
             if stopped:
                 log(f"{len(stopped)} split(s) stopped from outside on rank {rank}; "
@@ -160,7 +164,7 @@ class Dispatcher:
 
     def next_assignments(self, rank: int) -> list[Assignment] | None:
         """The next chunk for ``rank``, or ``STOP`` (stopping, time limit, or no work)."""
-        if self.stop_reason is None:
+        if self.stop_reason is None and self.deadline.end_time is not None:
             upcoming = self.scheduler.peek()
             if upcoming is not None and not self.deadline.allows(self.costs.expected(upcoming)):
                 self.begin_stop("SLURM_JOB_END_TIME is near")
@@ -170,8 +174,8 @@ class Dispatcher:
         return self.assignments(chunk) if chunk else STOP
 
     def handle(self, request: WorkRequest) -> list[Assignment] | None:
-        """Answer one worker request."""
-        self.record(request.rank, request.results)
+        """The reply to one worker request (its results are kept by :meth:`keep`)."""
+        self.scheduler.complete(request.rank, [r.job_id for r in request.results])
         if request.stats is not None:
             self.ranks[request.rank] = request.stats
         return self.next_assignments(request.rank)
@@ -226,8 +230,10 @@ class Dispatcher:
         active = transport.size - 1
         while active:
             request, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick)
-            reply = self.handle(request)
-            transport.send(reply, source, TAG_REPLY)
+            with self.store.journal.one_write():
+                reply = self.handle(request)
+                transport.send(reply, source, TAG_REPLY)  # the worker goes on at once ...
+                self.keep(request.rank, request.results)  # ... while its results are kept
             if reply is STOP:
                 active -= 1
             inject_fault("dispatcher", 0)

@@ -12,12 +12,14 @@ last group). ``strings results.journal`` shows them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import time
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,9 +43,12 @@ class JournalCorrupt(MpibenchError):
     """A damaged record in the middle of the journal."""
 
 
+_ENCODER = json.JSONEncoder(separators=(", ", ": "))
+
+
 def encode(payload: dict) -> bytes:
     """One record: length, CRC-32, JSON payload."""
-    body = json.dumps(payload, separators=(", ", ": ")).encode()
+    body = _ENCODER.encode(payload).encode()
     return HEAD.pack(len(body), zlib.crc32(body)) + body
 
 
@@ -229,15 +234,33 @@ class JournalWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._unsynced = 0
         self._oldest = 0.0
+        self._staged: list[bytes] | None = None
         if fresh:
             os.write(self._fd, MAGIC + encode({"t": "header", **header,
                                                "result_fields": list(RESULT_FIELDS)}))
             os.fsync(self._fd)
             fsync_directory(path.parent)
 
+    @contextlib.contextmanager
+    def one_write(self) -> Iterator[None]:
+        """Records appended in the block reach the file in one ``write`` at its end."""
+        self._staged = []
+        try:
+            yield
+        finally:
+            staged, self._staged = self._staged, None
+            if staged:
+                os.write(self._fd, b"".join(staged))
+
+    def _write(self, record: bytes) -> None:
+        if self._staged is not None:
+            self._staged.append(record)
+        else:
+            os.write(self._fd, record)
+
     def append(self, payload: dict) -> None:
         """Write one record now (no fsync)."""
-        os.write(self._fd, encode(payload))
+        self._write(encode(payload))
         if not self._unsynced:
             self._oldest = time.monotonic()
         self._unsynced += 1
@@ -246,7 +269,7 @@ class JournalWriter:
         """One record holding finished splits (result objects or rows)."""
         if not results:
             return
-        os.write(self._fd, encode({"t": "r", "rows": results}))
+        self._write(encode({"t": "r", "rows": results}))
         if not self._unsynced:
             self._oldest = time.monotonic()
         self._unsynced += len(results)
