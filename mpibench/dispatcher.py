@@ -40,7 +40,7 @@ def compact(jobs: pd.DataFrame) -> pd.DataFrame:
     """The job table with text columns as categoricals (a million rows in ~100 MB)."""
     for column in jobs.columns:
         values = jobs[column]
-        if values.dtype == object and values.map(type).eq(str).all():
+        if pd.api.types.is_string_dtype(values) and values.map(type).eq(str).all():
             jobs[column] = values.astype("category")
     return jobs
 
@@ -96,6 +96,7 @@ class Dispatcher:
         self.n_total = len(jobs)
         self._columns = {c: jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS}
         self.ranks = {0: RankStats(0, socket.gethostname(), os.getpid(), time.time())}
+        self._cpu_at_start = time.process_time()
         self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy())
         self._retire_exhausted()
         history = self.store.all_results()
@@ -218,8 +219,8 @@ class Dispatcher:
         """Commit the journal and rewrite ``results.h5`` atomically."""
         self._last_checkpoint = time.monotonic()
         me = self.ranks[0]
-        me.end_time, me.cpu_seconds, me.max_rss_bytes = (time.time(), time.process_time(),
-                                                          peak_rss_bytes())
+        me.end_time, me.cpu_seconds, me.max_rss_bytes = (
+            time.time(), time.process_time() - self._cpu_at_start, peak_rss_bytes())
         self.store.write(sorted(self.ranks.values(), key=lambda r: r.rank), {
             "complete": complete, "mpibench_version": __version__,
             "mpi_library": str(self.options["mpi_library"]), "n_ranks": self.n_ranks,
@@ -263,7 +264,8 @@ class Dispatcher:
         print(summary(self.store.new_results(), ranks, self.n_total, n_done, wall),
               file=sys.stderr, flush=True)
         me = self.ranks[0]
-        log(f"results: {self.paths.results} (rank 0: {time.process_time():.1f} s CPU in "
+        cpu = time.process_time() - self._cpu_at_start
+        log(f"results: {self.paths.results} (rank 0: {cpu:.1f} s CPU in "
             f"{time.time() - me.start_time:.1f} s, peak memory {peak_rss_bytes() / 2**20:.0f} MB)")
         if self.stop_reason and self.stop_reason.startswith("found"):
             self.paths.stop_request.unlink(missing_ok=True)  # honoured

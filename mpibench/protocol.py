@@ -62,8 +62,9 @@ class SplitResult(NamedTuple):
 class RankStats:
     """Running totals of one rank, as recorded in ``/ranks`` of ``results.h5``.
 
-    ``cpu_seconds`` is the rank's own CPU time (user + system) and ``max_rss_bytes``
-    its peak resident memory; isolated splits run in child processes, not in them.
+    ``cpu_seconds`` is the rank's own CPU time (user + system) from ``start_time`` on
+    (start-up imports excluded) and ``max_rss_bytes`` its peak resident memory;
+    isolated splits run in child processes, not in them.
     """
 
     rank: int

@@ -48,9 +48,10 @@ def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -
 def work(transport: MPITransport, executor: object) -> None:
     """Worker loop: ask for splits, run them, send results with the next request."""
     stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
+    cpu_at_start = time.process_time()
     results = []
     while True:
-        stats.end_time, stats.cpu_seconds = time.time(), time.process_time()
+        stats.end_time, stats.cpu_seconds = time.time(), time.process_time() - cpu_at_start
         stats.max_rss_bytes = peak_rss_bytes()
         transport.send(WorkRequest(transport.rank, results, stats), 0, TAG_REQUEST)
         jobs, _ = transport.receive(0, TAG_REPLY)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -148,16 +149,32 @@ class ResultStore:
         """Results recorded by this run, in arrival order."""
         return self._results.joined(self.n_previous)
 
+    def columns(self) -> tuple[int, Iterator[tuple[str, np.ndarray]]]:
+        """Rows of ``/splits``: their number, and ``(name, values)`` column by column.
+
+        One row per job id (the last result wins), sorted by job id; each column is
+        built only when asked for, so a million rows never sit in memory twice.
+        """
+        batch = self._results.joined()
+        reversed_ids = batch.job_ids[::-1]
+        job_ids, last = np.unique(reversed_ids, return_index=True)
+        rows = len(batch) - 1 - last  # row of the last result of each job id
+
+        def generate() -> Iterator[tuple[str, np.ndarray]]:
+            for name in result_columns(self.scorer_names):
+                if name == "job_id":
+                    yield name, job_ids
+                elif name in JOB_COLUMNS:
+                    yield name, self.jobs[name].to_numpy()[job_ids]
+                elif name in self.scorer_names:
+                    yield name, batch.columns["scores"][rows, self.scorer_names.index(name)]
+                else:
+                    yield name, batch.columns[name][rows]
+        return len(job_ids), generate()
+
     def frame(self) -> pd.DataFrame:
         """All rows (previous runs and this one), one per job id, sorted by job id."""
-        fresh = batch_to_frame(self._results.joined(), self.scorer_names)
-        fresh = fresh.drop_duplicates("job_id", keep="last")
-        meta = self.jobs.iloc[fresh["job_id"].to_numpy()][list(JOB_COLUMNS[1:])]
-        frame = pd.concat([fresh[["job_id"]].reset_index(drop=True),
-                           meta.reset_index(drop=True),
-                           fresh.drop(columns="job_id").reset_index(drop=True)], axis=1)
-        return frame[result_columns(self.scorer_names)].sort_values("job_id",
-                                                                    ignore_index=True)
+        return pd.DataFrame(dict(self.columns()[1]))
 
     def write(self, ranks: list[RankStats], attrs: dict) -> Path:
         """Commit the journal, then replace ``results.h5`` atomically with every row.
@@ -170,16 +187,19 @@ class ResultStore:
             Extra root attributes (``complete``, ``n_ranks``, ``mpi_library``, ...).
         """
         self.journal.commit()
-        frame = self.frame()
+        n_rows, columns = self.columns()
         target = self.paths.results
         tmp = self.paths.temporary(target)
         try:
             with h5py.File(tmp, "w") as h5:
                 h5.attrs.update({
                     "fingerprint": self.fingerprint, "n_total": len(self.jobs),
-                    "n_done": len(frame), "schema_version": SCHEMA_VERSION, **attrs,
+                    "n_done": n_rows, "schema_version": SCHEMA_VERSION, **attrs,
                 })
-                _write_table(h5.create_group("splits"), frame)
+                splits = h5.create_group("splits")
+                splits.attrs["order"] = result_columns(self.scorer_names)
+                for name, values in columns:
+                    write_column(splits, name, values)
                 _write_table(h5.create_group("ranks"), pd.DataFrame(
                     {c: [getattr(r, c) for r in ranks] for c in RANK_COLUMNS}))
             inject_fault("consolidate", 0)

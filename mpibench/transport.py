@@ -3,9 +3,10 @@
 Blocking receives spin at 100% CPU in MPICH and Open MPI, which steals a core from
 the workers on an oversubscribed node. Both sides probe instead, sleeping between
 probes with an exponential back-off: workers cap it at ``MAX_SLEEP`` (they wait for
-a reply rank 0 sends at once), rank 0 at ``DISPATCHER_MAX_SLEEP`` (a request waits
-at most that long, ~1% of a 20 ms split, for ~2% of a core when idle). Linux adds a
-"timer slack" of 50 us to every sleep; it is cut to 1 us.
+a reply rank 0 sends at once); rank 0 at a twentieth of the average gap between
+requests, within ``DISPATCHER_MAX_SLEEP`` .. ``DISPATCHER_SLOW_SLEEP`` (so a request
+waits ~1% of a split's length, and a run of long splits wakes rank 0 rarely). Linux
+adds a "timer slack" of 50 us to every sleep; it is cut to 1 us.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ MIN_SLEEP = 1e-6
 MAX_SLEEP = 1e-3
 """Longest back-off sleep of a worker, seconds."""
 DISPATCHER_MAX_SLEEP = 2.5e-4
-"""Longest back-off sleep of rank 0, seconds."""
+"""Longest back-off sleep of rank 0 while requests come often, seconds."""
+DISPATCHER_SLOW_SLEEP = 1e-2
+"""Longest back-off sleep of rank 0 while requests come seconds apart, seconds."""
 SPIN = 1e-3
 """Rank 0 waits for requests that arrive more often than this (seconds apart, on
 average) by yielding instead of sleeping, for up to twice the average gap."""
@@ -96,7 +99,7 @@ class MPITransport:
         default = DISPATCHER_MAX_SLEEP if self.rank == 0 else MAX_SLEEP
         self.max_sleep = default if max_sleep is None else max_sleep
         self._last_arrival = time.perf_counter()
-        self.mean_gap = 1.0
+        self.mean_gap = 0.0
         """Moving average of the seconds between received messages."""
 
     def send(self, message: object, dest: int, tag: int) -> None:
@@ -120,7 +123,10 @@ class MPITransport:
             spin = WORKER_SPIN
         else:
             spin = 2 * self.mean_gap if self.mean_gap < SPIN else 0.0
-        backoff = Backoff(maximum=self.max_sleep, spin=spin)
+        cap = self.max_sleep
+        if self.rank == 0:
+            cap = min(max(self.max_sleep, self.mean_gap / 20), DISPATCHER_SLOW_SLEEP)
+        backoff = Backoff(maximum=cap, spin=spin)
         while not self.comm.Iprobe(source=src, tag=tag, status=self._status):
             if on_idle is not None:
                 on_idle()

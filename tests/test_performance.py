@@ -1,0 +1,86 @@
+"""Performance features, checked for behaviour (speed itself is in benchmarks/)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpi_helpers import run_mpibench
+from sklearn.model_selection import ShuffleSplit
+
+import mpibench as mb
+from mpibench.gridfile import GridFile
+
+
+def noop_grid(n_splits: int = 300) -> mb.Grid:
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(40, 3)), y=rng.normal(size=40))
+    return mb.Grid([task], {"noop": mb.NoOpLearner(), "debug": mb.DebugLearner()},
+                   resamplings=[ShuffleSplit(n_splits, test_size=0.25)],
+                   scoring={"zero": mb.zero_score})
+
+
+def test_task_data_and_split_indices_are_shared_memory_maps(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(30, 4)), rng.normal(size=30)
+    grid = mb.Grid([mb.Task("t", X=X, y=y)], {"d": mb.DebugLearner()},
+                   resamplings=[ShuffleSplit(3, test_size=0.2, random_state=0)])
+    grid_file = GridFile(mb.create_project(tmp_path / "p", grid) / "grid.h5")
+    X_read, y_read = grid_file.task_data(0)
+    assert isinstance(X_read.base, np.memmap) and isinstance(y_read.base, np.memmap)
+    assert not X_read.flags.writeable
+    np.testing.assert_array_equal(X_read, X)
+    np.testing.assert_array_equal(y_read, y)
+    index = grid_file.split_index(0, 0)
+    assert isinstance(index.train_idx.base, np.memmap)
+    assert len(index.train(0)) == 24 and len(index.test(0)) == 6
+    assert not set(index.train(0).tolist()) & set(index.test(0).tolist())
+    monkeypatch.setenv("MPIBENCH_SHARE_DATA", "0")
+    X_copy, _ = grid_file.task_data(0)
+    assert X_copy.base is None or not isinstance(X_copy.base, np.memmap)
+    np.testing.assert_array_equal(X_copy, X)
+
+
+def test_priority_column_and_its_validation(tmp_path):
+    path = mb.create_project(tmp_path / "p", noop_grid(5),
+                             priority=lambda jobs: jobs["learner"] == "debug")
+    jobs = GridFile(path / "grid.h5").job_table()
+    assert (jobs["priority"] == (jobs["learner"] == "debug")).all()
+    with pytest.raises(mb.MpibenchError, match="priority must give one finite number per job"):
+        mb.create_project(tmp_path / "q", noop_grid(5), priority=lambda jobs: [1.0, 2.0])
+
+
+def test_priority_goes_first_in_a_serial_run(tmp_path):
+    path = mb.create_project(tmp_path / "p", noop_grid(20),
+                             priority=lambda jobs: jobs["learner"] == "debug")
+    assert mb.run(path, progress_every=0, isolate=False) == 0
+    order = mb.read_results(path).sort_values("start_time")["learner"].tolist()
+    assert order == ["debug"] * 20 + ["noop"] * 20
+
+
+@pytest.mark.mpi
+def test_auto_chunks_under_mpiexec_batch_results_and_record_rank_costs(tmp_path):
+    serial = mb.create_project(tmp_path / "serial", noop_grid())
+    assert run_mpibench(None, "run", serial, "--no-isolate", "--chunk-size", "1"
+                        ).returncode == 0
+    path = mb.create_project(tmp_path / "p", noop_grid())
+    done = run_mpibench(3, "run", path, "--no-isolate")
+    assert done.returncode == 0, done.stderr
+    results = mb.read_results(path)
+    assert len(results) == 600 and (results["status"] == "ok").all()
+    result_records = (path / "results.journal").read_bytes().count(b'"t": "r"')
+    assert result_records < 300  # chunks of many splits once the learners are known
+    reference = mb.read_results(serial)
+    assert results["job_id"].tolist() == reference["job_id"].tolist()
+    assert results["zero"].tolist() == reference["zero"].tolist()
+    ranks = mb.read_ranks(path)
+    assert (ranks["max_rss_bytes"] > 10 * 2**20).all()
+    assert (ranks["cpu_seconds"] > 0).all()
+    assert (ranks["cpu_seconds"] < ranks["end_time"] - ranks["start_time"] + 1).all()
+    assert "peak memory" in done.stderr
+
+
+def test_bad_chunk_size_is_one_line_exit_2(tmp_path):
+    path = mb.create_project(tmp_path / "p", noop_grid(2))
+    done = run_mpibench(None, "run", path, "--chunk-size", "lots")
+    assert done.returncode == 2
+    assert "expected an int >= 1 or 'auto'" in done.stderr
