@@ -45,6 +45,8 @@ def compact(jobs: pd.DataFrame) -> pd.DataFrame:
     return jobs
 
 
+PREFETCH_PENDING = 2
+"""Busy workers get their next chunk ahead while this many splits per worker pend."""
 STOP_FILE_SECONDS = 0.5
 """How often rank 0 looks for ``PROJECT/stop.request``."""
 
@@ -163,23 +165,34 @@ class Dispatcher:
             self.progress.add(results)
             self.costs.add(results)
 
-    def next_assignments(self, rank: int) -> list[Assignment] | None:
-        """The next chunk for ``rank``, or ``STOP`` (stopping, time limit, or no work)."""
+    def next_assignments(self, rank: int, busy: bool = False) -> list[Assignment] | None:
+        """The next chunk for ``rank``, ``[]`` (ask again when idle) or ``STOP``.
+
+        A busy worker (still running a split) gets a chunk ahead only while at least
+        ``PREFETCH_PENDING`` x workers splits are pending: near the end, splits go to
+        idle workers.
+        """
         if self.stop_reason is None and self.deadline.end_time is not None:
             upcoming = self.scheduler.peek()
             if upcoming is not None and not self.deadline.allows(self.costs.expected(upcoming)):
                 self.begin_stop("SLURM_JOB_END_TIME is near")
         if self.stop_reason is not None:
             return STOP
+        if busy and self.scheduler.n_pending < PREFETCH_PENDING * (self.n_ranks - 1):
+            return []
         chunk = self.scheduler.next_chunk(rank)
         return self.assignments(chunk) if chunk else STOP
 
     def handle(self, request: WorkRequest) -> list[Assignment] | None:
         """The reply to one worker request (its results are kept by :meth:`keep`)."""
         self.scheduler.complete(request.rank, [r.job_id for r in request.results])
+        if request.returned:
+            self.scheduler.release(request.rank, request.returned)
+            self.store.mark_returned(np.asarray(request.returned, dtype=np.int64))
+            self.begin_stop(f"rank {request.rank} received a stop signal")
         if request.stats is not None:
             self.ranks[request.rank] = request.stats
-        return self.next_assignments(request.rank)
+        return self.next_assignments(request.rank, request.busy)
 
     def begin_stop(self, reason: str) -> None:
         """Stop handing out splits; the ones in flight get ``grace`` seconds."""
@@ -227,16 +240,16 @@ class Dispatcher:
         })
 
     def serve(self, transport: MPITransport) -> None:
-        """Answer worker requests until every worker has been told to stop."""
-        active = transport.size - 1
+        """Answer worker requests until every worker was told to stop and holds nothing."""
+        active = set(range(1, transport.size))
         while active:
             request, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick)
             with self.store.journal.one_write():
                 reply = self.handle(request)
                 transport.send(reply, source, TAG_REPLY)  # the worker goes on at once ...
                 self.keep(request.rank, request.results)  # ... while its results are kept
-            if reply is STOP:
-                active -= 1
+            if reply is STOP and not self.scheduler.in_flight(source):
+                active.discard(source)
             inject_fault("dispatcher", 0)
             self.tick()
 

@@ -3,7 +3,8 @@
 Format: the line ``MPIBENCH-JOURNAL 1\\n``, then records, each a little-endian
 ``uint32`` payload length, a ``uint32`` CRC-32 of the payload, and the payload: one
 JSON object. The first record is the header (the grid's fingerprint); then ``"t":
-"s"`` records list job ids handed out and ``"t": "r"`` records hold the finished
+"s"`` records list job ids handed out (``"u"``: handed back unstarted) and ``"t":
+"r"`` records hold the finished
 splits of one worker message as ``"rows"``, each in the field order the header's
 ``"result_fields"`` names. Records reach the file with one ``write`` each (a killed
 process loses none) and are fsynced in groups (a machine crash loses at most the
@@ -68,6 +69,7 @@ class JournalContents:
     header: dict | None = None
     batches: list[ResultBatch] = field(default_factory=list)
     started_ids: list[list[int]] = field(default_factory=list)
+    returned_ids: list[list[int]] = field(default_factory=list)
     torn_at: int | None = None
     damaged: list[tuple[int, int]] = field(default_factory=list)
 
@@ -78,9 +80,12 @@ class JournalContents:
 
     def started_counts(self, n_jobs: int) -> np.ndarray:
         """How many times each job id was handed out (length ``n_jobs``)."""
-        ids = [np.asarray(i, dtype=np.int64) for i in self.started_ids]
-        flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-        return np.bincount(flat, minlength=n_jobs).astype(np.int32)
+        def count(lists: list[list[int]]) -> np.ndarray:
+            ids = [np.asarray(i, dtype=np.int64) for i in lists]
+            flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+            return np.bincount(flat, minlength=n_jobs)
+
+        return (count(self.started_ids) - count(self.returned_ids)).astype(np.int32)
 
 
 def _valid_record(data: bytes, pos: int) -> tuple[dict, int] | None:
@@ -141,6 +146,8 @@ def _apply(contents: JournalContents, record: dict) -> None:
         contents.batches.append(batch_from_record(record))
     elif kind == "s":
         contents.started_ids.append(record["jobs"])
+    elif kind == "u":
+        contents.returned_ids.append(record["jobs"])
     elif kind == "header" and contents.header is None:
         contents.header = record
 

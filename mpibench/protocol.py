@@ -1,8 +1,9 @@
 """The wire protocol between rank 0 and workers, in one place.
 
 A worker sends one :class:`WorkRequest` (the results of its last assignments, its
-running totals) and gets exactly one reply: a list of :class:`Assignment`, or
-``STOP`` (``None``). Job ids travel in message bodies, never in MPI tags.
+running totals) and gets exactly one reply: a list of :class:`Assignment` (maybe
+empty: ask again later), or ``STOP`` (``None``: finish, after sending any result
+still held). Job ids travel in message bodies, never in MPI tags.
 """
 
 from __future__ import annotations
@@ -85,8 +86,15 @@ class RankStats:
 
 @dataclass(frozen=True)
 class WorkRequest:
-    """Worker -> rank 0: finished results and a request for more."""
+    """Worker -> rank 0: finished results and a request for more.
+
+    ``busy``: the worker is starting the last split it holds (the reply is its next
+    chunk, or ``[]``: ask again when done). ``returned``: job ids it was given and
+    did not start (it received a stop signal).
+    """
 
     rank: int
     results: list[SplitResult] = field(default_factory=list)
     stats: RankStats | None = None
+    busy: bool = False
+    returned: list[int] = field(default_factory=list)

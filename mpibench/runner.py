@@ -45,22 +45,64 @@ def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -
                                          fallback=options["fallback"]))
 
 
-def work(transport: MPITransport, executor: object) -> None:
-    """Worker loop: ask for splits, run them, send results with the next request."""
-    stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
-    cpu_at_start = time.process_time()
-    results = []
-    while True:
-        stats.end_time, stats.cpu_seconds = time.time(), time.process_time() - cpu_at_start
+class Worker:
+    """A worker rank: asks for splits, runs them, sends results with the next request.
+
+    Requests and replies strictly alternate. A worker asks for its next chunk when it
+    *starts* the last split of the current one (``busy=True``), so the reply is there
+    when the split ends and it never waits for rank 0; rank 0 answers ``[]`` near the
+    end of the run, so no split waits behind a busy worker while another is idle. After
+    a stop signal a worker starts nothing more and hands unstarted splits back.
+    """
+
+    def __init__(self, transport: MPITransport, executor: object,
+                 signals: StopSignals | None = None) -> None:
+        self.transport, self.executor, self.signals = transport, executor, signals
+        self.stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
+        self._cpu_at_start = time.process_time()
+        self.results: list = []
+
+    def request(self, busy: bool = False, returned: list[int] | None = None) -> None:
+        """Send the results so far (and a request for more) to rank 0."""
+        stats = self.stats
+        stats.end_time = time.time()
+        stats.cpu_seconds = time.process_time() - self._cpu_at_start
         stats.max_rss_bytes = peak_rss_bytes()
-        transport.send(WorkRequest(transport.rank, results, stats), 0, TAG_REQUEST)
-        jobs, _ = transport.receive(0, TAG_REPLY)
-        if jobs is STOP:
-            return
-        results = [executor.run(job) for job in jobs]
-        inject_fault("worker", transport.rank)
-        stats.n_splits += len(results)
-        stats.busy_seconds += sum(r.end_time - r.start_time for r in results)
+        self.transport.send(WorkRequest(self.transport.rank, self.results, stats, busy,
+                                        returned or []), 0, TAG_REQUEST)
+        self.results = []
+
+    def run_chunk(self, jobs: list) -> bool:
+        """Run ``jobs``; True if a request was sent on the way (before the last one)."""
+        for i, job in enumerate(jobs):
+            if self.signals is not None and self.signals.received:
+                self.request(returned=[j.job_id for j in jobs[i:]])
+                return True
+            last = i == len(jobs) - 1
+            if last:
+                self.request(busy=True)
+            result = self.executor.run(job)
+            self.results.append(result)
+            self.stats.n_splits += 1
+            self.stats.busy_seconds += result.end_time - result.start_time
+        inject_fault("worker", self.transport.rank)
+        return bool(jobs)
+
+    def loop(self) -> None:
+        """Until rank 0 says STOP with no result left to send."""
+        self.request()
+        while True:
+            jobs, _ = self.transport.receive(0, TAG_REPLY)
+            if jobs is STOP and not self.results:
+                return
+            if jobs is STOP or not self.run_chunk(jobs):
+                self.request()
+
+
+def work(transport: MPITransport, executor: object,
+         signals: StopSignals | None = None) -> None:
+    """Worker loop (see :class:`Worker`)."""
+    Worker(transport, executor, signals).loop()
 
 
 def run(
@@ -227,15 +269,16 @@ def _run_role(transport: MPITransport, dispatcher: Dispatcher | None, paths: Pro
     if dispatcher is None or transport.size == 1:
         executor = make_executor(paths, transport.rank, threads, options)
     try:
-        return _play(transport, dispatcher, executor)
+        return _play(transport, dispatcher, executor, options.get("signals"))
     finally:
         if executor is not None:
             executor.close()
 
 
-def _play(transport: MPITransport, dispatcher: Dispatcher | None, executor: object) -> int:
+def _play(transport: MPITransport, dispatcher: Dispatcher | None, executor: object,
+          signals: StopSignals | None = None) -> int:
     if dispatcher is None:
-        work(transport, executor)
+        work(transport, executor, signals)
         return 0
     try:
         if executor is not None:

@@ -257,6 +257,17 @@ class Scheduler:
         self._held.setdefault(rank, set()).update(chunk)
         return chunk
 
+    def release(self, rank: int, job_ids: list[int]) -> None:
+        """Take back jobs ``rank`` was given and did not start: they go out first again."""
+        held = self._held.get(rank, set())
+        back = np.asarray([j for j in job_ids if j in held], dtype=np.int64)
+        held.difference_update(back.tolist())
+        if len(back):
+            top = max((q.priority for q in self._queues), default=0.0)
+            learner = int(self.model.learner[back[0]])
+            self._queues.insert(0, _Queue(top, learner, back, self.model.n_train[back]))
+            self._n_pending += len(back)
+
     def complete(self, rank: int, job_ids: list[int]) -> None:
         """Record that ``rank`` finished ``job_ids`` (unknown ids are ignored)."""
         held = self._held.get(rank, set())

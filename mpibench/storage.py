@@ -141,6 +141,11 @@ class ResultStore:
         self.journal.append({"t": "s", "jobs": job_ids.tolist()})
         self.started[job_ids] += 1
 
+    def mark_returned(self, job_ids: np.ndarray) -> None:
+        """Journal that these splits came back unstarted (their hand-out did not count)."""
+        self.journal.append({"t": "u", "jobs": job_ids.tolist()})
+        self.started[job_ids] -= 1
+
     def all_results(self) -> ResultBatch:
         """Every recorded result, previous runs first."""
         return self._results.joined()

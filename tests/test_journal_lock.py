@@ -152,3 +152,10 @@ def test_lock_of_the_same_slurm_job_is_a_requeued_run(tmp_path, monkeypatch):
                                 "start_time": 0}))
     with pytest.warns(UserWarning, match="requeued"), ProjectLock(path):
         pass
+
+
+def test_returned_hand_outs_do_not_count_as_attempts(tmp_path):
+    path = journal_with(tmp_path / "j", 3)
+    with open(path, "ab") as handle:
+        handle.write(encode({"t": "s", "jobs": [5, 6]}) + encode({"t": "u", "jobs": [6]}))
+    assert read_journal(path, PARTS).started_counts(7).tolist() == [1, 1, 1, 0, 0, 1, 0]

@@ -84,3 +84,27 @@ def test_bad_chunk_size_is_one_line_exit_2(tmp_path):
     done = run_mpibench(None, "run", path, "--chunk-size", "lots")
     assert done.returncode == 2
     assert "expected an int >= 1 or 'auto'" in done.stderr
+
+
+def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
+    from mpibench.dispatcher import Dispatcher
+    from mpibench.paths import ProjectPaths
+    from mpibench.protocol import WorkRequest
+
+    path = mb.create_project(tmp_path / "p", noop_grid(3))  # 6 jobs, 2 workers
+    dispatcher = Dispatcher(ProjectPaths(path), 3, order="grid", chunk_size=1,
+                            checkpoint_every=300, progress_every=0, grace=5,
+                            max_attempts=2, mpi_library="test")
+    try:
+        first = dispatcher.handle(WorkRequest(1))
+        ahead = dispatcher.handle(WorkRequest(1, busy=True))
+        assert len(first) == 1 and len(ahead) == 1  # 5 pending >= 2 per worker
+        assert len(dispatcher.handle(WorkRequest(2))) == 1
+        assert dispatcher.scheduler.n_pending == 3
+        assert dispatcher.handle(WorkRequest(2, busy=True)) == []  # the tail: ask when idle
+        assert len(dispatcher.handle(WorkRequest(2))) == 1  # idle: gets one
+        returned = dispatcher.handle(WorkRequest(2, returned=[ahead[0].job_id]))
+        assert returned is None and dispatcher.stop_reason == "rank 2 received a stop signal"
+    finally:
+        dispatcher.store.close()
+        dispatcher.close()

@@ -156,3 +156,15 @@ def test_result_batches_round_trip_and_join():
     assert joined.columns["scores"].shape == (5, 2)
     assert columns.joined(3).job_ids.tolist() == [3, 4]
     assert joined.select(joined.status == "ok").job_ids.tolist() == [1, 3]
+
+
+def test_released_jobs_go_out_first_again_and_are_not_done():
+    s = Scheduler(range(6), costs=[6, 5, 4, 3, 2, 1], chunk_size=3)
+    assert s.next_chunk(1) == [0, 1, 2]
+    s.complete(1, [0])
+    s.release(1, [1, 2, 99])  # 99 was never given to rank 1: ignored
+    assert s.n_done == 1 and s.n_pending == 5 and s.in_flight(1) == []
+    assert s.next_chunk(2) == [1, 2]
+    assert drain(s, [2]) == [3, 4, 5] and s.finished is False
+    s.complete(2, [1, 2])
+    assert s.finished and s.n_done == 6
