@@ -47,6 +47,8 @@ def compact(jobs: pd.DataFrame) -> pd.DataFrame:
 
 PREFETCH_PENDING = 2
 """Busy workers get their next chunk ahead while this many splits per worker pend."""
+PREFETCH_SHARE = 0.25
+"""... and while the next split is at most this share of the work left per worker."""
 STOP_FILE_SECONDS = 0.5
 """How often rank 0 looks for ``PROJECT/stop.request``."""
 
@@ -169,8 +171,9 @@ class Dispatcher:
         """The next chunk for ``rank``, ``[]`` (ask again when idle) or ``STOP``.
 
         A busy worker (still running a split) gets a chunk ahead only while at least
-        ``PREFETCH_PENDING`` x workers splits are pending: near the end, splits go to
-        idle workers.
+        ``PREFETCH_PENDING`` x workers splits are pending and the next split is short
+        next to the work left per worker (``PREFETCH_SHARE``): otherwise it could hold
+        a long split an idle worker would start sooner.
         """
         if self.stop_reason is None and self.deadline.end_time is not None:
             upcoming = self.scheduler.peek()
@@ -178,10 +181,17 @@ class Dispatcher:
                 self.begin_stop("SLURM_JOB_END_TIME is near")
         if self.stop_reason is not None:
             return STOP
-        if busy and self.scheduler.n_pending < PREFETCH_PENDING * (self.n_ranks - 1):
+        if busy and not self._may_prefetch():
             return []
         chunk = self.scheduler.next_chunk(rank)
         return self.assignments(chunk) if chunk else STOP
+
+    def _may_prefetch(self) -> bool:
+        workers = max(self.n_ranks - 1, 1)
+        if self.scheduler.n_pending < PREFETCH_PENDING * workers:
+            return False
+        share = self.scheduler.pending_cost() / workers
+        return self.scheduler.head_cost() <= PREFETCH_SHARE * share
 
     def handle(self, request: WorkRequest) -> list[Assignment] | None:
         """The reply to one worker request (its results are kept by :meth:`keep`)."""

@@ -25,6 +25,9 @@ from .testmode import create_test_project
 from .transport import MPITransport
 from .worker import InProcessExecutor, SplitRunner, peak_rss_bytes
 
+PREFETCH_SECONDS = 1e-3
+"""A worker asks ahead for its next chunk when its previous split took this long
+(seconds): for shorter splits the round trip is not worth hiding."""
 ABORT_DELAY = 0.5
 """Seconds between printing a fatal error and ``MPI_Abort``."""
 
@@ -48,9 +51,10 @@ def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -
 class Worker:
     """A worker rank: asks for splits, runs them, sends results with the next request.
 
-    Requests and replies strictly alternate. A worker asks for its next chunk when it
-    *starts* the last split of the current one (``busy=True``), so the reply is there
-    when the split ends and it never waits for rank 0; rank 0 answers ``[]`` near the
+    Requests and replies strictly alternate. A worker whose splits take a while
+    (``PREFETCH_SECONDS``) asks for its next chunk when it *starts* the last split of
+    the current one (``busy=True``), so the reply is there when the split ends and it
+    never waits for rank 0; rank 0 answers ``[]`` near the
     end of the run, so no split waits behind a busy worker while another is idle. After
     a stop signal a worker starts nothing more and hands unstarted splits back.
     """
@@ -61,6 +65,7 @@ class Worker:
         self.stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
         self._cpu_at_start = time.process_time()
         self.results: list = []
+        self._last_seconds = 0.0
 
     def request(self, busy: bool = False, returned: list[int] | None = None) -> None:
         """Send the results so far (and a request for more) to rank 0."""
@@ -74,19 +79,21 @@ class Worker:
 
     def run_chunk(self, jobs: list) -> bool:
         """Run ``jobs``; True if a request was sent on the way (before the last one)."""
+        ahead = False
         for i, job in enumerate(jobs):
             if self.signals is not None and self.signals.received:
                 self.request(returned=[j.job_id for j in jobs[i:]])
                 return True
-            last = i == len(jobs) - 1
-            if last:
+            ahead = i == len(jobs) - 1 and self._last_seconds >= PREFETCH_SECONDS
+            if ahead:
                 self.request(busy=True)
             result = self.executor.run(job)
+            self._last_seconds = result.end_time - result.start_time
             self.results.append(result)
             self.stats.n_splits += 1
             self.stats.busy_seconds += result.end_time - result.start_time
         inject_fault("worker", self.transport.rank)
-        return bool(jobs)
+        return ahead
 
     def loop(self) -> None:
         """Until rank 0 says STOP with no result left to send."""

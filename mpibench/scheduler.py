@@ -105,6 +105,12 @@ class _Queue:
                  rows: np.ndarray) -> None:
         self.priority, self.learner = priority, learner
         self.ids, self.rows, self.head = ids, rows, 0
+        self._rows_after = np.concatenate([np.cumsum(rows[::-1])[::-1], [0.0]])
+
+    @property
+    def rows_left(self) -> float:
+        """Train rows of the pending jobs."""
+        return float(self._rows_after[self.head])
 
     def __len__(self) -> int:
         return len(self.ids) - self.head
@@ -226,6 +232,17 @@ class Scheduler:
         best = int(np.argmax(costs))
         others = costs[:best] + costs[best + 1:]
         return candidates[best], max(others)
+
+    def head_cost(self) -> float:
+        """Expected cost of the job that would go out next (0 when none)."""
+        queue, _ = self._best()
+        return 0.0 if queue is None else self._cost(queue)
+
+    def pending_cost(self) -> float:
+        """Expected cost of every pending job, in :meth:`head_cost`'s units."""
+        known = self.model.known
+        return sum((self.model.rate(q.learner) if known else 1.0) * q.rows_left
+                   for q in self._queues)
 
     def peek(self) -> int | None:
         """The job id that would go out next, or None."""

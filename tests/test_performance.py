@@ -91,16 +91,16 @@ def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
     from mpibench.paths import ProjectPaths
     from mpibench.protocol import WorkRequest
 
-    path = mb.create_project(tmp_path / "p", noop_grid(3))  # 6 jobs, 2 workers
+    path = mb.create_project(tmp_path / "p", noop_grid(10))  # 20 equal jobs, 2 workers
     dispatcher = Dispatcher(ProjectPaths(path), 3, order="grid", chunk_size=1,
                             checkpoint_every=300, progress_every=0, grace=5,
                             max_attempts=2, mpi_library="test")
     try:
         first = dispatcher.handle(WorkRequest(1))
         ahead = dispatcher.handle(WorkRequest(1, busy=True))
-        assert len(first) == 1 and len(ahead) == 1  # 5 pending >= 2 per worker
-        assert len(dispatcher.handle(WorkRequest(2))) == 1
-        assert dispatcher.scheduler.n_pending == 3
+        assert len(first) == 1 and len(ahead) == 1  # plenty pending: one chunk ahead
+        while dispatcher.scheduler.n_pending >= 4:
+            assert len(dispatcher.handle(WorkRequest(2))) == 1
         assert dispatcher.handle(WorkRequest(2, busy=True)) == []  # the tail: ask when idle
         assert len(dispatcher.handle(WorkRequest(2))) == 1  # idle: gets one
         returned = dispatcher.handle(WorkRequest(2, returned=[ahead[0].job_id]))
@@ -108,3 +108,15 @@ def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
     finally:
         dispatcher.store.close()
         dispatcher.close()
+
+
+def test_a_long_split_is_not_handed_to_a_busy_worker():
+    from mpibench.scheduler import CostModel, Scheduler
+
+    # one 100-row split and forty 1-row ones: the long one is far more than a quarter
+    # of the work left per worker, the short ones far less
+    model = CostModel(np.zeros(41, dtype=int), np.array([100] + [1] * 40))
+    s = Scheduler(range(41), model)
+    assert s.head_cost() == 100 and s.pending_cost() == 140
+    s.next_chunk(1)
+    assert s.head_cost() == 1 and s.pending_cost() == 40
