@@ -4,11 +4,10 @@ Format: the line ``MPIBENCH-JOURNAL 1\\n``, then records, each a little-endian
 ``uint32`` payload length, a ``uint32`` CRC-32 of the payload, and the payload: one
 JSON object. The first record is the header (the grid's fingerprint); then ``"t":
 "s"`` records list job ids handed out (``"u"``: handed back unstarted) and ``"t":
-"r"`` records hold the finished
-splits of one worker message as ``"rows"``, each in the field order the header's
-``"result_fields"`` names. Records reach the file with one ``write`` each (a killed
-process loses none) and are fsynced in groups (a machine crash loses at most the
-last group). ``strings results.journal`` shows them.
+"r"`` records hold the finished splits of one worker message as ``"rows"``, each in
+the field order the header's ``"result_fields"`` names. Records reach the file with
+one ``write`` each (a killed process loses none) and are fsynced in groups (a machine
+crash loses at most the last group). ``strings results.journal`` shows them.
 """
 
 from __future__ import annotations

@@ -54,9 +54,9 @@ class Worker:
     Requests and replies strictly alternate. A worker whose splits take a while
     (``PREFETCH_SECONDS``) asks for its next chunk when it *starts* the last split of
     the current one (``busy=True``), so the reply is there when the split ends and it
-    never waits for rank 0; rank 0 answers ``[]`` near the
-    end of the run, so no split waits behind a busy worker while another is idle. After
-    a stop signal a worker starts nothing more and hands unstarted splits back.
+    never waits for rank 0; rank 0 answers ``[]`` near the end of the run, so no split
+    waits behind a busy worker while another is idle. After a stop signal a worker
+    starts nothing more and hands unstarted splits back.
     """
 
     def __init__(self, transport: MPITransport, executor: object,

@@ -214,10 +214,13 @@ class Scheduler:
         """Jobs handed out and not completed, over all ranks."""
         return sum(len(held) for held in self._held.values())
 
+    def _rate(self, learner: int) -> float:
+        """Cost per train row of ``learner`` (1 for every learner while nothing is known)."""
+        return self.model.rate(learner) if self.model.known else 1.0
+
     def _cost(self, queue: _Queue) -> float:
         """Expected relative cost of the queue's head (rows when nothing is known)."""
-        rate = self.model.rate(queue.learner) if self.model.known else 1.0
-        return rate * float(queue.rows[queue.head])
+        return self._rate(queue.learner) * float(queue.rows[queue.head])
 
     def _best(self) -> tuple[_Queue | None, float]:
         """The queue to serve next, and the best head cost among the others."""
@@ -240,9 +243,7 @@ class Scheduler:
 
     def pending_cost(self) -> float:
         """Expected cost of every pending job, in :meth:`head_cost`'s units."""
-        known = self.model.known
-        return sum((self.model.rate(q.learner) if known else 1.0) * q.rows_left
-                   for q in self._queues)
+        return sum(self._rate(q.learner) * q.rows_left for q in self._queues)
 
     def peek(self) -> int | None:
         """The job id that would go out next, or None."""
@@ -255,8 +256,7 @@ class Scheduler:
             return int(self.chunk_size)
         if not self.model.known:
             return 1
-        expected = self.model.rate(queue.learner) * float(queue.rows[queue.head])
-        by_time = int(CHUNK_SECONDS / max(expected, 1e-9) + 1e-6)
+        by_time = int(CHUNK_SECONDS / max(self._cost(queue), 1e-9) + 1e-6)
         guided = math.ceil(self._n_pending / (GUIDED * self.n_workers))
         return max(1, min(by_time, guided, MAX_CHUNK))
 
@@ -267,8 +267,8 @@ class Scheduler:
             return []
         size = self._size(queue)
         if runner_up > 0 and self.order == "lpt":
-            rate = self.model.rate(queue.learner) if self.model.known else 1.0
-            size = min(size, max(1, queue.count_at_least(runner_up / max(rate, 1e-300))))
+            rows = runner_up / max(self._rate(queue.learner), 1e-300)
+            size = min(size, max(1, queue.count_at_least(rows)))
         chunk = queue.take(size).tolist()
         self._n_pending -= len(chunk)
         self._held.setdefault(rank, set()).update(chunk)

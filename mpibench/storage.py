@@ -52,16 +52,6 @@ def result_columns(scorer_names: list[str]) -> list[str]:
     return [*JOB_COLUMNS, *STATUS_COLUMNS, *scorer_names, *RUN_COLUMNS]
 
 
-def batch_to_frame(batch: ResultBatch, scorer_names: list[str]) -> pd.DataFrame:
-    """Result columns -> a frame of the result fields (no job metadata)."""
-    c = batch.columns
-    return pd.DataFrame({
-        "job_id": c["job_id"], **{name: c[name] for name in STATUS_COLUMNS},
-        **{name: c["scores"][:, i] for i, name in enumerate(scorer_names)},
-        **{name: c[name] for name in RUN_COLUMNS},
-    })
-
-
 def batch_from_frame(frame: pd.DataFrame, scorer_names: list[str]) -> ResultBatch:
     """Rows of ``/splits`` back into result columns (to seed a journal)."""
     columns = {name: frame[name].tolist() for name in ["job_id", *STATUS_COLUMNS,
@@ -176,10 +166,6 @@ class ResultStore:
                 else:
                     yield name, batch.columns[name][rows]
         return len(job_ids), generate()
-
-    def frame(self) -> pd.DataFrame:
-        """All rows (previous runs and this one), one per job id, sorted by job id."""
-        return pd.DataFrame(dict(self.columns()[1]))
 
     def write(self, ranks: list[RankStats], attrs: dict) -> Path:
         """Commit the journal, then replace ``results.h5`` atomically with every row.
