@@ -222,12 +222,26 @@ def sleep_project(folder: Path, durations: np.ndarray, name: str = "p") -> Path:
     return mb.create_project(folder / name, grid)
 
 
+def mpibench_run(project: Path, ranks: int | None, *args: str, fresh: bool = False,
+                 env: dict | None = None, timeout: float = 3600) -> str:
+    """``[mpiexec -n ranks] python -m mpibench run PROJECT ARGS`` (``ranks=None``: one
+    process); ``fresh`` deletes earlier results first. Returns stderr."""
+    if fresh:
+        for name in ("results.h5", "results.journal"):
+            (project / name).unlink(missing_ok=True)
+    command = [sys.executable, "-m", "mpibench", "run", str(project), *args]
+    if ranks is not None:
+        command = [str(BIN / "mpiexec"), "-n", str(ranks), *command]
+    done = subprocess.run(command, check=True, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    return done.stderr
+
+
 def run_mpibench(durations: np.ndarray, workers: int, folder: Path, *args: str,
                  name: str = "p") -> np.ndarray:
     """``mpiexec -n workers+1 mpibench run`` with ``args``; timeline from results.h5."""
     project = sleep_project(folder, durations, name)
-    mpiexec(workers + 1, sys.executable, "-m", "mpibench", "run", str(project),
-            "--progress-every", "0", *args)
+    mpibench_run(project, workers + 1, "--progress-every", "0", *args)
     results = mb.read_results(project)
     return results[["job_id", "rank", "start_time", "end_time"]].to_numpy(dtype=np.float64)
 

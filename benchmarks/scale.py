@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import peers
 from sklearn.model_selection import ShuffleSplit
 
 import mpibench as mb
@@ -34,10 +33,7 @@ def timed(label: str, rows: list, function: object) -> object:
 
 
 def run(project: Path, ranks: int) -> str:
-    command = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable,
-               "-m", "mpibench", "run", str(project), "--no-isolate", "--progress-every", "30"]
-    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=3600)
-    return done.stderr
+    return peers.mpibench_run(project, ranks, "--no-isolate", "--progress-every", "30")
 
 
 def main() -> None:

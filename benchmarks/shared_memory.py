@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import peers
 from sklearn.model_selection import ShuffleSplit
 
 import mpibench as mb
@@ -77,15 +76,11 @@ class Sampler(threading.Thread):
 
 def measure(project: Path, workers: int, share: bool, isolate: bool) -> dict[str, float]:
     """Run the project once (fresh results) and return memory figures in MB."""
-    for name in ("results.h5", "results.journal"):
-        (project / name).unlink(missing_ok=True)
     sampler = Sampler(str(project))
     sampler.start()
     env = {**os.environ, "MPIBENCH_SHARE_DATA": "1" if share else "0"}
-    subprocess.run([str(Path(sys.executable).parent / "mpiexec"), "-n", str(workers + 1),
-                    sys.executable, "-m", "mpibench", "run", str(project), "--progress-every",
-                    "0", *([] if isolate else ["--no-isolate"])],
-                   check=True, env=env, capture_output=True, timeout=900)
+    peers.mpibench_run(project, workers + 1, "--progress-every", "0",
+                       *([] if isolate else ["--no-isolate"]), fresh=True, env=env, timeout=900)
     sampler.done.set()
     sampler.join()
     peaks = list(sampler.peak.values())

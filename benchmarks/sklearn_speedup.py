@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import peers
 from sklearn.datasets import make_classification
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.model_selection import ShuffleSplit
@@ -27,14 +26,8 @@ import mpibench as mb
 
 def run(project: Path, ranks: int | None, *args: str) -> tuple[float, float]:
     """(wall seconds of the command, makespan seconds) of a fresh run."""
-    for name in ("results.h5", "results.journal"):
-        (project / name).unlink(missing_ok=True)
-    command = [sys.executable, "-m", "mpibench", "run", str(project), "--progress-every",
-               "0", *args]
-    if ranks is not None:
-        command = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *command]
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, timeout=1800)
+    peers.mpibench_run(project, ranks, "--progress-every", "0", *args, fresh=True)
     wall = time.perf_counter() - start
     results = mb.read_results(project)
     assert (results["status"] == "ok").all()
