@@ -5,11 +5,14 @@ A hang fails the test: the process group gets SIGTERM, then SIGKILL after a grac
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,7 @@ def mpiexec() -> str:
     return found
 
 
+@functools.cache
 def is_open_mpi() -> bool:
     """True when this environment's mpiexec is Open MPI's."""
     done = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True, timeout=30)
@@ -46,6 +50,27 @@ def launcher(n_ranks: int) -> list[str]:
     return [mpiexec(), *extra, "-n", str(n_ranks)]
 
 
+@functools.cache
+def _launch_tmp_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="mpit", dir="/tmp"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
+def launch_env() -> dict[str, str]:
+    """Environment of one launch: with Open MPI, a fresh short ``TMPDIR``.
+
+    A killed or aborted Open MPI job leaves its session directory ``/tmp/ompi.PID``
+    (PMIx rendezvous files named after the launcher's PID). Once PIDs wrap (32768 here,
+    after a few thousand test processes) a new launcher that gets an old PID fails with
+    "The PMIx server's listener thread failed to start". A directory per launch (short:
+    the rendezvous files are Unix socket paths, at most 107 bytes) avoids the collision.
+    """
+    if not is_open_mpi():
+        return {}
+    return {"TMPDIR": tempfile.mkdtemp(prefix="l", dir=_launch_tmp_root())}
+
+
 def mpibench_command() -> list[str]:
     """The mpibench command of this environment."""
     return [sys.executable, "-m", "mpibench"]
@@ -54,7 +79,8 @@ def mpibench_command() -> list[str]:
 def run_process(args: list[str], *, timeout: float = 120, env: dict | None = None,
                 cwd: str | os.PathLike | None = None) -> Completed:
     """Run ``args`` in a new session; on timeout kill the whole group and fail."""
-    full_env = {**os.environ, "MPIEXEC_TIMEOUT": str(int(timeout) + 30), **(env or {})}
+    full_env = {**os.environ, "MPIEXEC_TIMEOUT": str(int(timeout) + 30), **launch_env(),
+                **(env or {})}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full_env, cwd=cwd, start_new_session=True)
     try:
@@ -84,7 +110,7 @@ def run_mpibench(n_ranks: int | None, *args: str, timeout: float = 120,
 def start_mpibench(n_ranks: int, *args: str, env: dict | None = None) -> subprocess.Popen:
     """Start ``mpiexec -n N python -m mpibench ARGS`` in a new session (for kill tests)."""
     command = [*launcher(n_ranks), *mpibench_command(), *[str(a) for a in args]]
-    full_env = {**os.environ, "MPIEXEC_TIMEOUT": "300", **(env or {})}
+    full_env = {**os.environ, "MPIEXEC_TIMEOUT": "300", **launch_env(), **(env or {})}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full_env, start_new_session=True)
 
