@@ -10,7 +10,7 @@ import traceback
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from .gridfile import GridFile, SplitIndex
@@ -42,8 +42,45 @@ def seed_estimator(estimator: object, random_state: int,
     return estimator
 
 
+_SCALARS = (type(None), bool, int, float, str)
+_CLONE_STATE = ("_metadata_request", "_skl_callbacks", "_sklearn_output_config")
+
+
+class EstimatorFactory:
+    """Fresh, seeded copies of one estimator: ``factory(random_state)``.
+
+    The same as ``seed_estimator(clone(estimator), random_state)``. For the common
+    case (scikit-learn's own cloning, every parameter a plain scalar, no metadata
+    routing, output or callback settings) it calls the class with the parameters
+    looked up once, which costs a few microseconds instead of ``clone``'s ~10.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The unfitted prototype; it is never fitted itself.
+    """
+
+    def __init__(self, estimator: object) -> None:
+        self.estimator = estimator
+        self.names = unset_random_states(estimator)
+        params = estimator.get_params(deep=False)
+        plain = (getattr(type(estimator), "__sklearn_clone__", None)
+                 is BaseEstimator.__sklearn_clone__
+                 and all(type(value) in _SCALARS for value in params.values())
+                 and not any("__" in name for name in self.names)
+                 and not any(hasattr(estimator, name) for name in _CLONE_STATE))
+        self._params = params if plain else None
+
+    def __call__(self, random_state: int) -> object:
+        """A fresh unfitted copy whose unset ``random_state`` parameters are seeded."""
+        if self._params is None:
+            return seed_estimator(clone(self.estimator), random_state, self.names)
+        return type(self.estimator)(**{**self._params,
+                                       **dict.fromkeys(self.names, random_state)})
+
+
 def _rows(X: object, index: np.ndarray) -> object:
-    return X.iloc[index] if isinstance(X, pd.DataFrame | pd.Series) else X[index]
+    return X.iloc[index] if isinstance(X, (pd.DataFrame, pd.Series)) else X[index]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -77,22 +114,22 @@ class SplitRunner:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._tasks: dict[int, tuple[object, np.ndarray]] = {}
-        self._learners: dict[int, tuple[object, list[str]]] = {}
+        self._learners: dict[int, EstimatorFactory] = {}
         self._splits: dict[tuple[int, int], SplitIndex] = {}
         self._kinds: dict[int, str] = {}
         self.scorers = grid_file.scorers()
         self._needs_proba = any(s.kind == "proba" for s in self.scorers)
+        self._no_scores = (float("nan"),) * len(self.scorers)
 
     def _task(self, task_i: int) -> tuple[object, np.ndarray]:
         if task_i not in self._tasks:
             self._tasks[task_i] = self.grid_file.task_data(task_i)
         return self._tasks[task_i]
 
-    def _learner(self, learner_i: int) -> tuple[object, list[str]]:
-        """The estimator and its unset ``random_state`` parameters (looked up once)."""
+    def _learner(self, learner_i: int) -> EstimatorFactory:
+        """Fresh seeded copies of learner ``learner_i`` (loaded once)."""
         if learner_i not in self._learners:
-            learner = self.grid_file.learner(learner_i)
-            self._learners[learner_i] = (learner, unset_random_states(learner))
+            self._learners[learner_i] = EstimatorFactory(self.grid_file.learner(learner_i))
         return self._learners[learner_i]
 
     def _split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
@@ -129,7 +166,7 @@ class SplitRunner:
         return SplitResult(
             job_id=job.job_id, status=status,
             error=f"rank {self.rank} on {self.host}: {message}",
-            scores=tuple(float("nan") for _ in self.scorers), rank=self.rank,
+            scores=self._no_scores, rank=self.rank,
             host=self.host, pid=self.pid, start_time=start, end_time=time.time(),
             fit_seconds=0.0, predict_seconds=0.0, score_seconds=0.0,
             max_rss_bytes=peak_rss_bytes(), threads=self.threads, attempt=job.attempt,
@@ -148,42 +185,41 @@ class SplitRunner:
         ``learner`` replaces the job's learner (used for fallbacks).
         """
         start = time.time()
-        seconds = {"fit": 0.0, "predict": 0.0, "score": 0.0}
-        scores = tuple(float("nan") for _ in self.scorers)
-        status, error = "ok", ""
-        stage = "fit"
+        fit_seconds = predict_seconds = score_seconds = 0.0
+        scores, status, error, stage = self._no_scores, "ok", "", "fit"
         try:
             X, y = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
             train, test = index.train(job.split_i), index.test(job.split_i)
-            problem = self._invalid(job.task_i, y[train])
+            y_train = y[train]
+            problem = self._invalid(job.task_i, y_train)
             if problem:
                 return self.failure(job, start, "invalid", problem)
-            estimator, names = ((learner, None) if learner is not None
-                                else self._learner(job.learner_i))
-            estimator = seed_estimator(clone(estimator), job.random_state, names)
+            estimator = (seed_estimator(clone(learner), job.random_state)
+                         if learner is not None
+                         else self._learner(job.learner_i)(job.random_state))
             np.random.seed(job.random_state)
             tick = time.perf_counter()
-            estimator.fit(_rows(X, train), y[train])
-            stage, seconds["fit"] = "predict", time.perf_counter() - tick
+            estimator.fit(_rows(X, train), y_train)
+            stage, fit_seconds = "predict", time.perf_counter() - tick
             X_test, y_test = _rows(X, test), y[test]
             tick = time.perf_counter()
             y_pred = estimator.predict(X_test)
             proba = estimator.predict_proba(X_test) if self._needs_proba else None
-            stage, seconds["predict"] = "score", time.perf_counter() - tick
+            stage, predict_seconds = "score", time.perf_counter() - tick
             tick = time.perf_counter()
             scores = tuple(score_split(self.scorers, estimator, X_test, y_test, y_pred,
                                        proba).values())
-            seconds["score"] = time.perf_counter() - tick
+            score_seconds = time.perf_counter() - tick
         except Exception as exc:
             status = "oom" if isinstance(exc, MemoryError) else "error"
             error = f"rank {self.rank} on {self.host}: in {stage}: {describe_error(exc)}"
-            scores = tuple(float("nan") for _ in self.scorers)
+            scores = self._no_scores
         return SplitResult(
             job_id=job.job_id, status=status, error=error, scores=scores,
             rank=self.rank, host=self.host, pid=self.pid, start_time=start,
-            end_time=time.time(), fit_seconds=seconds["fit"],
-            predict_seconds=seconds["predict"], score_seconds=seconds["score"],
+            end_time=time.time(), fit_seconds=fit_seconds,
+            predict_seconds=predict_seconds, score_seconds=score_seconds,
             max_rss_bytes=peak_rss_bytes(), threads=self.threads, attempt=job.attempt,
         )
 

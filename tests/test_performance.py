@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from mpi_helpers import run_mpibench
+from sklearn.base import clone
+from sklearn.ensemble import BaggingRegressor, RandomForestRegressor
+from sklearn.linear_model import Ridge
 from sklearn.model_selection import ShuffleSplit
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import mpibench as mb
 from mpibench.gridfile import GridFile
+from mpibench.worker import EstimatorFactory, seed_estimator
 
 
 def noop_grid(n_splits: int = 300) -> mb.Grid:
@@ -120,3 +126,22 @@ def test_a_long_split_is_not_handed_to_a_busy_worker():
     assert s.head_cost() == 100 and s.pending_cost() == 140
     s.next_chunk(1)
     assert s.head_cost() == 1 and s.pending_cost() == 40
+
+
+@pytest.mark.parametrize("estimator, fast", [
+    (mb.DebugLearner(), True),
+    (mb.NoOpLearner(), True),
+    (RandomForestRegressor(n_estimators=3, random_state=4), True),
+    (make_pipeline(StandardScaler(), Ridge()), False),
+    (StandardScaler().set_output(transform="pandas"), False),
+    (BaggingRegressor(Ridge()), False),
+])
+def test_estimator_factory_equals_clone_and_seed(estimator, fast):
+    factory = EstimatorFactory(estimator)
+    assert (factory._params is not None) == fast
+    made, again = factory(7), factory(7)
+    expected = seed_estimator(clone(estimator), 7)
+    assert type(made) is type(expected) and made is not again and made is not estimator
+    assert repr(made.get_params(deep=True)) == repr(expected.get_params(deep=True))
+    assert getattr(made, "_sklearn_output_config", None) == getattr(
+        expected, "_sklearn_output_config", None)
