@@ -7,7 +7,9 @@ one record per batch and kept as numpy columns (about 130 bytes per split).
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
@@ -100,8 +102,49 @@ class ResultBatch:
         return [SplitResult(*row) for row in zip(*lists, strict=True)]
 
 
+_ROWS_ENCODER = json.JSONEncoder(separators=(", ", ": "))
+
+
+def rows_json(rows: list) -> bytes:
+    """Result objects (or rows in ``RESULT_FIELDS`` order) as a JSON list of lists."""
+    return _ROWS_ENCODER.encode(rows).encode()
+
+
+class EncodedResults(NamedTuple):
+    """Finished splits as a worker sends them: columns for rank 0 to keep, and the
+    journal's JSON text of the rows, so that rank 0 neither converts nor encodes them
+    (done by each worker, in parallel, instead of by rank 0 for all).
+
+    Examples
+    --------
+    >>> packet = EncodedResults.from_batch(ResultBatch.from_columns({"job_id": [4],
+    ...     "status": ["ok"], "error": [""], "scores": [[0.5]], "rank": [1], "host": ["n1"],
+    ...     "pid": [7], "start_time": [0.0], "end_time": [1.0], "fit_seconds": [1.0],
+    ...     "predict_seconds": [0.0], "score_seconds": [0.0], "max_rss_bytes": [0],
+    ...     "threads": [1], "attempt": [1], "fallback": [False]}))
+    >>> packet.rows_json
+    b'[[4, "ok", "", [0.5], 1, "n1", 7, 0.0, 1.0, 1.0, 0.0, 0.0, 0, 1, 1, false]]'
+    """
+
+    batch: ResultBatch
+    rows_json: bytes
+
+    @classmethod
+    def from_results(cls, results: list) -> EncodedResults:
+        """From result objects."""
+        return cls(ResultBatch.from_rows(results), rows_json(results))
+
+    @classmethod
+    def from_batch(cls, batch: ResultBatch) -> EncodedResults:
+        """From columns."""
+        return cls(batch, rows_json(batch.results()))
+
+
 class ResultColumns:
-    """Results appended row by row, kept as columns (converted every ``BUFFER`` rows).
+    """Batches of results appended one after another, kept as columns.
+
+    Small batches (a worker's message may hold one split) are joined every ``MERGE``
+    appends, so a million one-split messages do not leave a million small arrays.
 
     Parameters
     ----------
@@ -109,13 +152,13 @@ class ResultColumns:
         Number of score columns.
     """
 
-    BUFFER = 4096
-    """Rows kept as objects before they are turned into columns."""
+    MERGE = 512
+    """Batches appended before they are joined into one."""
 
     def __init__(self, n_scores: int) -> None:
         self.n_scores = n_scores
         self._batches: list[ResultBatch] = []
-        self._rows: list = []
+        self._recent: list[ResultBatch] = []
         self._length = 0
 
     def __len__(self) -> int:
@@ -124,25 +167,19 @@ class ResultColumns:
     def append(self, batch: ResultBatch) -> None:
         """Add the rows of a batch (after any rows added before)."""
         if len(batch):
-            self._flush()
-            self._batches.append(batch)
+            self._recent.append(batch)
             self._length += len(batch)
+            if len(self._recent) >= self.MERGE:
+                self._merge()
 
-    def extend(self, rows: list) -> None:
-        """Add result objects (or rows); they become columns in groups of ``BUFFER``."""
-        self._rows.extend(rows)
-        self._length += len(rows)
-        if len(self._rows) >= self.BUFFER:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._rows:
-            self._batches.append(ResultBatch.from_rows(self._rows))
-            self._rows = []
+    def _merge(self) -> None:
+        if self._recent:
+            self._batches.append(ResultBatch.concatenate(self._recent, self.n_scores))
+            self._recent = []
 
     def joined(self, start: int = 0) -> ResultBatch:
         """Every row from row ``start`` on, as one batch (joined once, then kept so)."""
-        self._flush()
+        self._merge()
         if len(self._batches) > 1:
             self._batches = [ResultBatch.concatenate(self._batches, self.n_scores)]
         whole = ResultBatch.concatenate(self._batches, self.n_scores)

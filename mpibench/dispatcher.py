@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
+from .batch import EncodedResults
 from .config import inject_fault
 from .errors import MpibenchError
 from .gridfile import GridFile
@@ -128,14 +129,14 @@ class Dispatcher:
         if not len(exhausted):
             return
         now, n_scores = time.time(), len(self.store.scorer_names)
-        self.store.add([SplitResult(
+        self.store.add(EncodedResults.from_results([SplitResult(
             job_id=j, status="crash", scores=(float("nan"),) * n_scores,
             error=f"in flight when {started[j]} runs died; not retried "
                   f"(--max-attempts {limit})",
             rank=0, host=self.ranks[0].host, pid=self.ranks[0].pid, start_time=now,
             end_time=now, fit_seconds=0.0, predict_seconds=0.0, score_seconds=0.0,
             max_rss_bytes=0, threads=0, attempt=int(started[j]),
-        ) for j in exhausted.tolist()])
+        ) for j in exhausted.tolist()]))
         log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
 
     def assignments(self, job_ids: list[int]) -> list[Assignment]:
@@ -148,24 +149,26 @@ class Dispatcher:
 
     def record(self, rank: int, results: list[SplitResult]) -> None:
         """Mark finished splits done, then :meth:`keep` them."""
-        self.scheduler.complete(rank, [r.job_id for r in results])
-        self.keep(rank, results)
+        packet = EncodedResults.from_results(results)
+        self.scheduler.complete(rank, packet.batch.job_ids.tolist())
+        self.keep(rank, packet)
 
-    def keep(self, rank: int, results: list[SplitResult]) -> None:
+    def keep(self, rank: int, results: EncodedResults | None) -> None:
         """Journal finished splits and update counters.
 
         A split stopped from outside (status ``interrupted``: the job is ending) is not a
         result: it leaves no record and runs again on resume.
         """
-        if results:
-            stopped = [r for r in results if r.status == INTERRUPTED]
-            if stopped:
-                log(f"{len(stopped)} split(s) stopped from outside on rank {rank}; "
-                    "they run again on resume")
-                results = [r for r in results if r.status != INTERRUPTED]
-            self.store.add(results)
-            self.progress.add(results)
-            self.costs.add(results)
+        if results is None or not len(results.batch):
+            return
+        stopped = results.batch.status == INTERRUPTED
+        if stopped.any():
+            log(f"{int(stopped.sum())} split(s) stopped from outside on rank {rank}; "
+                "they run again on resume")
+            results = EncodedResults.from_batch(results.batch.select(~stopped))
+        self.store.add(results)
+        self.progress.add(results.batch)
+        self.costs.add(results.batch)
 
     def next_assignments(self, rank: int, busy: bool = False) -> list[Assignment] | None:
         """The next chunk for ``rank``, ``[]`` (ask again when idle) or ``STOP``.
@@ -195,7 +198,8 @@ class Dispatcher:
 
     def handle(self, request: WorkRequest) -> list[Assignment] | None:
         """The reply to one worker request (its results are kept by :meth:`keep`)."""
-        self.scheduler.complete(request.rank, [r.job_id for r in request.results])
+        if request.results is not None:
+            self.scheduler.complete(request.rank, request.results.batch.job_ids.tolist())
         if request.returned:
             self.scheduler.release(request.rank, request.returned)
             self.store.mark_returned(np.asarray(request.returned, dtype=np.int64))

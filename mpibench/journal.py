@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import RESULT_FIELDS, ResultBatch
+from .batch import RESULT_FIELDS, EncodedResults, ResultBatch, rows_json
 from .errors import MpibenchError
 from .paths import fsync_directory, replace_atomically
 from .protocol import SplitResult
@@ -271,14 +271,19 @@ class JournalWriter:
             self._oldest = time.monotonic()
         self._unsynced += 1
 
-    def append_results(self, results: list[SplitResult]) -> None:
-        """One record holding finished splits (result objects or rows)."""
-        if not results:
+    def append_results(self, results: list[SplitResult] | EncodedResults) -> None:
+        """One record holding finished splits (result objects, or encoded by a worker)."""
+        if isinstance(results, EncodedResults):
+            n, rows = len(results.batch), results.rows_json
+        else:
+            n, rows = len(results), rows_json(results)
+        if not n:
             return
-        self._write(encode({"t": "r", "rows": results}))
+        body = b'{"t": "r", "rows": ' + rows + b"}"
+        self._write(HEAD.pack(len(body), zlib.crc32(body)) + body)
         if not self._unsynced:
             self._oldest = time.monotonic()
-        self._unsynced += len(results)
+        self._unsynced += n
 
     @property
     def commit_due(self) -> bool:

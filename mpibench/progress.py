@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 
 from .batch import ResultBatch
-from .protocol import RankStats, SplitResult
+from .protocol import RankStats
 
 
 def format_seconds(seconds: float) -> str:
@@ -50,10 +50,10 @@ class Progress:
         self._last = self.start
         self.stream = stream or sys.stderr
 
-    def add(self, results: list[SplitResult]) -> None:
+    def add(self, results: ResultBatch) -> None:
         """Count results."""
         self.done += len(results)
-        self.errors += sum(r.status != "ok" for r in results)
+        self.errors += int((results.status != "ok").sum())
 
     def line(self) -> str:
         """The progress line."""

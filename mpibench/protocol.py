@@ -88,13 +88,14 @@ class RankStats:
 class WorkRequest:
     """Worker -> rank 0: finished results and a request for more.
 
+    ``results``: an :class:`~mpibench.batch.EncodedResults` (``None``: none yet).
     ``busy``: the worker is starting the last split it holds (the reply is its next
     chunk, or ``[]``: ask again when done). ``returned``: job ids it was given and
     did not start (it received a stop signal).
     """
 
     rank: int
-    results: list[SplitResult] = field(default_factory=list)
+    results: object = None
     stats: RankStats | None = None
     busy: bool = False
     returned: list[int] = field(default_factory=list)

@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from .batch import EncodedResults
 from .config import check_launch, inject_fault, limit_threads, resolve_threads
 from .dispatcher import Dispatcher, GraceExpired, log
 from .errors import MpibenchError
@@ -73,7 +74,8 @@ class Worker:
         stats.end_time = time.time()
         stats.cpu_seconds = time.process_time() - self._cpu_at_start
         stats.max_rss_bytes = peak_rss_bytes()
-        self.transport.send(WorkRequest(self.transport.rank, self.results, stats, busy,
+        results = EncodedResults.from_results(self.results) if self.results else None
+        self.transport.send(WorkRequest(self.transport.rank, results, stats, busy,
                                         returned or []), 0, TAG_REQUEST)
         self.results = []
 
@@ -286,12 +288,14 @@ def _play(transport: MPITransport, dispatcher: Dispatcher | None, executor: obje
           signals: StopSignals | None = None) -> int:
     if dispatcher is None:
         work(transport, executor, signals)
+        transport.flush()
         return 0
     try:
         if executor is not None:
             dispatcher.run_serially(executor)
         else:
             dispatcher.serve(transport)
+            transport.flush()
     except GraceExpired:
         code = dispatcher.finish()
         log(f"{dispatcher.scheduler.n_in_flight} split(s) still running after the grace "

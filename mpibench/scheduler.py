@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 
+from .batch import ResultBatch
 from .errors import invalid_parameter
-from .protocol import SplitResult
 
 ORDERS = ("lpt", "grid", "random")
 CHUNK_SECONDS = 0.01
@@ -67,16 +67,15 @@ class CostModel:
         self._seconds[learner] = self._seconds.get(learner, 0.0) + seconds
         self._rows[learner] = self._rows.get(learner, 0.0) + rows
 
-    def add(self, results: list[SplitResult]) -> None:
+    def add(self, results: ResultBatch) -> None:
         """Learn from finished splits (failed ones say nothing about cost)."""
-        for r in results:
-            if r.status == "ok":
-                self.learn(int(self.learner[r.job_id]), r.end_time - r.start_time,
-                           self.n_train[r.job_id])
+        columns = results.columns
+        self.add_columns(columns["job_id"], columns["status"],
+                         columns["end_time"] - columns["start_time"])
 
     def add_columns(self, job_ids: np.ndarray, status: np.ndarray,
                     seconds: np.ndarray) -> None:
-        """Learn from finished splits held as columns (a resumed run's history)."""
+        """Learn from finished splits: job ids, statuses and seconds of each."""
         ok = status == "ok"
         jobs, seconds = job_ids[ok], seconds[ok]
         learners = self.learner[jobs]
@@ -288,10 +287,9 @@ class Scheduler:
     def complete(self, rank: int, job_ids: list[int]) -> None:
         """Record that ``rank`` finished ``job_ids`` (unknown ids are ignored)."""
         held = self._held.get(rank, set())
-        for job_id in job_ids:
-            if job_id in held:
-                held.discard(job_id)
-                self.n_done += 1
+        before = len(held)
+        held.difference_update(job_ids)
+        self.n_done += before - len(held)
 
 
 def _as_model(ids: np.ndarray, costs: object) -> CostModel:

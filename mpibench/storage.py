@@ -19,13 +19,13 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .batch import ResultBatch, ResultColumns
+from .batch import EncodedResults, ResultBatch, ResultColumns
 from .config import inject_fault
 from .errors import MpibenchError
 from .gridfile import SCHEMA_VERSION, read_column, write_column
 from .journal import JournalWriter, read_journal
 from .paths import ProjectPaths, replace_atomically
-from .protocol import RankStats, SplitResult
+from .protocol import RankStats
 
 FINGERPRINT_PARTS = ("data", "splits", "learners", "scorers", "seed")
 
@@ -121,10 +121,10 @@ class ResultStore:
         """Job ids with a recorded result (previous runs and this one)."""
         return self._results.joined().job_ids
 
-    def add(self, results: list[SplitResult]) -> None:
-        """Journal finished splits (fsynced by the next group commit)."""
+    def add(self, results: EncodedResults) -> None:
+        """Journal finished splits (fsynced by the next group commit) and keep them."""
         self.journal.append_results(results)
-        self._results.extend(results)
+        self._results.append(results.batch)
 
     def mark_started(self, job_ids: np.ndarray) -> None:
         """Journal that these splits were handed out (for attempt counting)."""

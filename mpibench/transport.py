@@ -29,6 +29,11 @@ SPIN = 1e-3
 average) by yielding instead of sleeping, for up to twice the average gap."""
 WORKER_SPIN = 2 * DISPATCHER_MAX_SLEEP
 """A worker yields this long (seconds) before sleeping: its reply is due at once."""
+SEND_SPIN = 5e-3
+"""A rank waiting for a message yields instead of sleeping while a message it sent
+is still being taken, up to this many seconds after sending it: a large message goes
+over shared memory in pieces, each needing both sides to poll, and a sleeping sender
+would add a sleep per piece."""
 _PR_SET_TIMERSLACK = 29
 
 
@@ -101,10 +106,31 @@ class MPITransport:
         self._last_arrival = time.perf_counter()
         self.mean_gap = 0.0
         """Moving average of the seconds between received messages."""
+        self._sending: list = []
+        self._last_send = 0.0
+        self._wait_all = MPI.Request.Waitall
 
     def send(self, message: object, dest: int, tag: int) -> None:
-        """Send a picklable message."""
-        self.comm.send(message, dest=dest, tag=tag)
+        """Send a picklable message without waiting for the receiver to take it.
+
+        A large message (a chunk of assignments, a batch of results) goes out by
+        rendezvous: a blocking send would hold rank 0 until a busy worker receives it,
+        and every other worker would wait meanwhile. :meth:`flush` before MPI ends.
+        """
+        self._sending_now()
+        self._sending.append(self.comm.isend(message, dest=dest, tag=tag))
+        self._last_send = time.perf_counter()
+
+    def _sending_now(self) -> bool:
+        """Drive sends in progress; True while one sent in the last ``SEND_SPIN``
+        seconds is still under way."""
+        self._sending = [request for request in self._sending if not request.Test()]
+        return bool(self._sending) and time.perf_counter() - self._last_send < SEND_SPIN
+
+    def flush(self) -> None:
+        """Wait until every message sent so far has been received."""
+        self._wait_all(self._sending)
+        self._sending = []
 
     def receive(
         self, source: int | None, tag: int, on_idle: Callable[[], None] | None = None
@@ -130,7 +156,10 @@ class MPITransport:
         while not self.comm.Iprobe(source=src, tag=tag, status=self._status):
             if on_idle is not None:
                 on_idle()
-            backoff.sleep()
+            if self._sending and self._sending_now():
+                os.sched_yield()
+            else:
+                backoff.sleep()
         now = time.perf_counter()
         self.mean_gap = 0.8 * self.mean_gap + 0.2 * (now - self._last_arrival)
         self._last_arrival = now

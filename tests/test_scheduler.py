@@ -110,7 +110,8 @@ def test_rates_learned_during_the_run_reorder_what_is_pending():
     s = Scheduler(range(6), model)
     first = s.next_chunk(1)
     assert first == [0]  # most rows first while nothing is known
-    model.add([SplitResult(0, "ok", "", (0.0,), 1, "h", 1, 0.0, 0.3, 0, 0, 0, 0, 1)])
+    done = SplitResult(0, "ok", "", (0.0,), 1, "h", 1, 0.0, 0.3, 0, 0, 0, 0, 1)
+    model.add(ResultBatch.from_rows([done]))
     model.learn(1, seconds=30.0, rows=3)  # learner 1 turns out to take 10 s per row
     assert s.next_chunk(1) == [3]
 
@@ -148,14 +149,33 @@ def test_result_batches_round_trip_and_join():
     rows = [SplitResult(j, "ok" if j % 2 else "error", "", (j / 2, 1.0), 1, "h", 7, 1.0, 2.0,
                         0.5, 0.25, 0.125, 1024, 1) for j in range(5)]
     columns = ResultColumns(n_scores=2)
-    columns.extend(rows[:3])
-    columns.append(ResultBatch.from_rows(rows[3:]))
+    columns.MERGE = 2  # join every second append
+    for part in (rows[:2], rows[2:3], [], rows[3:]):
+        columns.append(ResultBatch.from_rows(part))
     joined = columns.joined()
     assert len(columns) == 5 and joined.job_ids.tolist() == [0, 1, 2, 3, 4]
     assert joined.results() == rows
     assert joined.columns["scores"].shape == (5, 2)
     assert columns.joined(3).job_ids.tolist() == [3, 4]
     assert joined.select(joined.status == "ok").job_ids.tolist() == [1, 3]
+
+
+def test_worker_encoded_rows_make_the_same_journal_as_rank_0_would(tmp_path):
+    from mpibench.batch import EncodedResults
+    from mpibench.journal import JournalWriter, read_journal
+
+    rows = [SplitResult(j, "ok", "", (j / 3,), 1, "h", 7, 1.0, 2.0, 0.5, 0.25, 0.125, 1024,
+                        1) for j in range(3)]
+    paths = [tmp_path / "from_objects.journal", tmp_path / "encoded.journal"]
+    for path, results in zip(paths, (rows, EncodedResults.from_results(rows)), strict=True):
+        writer = JournalWriter(path, {"fingerprint": "f", "parts": {}, "created": 0.0})
+        writer.append_results(results)
+        writer.close()
+    journals = [path.read_bytes() for path in paths]
+    assert journals[0] == journals[1]
+    assert read_journal(paths[1], {}).results == rows
+    assert EncodedResults.from_batch(ResultBatch.from_rows(rows)).rows_json == \
+        EncodedResults.from_results(rows).rows_json
 
 
 def test_released_jobs_go_out_first_again_and_are_not_done():
