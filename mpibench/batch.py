@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import NamedTuple
 
 import numpy as np
 
@@ -110,34 +109,55 @@ def rows_json(rows: list) -> bytes:
     return _ROWS_ENCODER.encode(rows).encode()
 
 
-class EncodedResults(NamedTuple):
-    """Finished splits as a worker sends them: columns for rank 0 to keep, and the
-    journal's JSON text of the rows, so that rank 0 neither converts nor encodes them
-    (done by each worker, in parallel, instead of by rank 0 for all).
+class EncodedResults:
+    """Finished splits as a worker sends them, with the journal's JSON text of the rows
+    encoded by the worker, so that rank 0 does not encode them (each worker does its
+    own, in parallel, instead of rank 0 doing every worker's).
+
+    Many rows travel as columns (a :class:`ResultBatch`: cheap to pickle, and kept by
+    rank 0 as they are); a few (``SMALL``) as result objects, which cost less than
+    sixteen small arrays.
 
     Examples
     --------
-    >>> packet = EncodedResults.from_batch(ResultBatch.from_columns({"job_id": [4],
-    ...     "status": ["ok"], "error": [""], "scores": [[0.5]], "rank": [1], "host": ["n1"],
-    ...     "pid": [7], "start_time": [0.0], "end_time": [1.0], "fit_seconds": [1.0],
-    ...     "predict_seconds": [0.0], "score_seconds": [0.0], "max_rss_bytes": [0],
-    ...     "threads": [1], "attempt": [1], "fallback": [False]}))
-    >>> packet.rows_json
-    b'[[4, "ok", "", [0.5], 1, "n1", 7, 0.0, 1.0, 1.0, 0.0, 0.0, 0, 1, 1, false]]'
+    >>> from mpibench.protocol import SplitResult
+    >>> done = SplitResult(4, "ok", "", (0.5,), 1, "n1", 7, 0.0, 1.0, 1.0, 0.0, 0.0, 0,
+    ...                    1, 1)
+    >>> packet = EncodedResults([done])
+    >>> len(packet), packet.rows_json
+    (1, b'[[4, "ok", "", [0.5], 1, "n1", 7, 0.0, 1.0, 1.0, 0.0, 0.0, 0, 1, 1, false]]')
     """
 
-    batch: ResultBatch
-    rows_json: bytes
+    SMALL = 64
+    """Fewer results than this travel as objects, more as columns."""
 
-    @classmethod
-    def from_results(cls, results: list) -> EncodedResults:
-        """From result objects."""
-        return cls(ResultBatch.from_rows(results), rows_json(results))
+    def __init__(self, results: list) -> None:
+        self.rows_json = rows_json(results)
+        self.rows = results if len(results) < self.SMALL else None
+        self.batch = None if self.rows is not None else ResultBatch.from_rows(results)
+        self._summary: tuple | None = None
 
-    @classmethod
-    def from_batch(cls, batch: ResultBatch) -> EncodedResults:
-        """From columns."""
-        return cls(batch, rows_json(batch.results()))
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else len(self.batch)
+
+    def results(self) -> list:
+        """The results as objects."""
+        return self.rows if self.rows is not None else self.batch.results()
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Job ids, statuses and seconds (end - start) of the results (worked out once)."""
+        if self._summary is None:
+            if self.batch is not None:
+                columns = self.batch.columns
+                self._summary = (columns["job_id"], columns["status"],
+                                 columns["end_time"] - columns["start_time"])
+            else:
+                rows = self.rows
+                self._summary = (
+                    np.array([r.job_id for r in rows], dtype=np.int64),
+                    np.array([r.status for r in rows], dtype=object),
+                    np.array([r.end_time - r.start_time for r in rows], dtype=np.float64))
+        return self._summary
 
 
 class ResultColumns:
@@ -154,11 +174,14 @@ class ResultColumns:
 
     MERGE = 512
     """Batches appended before they are joined into one."""
+    BUFFER = 4096
+    """Result objects held before they are turned into columns."""
 
     def __init__(self, n_scores: int) -> None:
         self.n_scores = n_scores
         self._batches: list[ResultBatch] = []
         self._recent: list[ResultBatch] = []
+        self._rows: list = []
         self._length = 0
 
     def __len__(self) -> int:
@@ -167,12 +190,33 @@ class ResultColumns:
     def append(self, batch: ResultBatch) -> None:
         """Add the rows of a batch (after any rows added before)."""
         if len(batch):
+            self._take_rows()
             self._recent.append(batch)
             self._length += len(batch)
             if len(self._recent) >= self.MERGE:
                 self._merge()
 
+    def extend(self, rows: list) -> None:
+        """Add result objects; they become columns ``BUFFER`` at a time."""
+        self._rows.extend(rows)
+        self._length += len(rows)
+        if len(self._rows) >= self.BUFFER:
+            self._take_rows()
+
+    def add(self, results: EncodedResults) -> None:
+        """Add what a worker sent."""
+        if results.batch is not None:
+            self.append(results.batch)
+        else:
+            self.extend(results.rows)
+
+    def _take_rows(self) -> None:
+        if self._rows:
+            self._recent.append(ResultBatch.from_rows(self._rows))
+            self._rows = []
+
     def _merge(self) -> None:
+        self._take_rows()
         if self._recent:
             self._batches.append(ResultBatch.concatenate(self._recent, self.n_scores))
             self._recent = []

@@ -23,10 +23,10 @@ from .protocol import (
     STOP,
     TAG_REPLY,
     TAG_REQUEST,
-    Assignment,
     RankStats,
     SplitResult,
     WorkRequest,
+    unpack_assignments,
 )
 from .scheduler import CostModel, Scheduler
 from .stopping import Deadline, StopSignals
@@ -34,6 +34,8 @@ from .storage import JOB_COLUMNS, ResultStore
 from .transport import MPITransport
 from .worker import peak_rss_bytes
 
+SMALL_BLOCK = 64
+"""Fewer assignments than this go out as lists (cheaper to pickle than a small array)."""
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
 
 
@@ -99,7 +101,9 @@ class Dispatcher:
         self.store = ResultStore(self.paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(),
                                  attrs, repair=bool(self.options.get("repair", False)))
         self.n_total = len(jobs)
-        self._columns = {c: jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS}
+        self._assignment_rows = np.column_stack(
+            [jobs["job_id"].to_numpy(), *(jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS),
+             np.zeros(len(jobs))]).astype(np.int64)  # Assignment fields by job id
         self.ranks = {0: RankStats(0, socket.gethostname(), os.getpid(), time.time())}
         self._cpu_at_start = time.process_time()
         self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy())
@@ -129,7 +133,7 @@ class Dispatcher:
         if not len(exhausted):
             return
         now, n_scores = time.time(), len(self.store.scorer_names)
-        self.store.add(EncodedResults.from_results([SplitResult(
+        self.store.add(EncodedResults([SplitResult(
             job_id=j, status="crash", scores=(float("nan"),) * n_scores,
             error=f"in flight when {started[j]} runs died; not retried "
                   f"(--max-attempts {limit})",
@@ -139,18 +143,20 @@ class Dispatcher:
         ) for j in exhausted.tolist()]))
         log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
 
-    def assignments(self, job_ids: list[int]) -> list[Assignment]:
-        """Everything a worker needs to run ``job_ids`` (and journal the hand-out)."""
+    def assignments(self, job_ids: list[int]) -> np.ndarray | list:
+        """Everything a worker needs to run ``job_ids`` (and journal the hand-out): one
+        row of :class:`~mpibench.protocol.Assignment` fields per split (int64; a list of
+        lists for a few)."""
         ids = np.asarray(job_ids, dtype=np.int64)
         self.store.mark_started(ids)
-        columns = [self._columns[c][ids].tolist() for c in ASSIGNMENT_COLUMNS]
-        attempts = self.store.started[ids].tolist()
-        return [Assignment(*row) for row in zip(job_ids, *columns, attempts, strict=True)]
+        block = self._assignment_rows[ids]
+        block[:, -1] = self.store.started[ids]  # the attempt
+        return block.tolist() if len(block) < SMALL_BLOCK else block
 
     def record(self, rank: int, results: list[SplitResult]) -> None:
         """Mark finished splits done, then :meth:`keep` them."""
-        packet = EncodedResults.from_results(results)
-        self.scheduler.complete(rank, packet.batch.job_ids.tolist())
+        packet = EncodedResults(results)
+        self.scheduler.complete(rank, packet.summary()[0].tolist())
         self.keep(rank, packet)
 
     def keep(self, rank: int, results: EncodedResults | None) -> None:
@@ -159,18 +165,20 @@ class Dispatcher:
         A split stopped from outside (status ``interrupted``: the job is ending) is not a
         result: it leaves no record and runs again on resume.
         """
-        if results is None or not len(results.batch):
+        if results is None or not len(results):
             return
-        stopped = results.batch.status == INTERRUPTED
+        job_ids, status, seconds = results.summary()
+        stopped = status == INTERRUPTED
         if stopped.any():
             log(f"{int(stopped.sum())} split(s) stopped from outside on rank {rank}; "
                 "they run again on resume")
-            results = EncodedResults.from_batch(results.batch.select(~stopped))
+            results = EncodedResults([r for r in results.results() if r.status != INTERRUPTED])
+            job_ids, status, seconds = results.summary()
         self.store.add(results)
-        self.progress.add(results.batch)
-        self.costs.add(results.batch)
+        self.progress.add(status)
+        self.costs.add_columns(job_ids, status, seconds)
 
-    def next_assignments(self, rank: int, busy: bool = False) -> list[Assignment] | None:
+    def next_assignments(self, rank: int, busy: bool = False) -> np.ndarray | list | None:
         """The next chunk for ``rank``, ``[]`` (ask again when idle) or ``STOP``.
 
         A busy worker (still running a split) gets a chunk ahead only while at least
@@ -196,10 +204,10 @@ class Dispatcher:
         share = self.scheduler.pending_cost() / workers
         return self.scheduler.head_cost() <= PREFETCH_SHARE * share
 
-    def handle(self, request: WorkRequest) -> list[Assignment] | None:
+    def handle(self, request: WorkRequest) -> np.ndarray | list | None:
         """The reply to one worker request (its results are kept by :meth:`keep`)."""
         if request.results is not None:
-            self.scheduler.complete(request.rank, request.results.batch.job_ids.tolist())
+            self.scheduler.complete(request.rank, request.results.summary()[0].tolist())
         if request.returned:
             self.scheduler.release(request.rank, request.returned)
             self.store.mark_returned(np.asarray(request.returned, dtype=np.int64))
@@ -275,7 +283,7 @@ class Dispatcher:
             chunk = self.next_assignments(0)
             if chunk is STOP:
                 return
-            results = [executor.run(job) for job in chunk]
+            results = [executor.run(job) for job in unpack_assignments(chunk)]
             stats.n_splits += len(results)
             stats.busy_seconds += sum(r.end_time - r.start_time for r in results)
             self.record(0, results)

@@ -271,10 +271,18 @@ class JournalWriter:
             self._oldest = time.monotonic()
         self._unsynced += 1
 
+    def append_ids(self, kind: str, job_ids: np.ndarray) -> None:
+        """One ``{"t": kind, "jobs": [...]}`` record (hand-outs ``"s"``, returns ``"u"``)."""
+        body = b'{"t": "%s", "jobs": %s}' % (kind.encode(), str(job_ids.tolist()).encode())
+        self._write(HEAD.pack(len(body), zlib.crc32(body)) + body)
+        if not self._unsynced:
+            self._oldest = time.monotonic()
+        self._unsynced += 1
+
     def append_results(self, results: list[SplitResult] | EncodedResults) -> None:
         """One record holding finished splits (result objects, or encoded by a worker)."""
         if isinstance(results, EncodedResults):
-            n, rows = len(results.batch), results.rows_json
+            n, rows = len(results), results.rows_json
         else:
             n, rows = len(results), rows_json(results)
         if not n:

@@ -50,10 +50,10 @@ class Progress:
         self._last = self.start
         self.stream = stream or sys.stderr
 
-    def add(self, results: ResultBatch) -> None:
-        """Count results."""
-        self.done += len(results)
-        self.errors += int((results.status != "ok").sum())
+    def add(self, status: np.ndarray) -> None:
+        """Count results, given their statuses."""
+        self.done += len(status)
+        self.errors += int((status != "ok").sum())
 
     def line(self) -> str:
         """The progress line."""

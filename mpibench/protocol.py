@@ -1,9 +1,11 @@
 """The wire protocol between rank 0 and workers, in one place.
 
 A worker sends one :class:`WorkRequest` (the results of its last assignments, its
-running totals) and gets exactly one reply: a list of :class:`Assignment` (maybe
-empty: ask again later), or ``STOP`` (``None``: finish, after sending any result
-still held). Job ids travel in message bodies, never in MPI tags.
+running totals) and gets exactly one reply: a block of assignments (one
+:class:`Assignment` per row: an int64 array, one buffer to pickle instead of an
+object per split, or for a few a list of lists), ``[]`` (ask again later), or
+``STOP`` (``None``: finish, after sending any result still held). Job ids travel
+in message bodies, never in MPI tags.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
+
 TAG_REQUEST = 1
 """Worker -> rank 0: :class:`WorkRequest`."""
 TAG_REPLY = 2
-"""Rank 0 -> worker: list of :class:`Assignment`, or ``STOP``."""
+"""Rank 0 -> worker: a block of assignments, ``[]``, or ``STOP``."""
 STOP = None
 """Reply that tells a worker to finish."""
 INTERRUPTED = "interrupted"
@@ -31,6 +35,18 @@ class Assignment(NamedTuple):
     split_i: int
     random_state: int
     attempt: int = 1
+
+
+def unpack_assignments(block: np.ndarray | list) -> list[Assignment]:
+    """The assignments of a block (rows of ``Assignment`` fields), as objects.
+
+    Examples
+    --------
+    >>> unpack_assignments(np.array([[7, 0, 1, 0, 3, 42, 1]]))[0].learner_i
+    1
+    """
+    rows = block.tolist() if isinstance(block, np.ndarray) else block
+    return list(map(Assignment._make, rows))
 
 
 class SplitResult(NamedTuple):

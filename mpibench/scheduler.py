@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 
-from .batch import ResultBatch
 from .errors import invalid_parameter
 
 ORDERS = ("lpt", "grid", "random")
@@ -67,17 +66,16 @@ class CostModel:
         self._seconds[learner] = self._seconds.get(learner, 0.0) + seconds
         self._rows[learner] = self._rows.get(learner, 0.0) + rows
 
-    def add(self, results: ResultBatch) -> None:
-        """Learn from finished splits (failed ones say nothing about cost)."""
-        columns = results.columns
-        self.add_columns(columns["job_id"], columns["status"],
-                         columns["end_time"] - columns["start_time"])
-
     def add_columns(self, job_ids: np.ndarray, status: np.ndarray,
                     seconds: np.ndarray) -> None:
-        """Learn from finished splits: job ids, statuses and seconds of each."""
+        """Learn from finished splits: job ids, statuses and seconds of each (failed
+        splits say nothing about cost)."""
         ok = status == "ok"
         jobs, seconds = job_ids[ok], seconds[ok]
+        if len(jobs) <= 8:  # a message of a few splits: cheaper one by one
+            for job, spent in zip(jobs.tolist(), seconds.tolist(), strict=True):
+                self.learn(int(self.learner[job]), spent, float(self.n_train[job]))
+            return
         learners = self.learner[jobs]
         for learner in np.unique(learners).tolist():
             mine = learners == learner

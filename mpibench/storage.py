@@ -124,16 +124,16 @@ class ResultStore:
     def add(self, results: EncodedResults) -> None:
         """Journal finished splits (fsynced by the next group commit) and keep them."""
         self.journal.append_results(results)
-        self._results.append(results.batch)
+        self._results.add(results)
 
     def mark_started(self, job_ids: np.ndarray) -> None:
         """Journal that these splits were handed out (for attempt counting)."""
-        self.journal.append({"t": "s", "jobs": job_ids.tolist()})
+        self.journal.append_ids("s", job_ids)
         self.started[job_ids] += 1
 
     def mark_returned(self, job_ids: np.ndarray) -> None:
         """Journal that these splits came back unstarted (their hand-out did not count)."""
-        self.journal.append({"t": "u", "jobs": job_ids.tolist()})
+        self.journal.append_ids("u", job_ids)
         self.started[job_ids] -= 1
 
     def all_results(self) -> ResultBatch:

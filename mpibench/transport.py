@@ -132,6 +132,10 @@ class MPITransport:
         self._wait_all(self._sending)
         self._sending = []
 
+    def has_message(self, source: int, tag: int) -> bool:
+        """True if a message from ``source`` with ``tag`` is waiting (no wait)."""
+        return self.comm.Iprobe(source=source, tag=tag)
+
     def receive(
         self, source: int | None, tag: int, on_idle: Callable[[], None] | None = None
     ) -> tuple[object, int]:

@@ -109,7 +109,7 @@ def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
             assert len(dispatcher.handle(WorkRequest(2))) == 1
         assert dispatcher.handle(WorkRequest(2, busy=True)) == []  # the tail: ask when idle
         assert len(dispatcher.handle(WorkRequest(2))) == 1  # idle: gets one
-        returned = dispatcher.handle(WorkRequest(2, returned=[ahead[0].job_id]))
+        returned = dispatcher.handle(WorkRequest(2, returned=[int(ahead[0][0])]))
         assert returned is None and dispatcher.stop_reason == "rank 2 received a stop signal"
     finally:
         dispatcher.store.close()
@@ -145,3 +145,16 @@ def test_estimator_factory_equals_clone_and_seed(estimator, fast):
     assert repr(made.get_params(deep=True)) == repr(expected.get_params(deep=True))
     assert getattr(made, "_sklearn_output_config", None) == getattr(
         expected, "_sklearn_output_config", None)
+
+
+def test_workers_ask_ahead_by_round_trips_and_for_long_last_splits():
+    from mpibench.runner import should_ask_ahead
+
+    assert not should_ask_ahead(1, 0, 0.0, 0.0, 0.0)  # nothing measured yet
+    assert should_ask_ahead(1, 1, 5.0, 5.0, 0.0)  # long split: when starting the last
+    assert not should_ask_ahead(2, 1, 5.0, 5.0, 0.0)  # ... not before
+    # 20 ms splits, 35 ms round trips: 2 round trips = 3.5 splits ahead
+    assert [should_ask_ahead(n, 9, 0.02, 0.02, 0.035) for n in (4, 3, 2)] == [False, True, True]
+    # 10 us splits and a fast rank 0: at least 1 ms ahead (100 splits)
+    assert not should_ask_ahead(101, 9, 1e-5, 1e-5, 1e-5)
+    assert should_ask_ahead(99, 9, 1e-5, 1e-5, 1e-5)

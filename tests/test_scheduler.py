@@ -110,8 +110,7 @@ def test_rates_learned_during_the_run_reorder_what_is_pending():
     s = Scheduler(range(6), model)
     first = s.next_chunk(1)
     assert first == [0]  # most rows first while nothing is known
-    done = SplitResult(0, "ok", "", (0.0,), 1, "h", 1, 0.0, 0.3, 0, 0, 0, 0, 1)
-    model.add(ResultBatch.from_rows([done]))
+    model.add_columns(np.array([0]), np.array(["ok"], dtype=object), np.array([0.3]))
     model.learn(1, seconds=30.0, rows=3)  # learner 1 turns out to take 10 s per row
     assert s.next_chunk(1) == [3]
 
@@ -150,8 +149,10 @@ def test_result_batches_round_trip_and_join():
                         0.5, 0.25, 0.125, 1024, 1) for j in range(5)]
     columns = ResultColumns(n_scores=2)
     columns.MERGE = 2  # join every second append
-    for part in (rows[:2], rows[2:3], [], rows[3:]):
+    columns.extend(rows[:1])
+    for part in (rows[1:2], rows[2:3], []):
         columns.append(ResultBatch.from_rows(part))
+    columns.extend(rows[3:])
     joined = columns.joined()
     assert len(columns) == 5 and joined.job_ids.tolist() == [0, 1, 2, 3, 4]
     assert joined.results() == rows
@@ -167,15 +168,22 @@ def test_worker_encoded_rows_make_the_same_journal_as_rank_0_would(tmp_path):
     rows = [SplitResult(j, "ok", "", (j / 3,), 1, "h", 7, 1.0, 2.0, 0.5, 0.25, 0.125, 1024,
                         1) for j in range(3)]
     paths = [tmp_path / "from_objects.journal", tmp_path / "encoded.journal"]
-    for path, results in zip(paths, (rows, EncodedResults.from_results(rows)), strict=True):
+    for path, results in zip(paths, (rows, EncodedResults(rows)), strict=True):
         writer = JournalWriter(path, {"fingerprint": "f", "parts": {}, "created": 0.0})
         writer.append_results(results)
         writer.close()
     journals = [path.read_bytes() for path in paths]
     assert journals[0] == journals[1]
     assert read_journal(paths[1], {}).results == rows
-    assert EncodedResults.from_batch(ResultBatch.from_rows(rows)).rows_json == \
-        EncodedResults.from_results(rows).rows_json
+    many = rows * 30  # sent as columns
+    packet = EncodedResults(many)
+    assert packet.rows is None and len(packet) == 90 and packet.results() == many
+    assert packet.rows_json == EncodedResults(rows).rows_json[:-1] + b", " + \
+        EncodedResults(rows * 29).rows_json[1:]
+    ids, status, seconds = packet.summary()
+    assert ids.tolist() == [0, 1, 2] * 30 and (status == "ok").all() and (seconds == 1).all()
+    assert [a.tolist() for a in EncodedResults(rows).summary()] == \
+        [[0, 1, 2], ["ok"] * 3, [1.0] * 3]
 
 
 def test_released_jobs_go_out_first_again_and_are_not_done():
