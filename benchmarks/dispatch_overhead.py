@@ -6,12 +6,18 @@ better). mpibench runs NoOpLearner + zero_score splits, journal included, with a
 without isolation and with chunk size 1 or automatic chunking. With more ranks than
 cores only the ratios within one run count.
 
+Two tables: the peers' split is a bare function call; then ("same split work") each
+peer runs mpibench's own split ``i`` of the same no-op project in its workers
+(``PEER_SPLIT_PROJECT``, see peers.py), so that only dispatching and recording differ.
+
 Usage: python benchmarks/dispatch_overhead.py [--workers 2] [--splits 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +46,25 @@ def systems(n_isolated: int) -> list[tuple[str, object]]:
     ]
 
 
+def measure(runs: list[tuple[str, object]], durations: np.ndarray,
+            workers: int) -> list[tuple[str, int, float]]:
+    """(label, splits, us per split) of each system."""
+    rows = []
+    for label, run in runs:
+        with peers.scratch() as tmp:
+            timeline = run(durations, workers, Path(tmp))
+        n = len(timeline)
+        rows.append((label, n, peers.makespan(timeline) / n * 1e6))
+    return rows
+
+
+def print_table(title: str, rows: list[tuple[str, int, float]]) -> None:
+    """A markdown table."""
+    print(f"\n{title}\n| system | splits | us per split |\n|---|---:|---:|")
+    for label, n, us in rows:
+        print(f"| {label} | {n} | {us:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -48,16 +73,19 @@ def main() -> None:
                         help="fewer splits for isolated runs (each forks a process)")
     args = parser.parse_args()
     durations = np.zeros(args.splits)
-    rows, started = [], time.perf_counter()
-    for label, run in systems(args.isolated_splits):
-        with peers.scratch() as tmp:
-            timeline = run(durations, args.workers, Path(tmp))
-        n = len(timeline)
-        rows.append((label, n, peers.makespan(timeline) / n * 1e6))
+    started = time.perf_counter()
+    bare = measure(systems(args.isolated_splits), durations, args.workers)
+    in_process = [(label, run) for label, run in systems(args.isolated_splits)
+                  if "isolated" not in label and "file lock" not in label]
+    with tempfile.TemporaryDirectory(prefix="mpibench-bench-") as tmp:
+        os.environ["PEER_SPLIT_PROJECT"] = str(peers.sleep_project(Path(tmp), durations))
+        try:
+            same = measure(in_process, durations, args.workers)
+        finally:
+            del os.environ["PEER_SPLIT_PROJECT"]
     print(f"no-op splits, {args.workers} workers ({time.perf_counter() - started:.0f} s in all)")
-    print("| system | splits | us per split |\n|---|---:|---:|")
-    for label, n, us in rows:
-        print(f"| {label} | {n} | {us:.1f} |")
+    print_table("Peers run a bare function per split:", bare)
+    print_table("Every system runs mpibench's split (same split work):", same)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ order. Every system runs it with P workers and returns a timeline: one row per s
   train set of ``durations[i] / RATE`` rows (fit time grows with the data, as a real
   learner's does), scored by zero_score (the peers score nothing either); no-op
   workloads use NoOpLearner.
+
+With ``PEER_SPLIT_PROJECT=PROJECT`` in the environment a peer's split ``i`` is no
+bare function call but the same work as mpibench's split ``i`` of that project
+(mpibench's ``SplitRunner``: clone, seed, fit, predict, score, time), so that only
+the dispatching differs. The peers keep the results where they were computed; they
+do not collect or store them.
 """
 
 from __future__ import annotations
@@ -34,9 +40,17 @@ RATE = 1e-5
 
 _TASK = r'''
 import os, socket, time
-def run_split(seconds):
+_PROJECT = os.environ.get("PEER_SPLIT_PROJECT")
+if _PROJECT:
+    from mpibench.gridfile import GridFile
+    from mpibench.protocol import Assignment
+    from mpibench.worker import SplitRunner
+    _RUNNER = SplitRunner(GridFile(os.path.join(_PROJECT, "grid.h5")), 0, 1)
+def run_split(i, seconds):
     start = time.time()
-    if seconds > 0:
+    if _PROJECT:
+        _RUNNER.run(Assignment(i, 0, 0, 0, i, i))
+    elif seconds > 0:
         time.sleep(seconds)
     return start, time.time()
 '''
@@ -60,7 +74,7 @@ if comm.rank == 0:
 else:
     rows = []
     while (i := comm.sendrecv(comm.rank, dest=0, sendtag=1, source=0, recvtag=2)) is not None:
-        rows.append((i, comm.rank, *run_split(durations[i])))
+        rows.append((i, comm.rank, *run_split(i, durations[i])))
     comm.gather(rows, root=0)
 '''
 
@@ -70,7 +84,7 @@ import numpy as np
 from mpi4py import MPI
 from mpi4py.futures import MPICommExecutor
 def job(i, seconds):
-    return (i, MPI.COMM_WORLD.rank, *run_split(seconds))
+    return (i, MPI.COMM_WORLD.rank, *run_split(i, seconds))
 durations = np.load(sys.argv[1]).tolist()
 with MPICommExecutor() as pool:
     if pool is not None:
@@ -87,7 +101,7 @@ comm = MPI.COMM_WORLD
 durations = np.load(sys.argv[1]).tolist()
 blocks = np.array_split(np.arange(len(durations)), comm.size)
 comm.Barrier()
-rows = [(i, comm.rank, *run_split(durations[i])) for i in blocks[comm.rank].tolist()]
+rows = [(i, comm.rank, *run_split(i, durations[i])) for i in blocks[comm.rank].tolist()]
 parts = comm.gather(rows, root=0)
 if comm.rank == 0:
     np.save(sys.argv[2], np.array([r for part in parts for r in part]))
@@ -117,7 +131,7 @@ def claim(rows):
             return i
     return None
 while (i := update(claim)) is not None:
-    start, end = run_split(durations[i])
+    start, end = run_split(i, durations[i])
     def finish(rows, i=i, start=start, end=end):
         rows[i].update(status="done", worker=str(worker), start=repr(start), end=repr(end))
     update(finish)
@@ -183,11 +197,24 @@ def run_filelock(durations: np.ndarray, workers: int, folder: Path) -> np.ndarra
     return frame[["split", "worker", "start", "end"]].to_numpy(dtype=np.float64)
 
 
+_JOBLIB_RUNNER: list = []
+
+
 def _joblib_job(i: int, seconds: float) -> tuple:
     import time
 
+    project = os.environ.get("PEER_SPLIT_PROJECT")
+    if project and not _JOBLIB_RUNNER:
+        from mpibench.gridfile import GridFile
+        from mpibench.worker import SplitRunner
+
+        _JOBLIB_RUNNER.append(SplitRunner(GridFile(Path(project) / "grid.h5"), 0, 1))
     start = time.time()
-    if seconds > 0:
+    if project:
+        from mpibench.protocol import Assignment
+
+        _JOBLIB_RUNNER[0].run(Assignment(i, 0, 0, 0, i, i))
+    elif seconds > 0:
         time.sleep(seconds)
     return i, os.getpid(), start, time.time()
 
