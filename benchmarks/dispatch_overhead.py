@@ -10,7 +10,7 @@ Two tables: the peers' split is a bare function call; then ("same split work") e
 peer runs mpibench's own split ``i`` of the same no-op project in its workers
 (``PEER_SPLIT_PROJECT``, see peers.py), so that only dispatching and recording differ.
 
-Usage: python benchmarks/dispatch_overhead.py [--workers 2] [--splits 2000]
+Usage: python benchmarks/dispatch_overhead.py [--workers 2] [--splits 20000]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import peers
 
 
-def systems(n_isolated: int) -> list[tuple[str, object]]:
+def systems(n_isolated: int, n_slow: int) -> list[tuple[str, object]]:
     """(label, function(durations, workers, folder) -> timeline) for each system."""
     def mpibench(*args: str, limit: int | None = None):
         def run(durations, workers, folder):
@@ -41,7 +41,8 @@ def systems(n_isolated: int) -> list[tuple[str, object]]:
         ("mpi4py.futures, chunksize 1", peers.run_futures),
         ("mpi4py.futures, chunksize 64", lambda d, w, f: peers.run_futures(d, w, f, 64)),
         ("static partitioning (job-array style)", peers.run_static),
-        ("file lock + CSV table", peers.run_filelock),
+        ("file lock + CSV table",
+         lambda d, w, f: peers.run_filelock(d[:n_slow], w, f)),
         ("joblib loky (default batching)", peers.run_joblib),
     ]
 
@@ -68,14 +69,16 @@ def print_table(title: str, rows: list[tuple[str, int, float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--splits", type=int, default=2000)
+    parser.add_argument("--splits", type=int, default=20000)
     parser.add_argument("--isolated-splits", type=int, default=300,
                         help="fewer splits for isolated runs (each forks a process)")
+    parser.add_argument("--lock-splits", type=int, default=1000,
+                        help="fewer splits for the file-lock table (it rewrites the table)")
     args = parser.parse_args()
     durations = np.zeros(args.splits)
     started = time.perf_counter()
-    bare = measure(systems(args.isolated_splits), durations, args.workers)
-    in_process = [(label, run) for label, run in systems(args.isolated_splits)
+    bare = measure(systems(args.isolated_splits, args.lock_splits), durations, args.workers)
+    in_process = [(label, run) for label, run in systems(args.isolated_splits, 0)
                   if "isolated" not in label and "file lock" not in label]
     with tempfile.TemporaryDirectory(prefix="mpibench-bench-") as tmp:
         os.environ["PEER_SPLIT_PROJECT"] = str(peers.sleep_project(Path(tmp), durations))
