@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mpibench import transport
+
 CODE = r'''
 import sys, time
 from mpi4py import MPI
@@ -56,10 +58,13 @@ if comm.rank == 0:
     print(f"sleep {(time.process_time() - cpu) * 1e3:.1f} 0", flush=True)
 '''
 
+_FAST_CAP = max(transport.DISPATCHER_MAX_SLEEP, 1e-3 / transport.GAP_FRACTION)
 LABELS = {
-    "worker": "worker waiting for its reply (mpibench, back-off to 1 ms)",
-    "dispatcher": "rank 0 waiting, requests ~1 ms apart so far (back-off to 250 us)",
-    "dispatcher_slow": "rank 0 waiting, requests ~1 s apart so far (back-off to 10 ms)",
+    "worker": f"worker waiting for its reply (back-off to {transport.MAX_SLEEP * 1e3:g} ms)",
+    "dispatcher": "rank 0 waiting, requests ~1 ms apart so far "
+                  f"(back-off to {_FAST_CAP * 1e6:.0f} us, then a third of the wait)",
+    "dispatcher_slow": "rank 0 waiting, requests ~1 s apart so far "
+                       f"(back-off to {transport.DISPATCHER_SLOW_SLEEP * 1e3:g} ms)",
     "blocking": "blocking comm.recv (MPICH default)",
     "sleep": "(one time.sleep(250 us): CPU us per call, in the CPU column)",
 }

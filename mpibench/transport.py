@@ -3,10 +3,11 @@
 Blocking receives spin at 100% CPU in MPICH and Open MPI, which steals a core from
 the workers on an oversubscribed node. Both sides probe instead, sleeping between
 probes with an exponential back-off: workers cap it at ``MAX_SLEEP`` (they wait for
-a reply rank 0 sends at once); rank 0 at a twentieth of the average gap between
-requests, within ``DISPATCHER_MAX_SLEEP`` .. ``DISPATCHER_SLOW_SLEEP`` (so a request
-waits ~1% of a split's length, and a run of long splits wakes rank 0 rarely). Linux
-adds a "timer slack" of 50 us to every sleep; it is cut to 1 us.
+a reply rank 0 sends at once); rank 0 at a third of the average gap between
+requests (``GAP_FRACTION``), within ``DISPATCHER_MAX_SLEEP`` .. ``DISPATCHER_SLOW_SLEEP``,
+so a run of long splits wakes rank 0 rarely; the wait this adds to a request is
+hidden because workers ask for their next chunk ahead of time. Linux adds a "timer
+slack" of 50 us to every sleep; it is cut to 1 us.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 MIN_SLEEP = 1e-6
 """First back-off sleep, seconds."""
-MAX_SLEEP = 1e-3
+MAX_SLEEP = 2e-3
 """Longest back-off sleep of a worker, seconds."""
 DISPATCHER_MAX_SLEEP = 2.5e-4
 """Longest back-off sleep of rank 0 while requests come often, seconds."""
@@ -34,6 +35,11 @@ SEND_SPIN = 5e-3
 is still being taken, up to this many seconds after sending it: a large message goes
 over shared memory in pieces, each needing both sides to poll, and a sleeping sender
 would add a sleep per piece."""
+GAP_FRACTION = 3.0
+"""Rank 0's back-off cap is the average gap between requests, or the time waited so
+far, over this; its first sleep a quarter of the cap. Workers ask ahead by two
+measured round trips, so a later wake-up is hidden, and each sleep costs CPU (40 us
+on a VM)."""
 _PR_SET_TIMERSLACK = 29
 
 
@@ -57,7 +63,9 @@ class Backoff:
     an exponential back-off from ``minimum`` to ``maximum`` seconds.
 
     Yielding (``sched_yield``) keeps the wake-up latency at a few microseconds while a
-    message is due any moment, and lets other processes on the core run.
+    message is due any moment, and lets other processes on the core run. With
+    ``stretch``, the cap grows to that fraction of the time waited so far (at most
+    ``ceiling`` seconds): a long quiet spell is polled rarely.
 
     Examples
     --------
@@ -66,10 +74,12 @@ class Backoff:
     """
 
     def __init__(self, minimum: float = MIN_SLEEP, maximum: float = MAX_SLEEP,
-                 spin: float = 0.0) -> None:
+                 spin: float = 0.0, stretch: float = 0.0, ceiling: float = 0.0) -> None:
         self.minimum, self.maximum, self.spin = minimum, maximum, spin
+        self.stretch, self.ceiling = stretch, ceiling
         self.delay = minimum
-        self._spin_until = time.perf_counter() + spin
+        self._start = time.perf_counter()
+        self._spin_until = self._start + spin
 
     def sleep(self) -> None:
         """Yield or sleep once, lengthening the next sleep."""
@@ -77,7 +87,11 @@ class Backoff:
             os.sched_yield()
             return
         time.sleep(self.delay)
-        self.delay = min(self.delay * 2.0, self.maximum)
+        cap = self.maximum
+        if self.stretch:
+            waited = time.perf_counter() - self._start
+            cap = max(cap, min(waited * self.stretch, self.ceiling))
+        self.delay = min(self.delay * 2.0, cap)
 
 
 class MPITransport:
@@ -155,8 +169,12 @@ class MPITransport:
             spin = 2 * self.mean_gap if self.mean_gap < SPIN else 0.0
         cap = self.max_sleep
         if self.rank == 0:
-            cap = min(max(self.max_sleep, self.mean_gap / 20), DISPATCHER_SLOW_SLEEP)
-        backoff = Backoff(maximum=cap, spin=spin)
+            cap = min(max(self.max_sleep, self.mean_gap / GAP_FRACTION),
+                      DISPATCHER_SLOW_SLEEP)
+        if self.rank == 0:
+            backoff = Backoff(cap / 4, cap, spin, 1 / GAP_FRACTION, DISPATCHER_SLOW_SLEEP)
+        else:
+            backoff = Backoff(maximum=cap, spin=spin)
         while not self.comm.Iprobe(source=src, tag=tag, status=self._status):
             if on_idle is not None:
                 on_idle()
