@@ -7,7 +7,11 @@ start-up excluded). mpibench's splits fit DebugLearner(sleep_per_row) on train s
 sized to the duration, so its cost model can rank them; the peers get the grid order.
 Writes one timeline figure per workload and P to benchmarks/figures/.
 
-Usage: python benchmarks/load_balance.py [--workers 4 8] [--seed 0]
+A last run gives mpibench alone a longer log-normal workload (``--long`` splits at
+the largest P), where start-up and the final ``results.h5`` weigh less in rank 0's
+CPU share.
+
+Usage: python benchmarks/load_balance.py [--workers 4 8] [--seed 0] [--long 2000]
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--long", type=int, default=2000)
     args = parser.parse_args()
     FIGURES.mkdir(exist_ok=True)
     started, cpu = time.perf_counter(), []
@@ -98,6 +103,15 @@ def main() -> None:
             plot(timelines, f"{name} workload, P = {workers} workers "
                             f"(ideal {max(durations.sum() / workers, durations.max()):.2f} s)",
                  FIGURES / f"timeline_{name}_P{workers}.png")
+    if args.long:
+        rng = np.random.default_rng(args.seed + 1)
+        durations = rng.lognormal(np.log(0.05) - 0.5, 1.0, args.long)
+        workers = max(args.workers)
+        with peers.scratch() as tmp:
+            timeline = peers.run_mpibench(durations, workers, Path(tmp), "--no-isolate")
+            cpu.append(f"lognormal x {args.long} splits, P={workers}: {rank0_cpu(Path(tmp))}"
+                       f" (mpibench efficiency "
+                       f"{peers.efficiency(durations, workers, timeline):.3f})")
     print("\nCPU share over the run (cpu_seconds / wall, /ranks of results.h5):")
     print("\n".join(f"- {line}" for line in cpu))
     print(f"\n({time.perf_counter() - started:.0f} s in all; figures in {FIGURES})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
@@ -52,6 +53,9 @@ PREFETCH_PENDING = 2
 """Busy workers get their next chunk ahead while this many splits per worker pend."""
 PREFETCH_SHARE = 0.25
 """... and while the next split is at most this share of the work left per worker."""
+COMES_BACK_MARGIN = 2e-3
+"""Rank 0 polls at its fastest from this many seconds before a worker told to ask
+again when idle is expected back."""
 STOP_FILE_SECONDS = 0.5
 """How often rank 0 looks for ``PROJECT/stop.request``."""
 
@@ -124,6 +128,8 @@ class Dispatcher:
         self._stop_started = 0.0
         self._last_checkpoint = time.monotonic()
         self._stop_file_checked = 0.0
+        self.comes_back: dict[int, float] = {}
+        """perf_counter() time at which each worker told ``[]`` is expected back."""
 
     def _retire_exhausted(self) -> None:
         """Record as ``crash`` the splits in flight in ``max_attempts`` runs that died."""
@@ -193,6 +199,8 @@ class Dispatcher:
         if self.stop_reason is not None:
             return STOP
         if busy and not self._may_prefetch():
+            held = self.scheduler.in_flight(rank)
+            self.comes_back[rank] = time.perf_counter() + sum(map(self.costs.expected, held))
             return []
         chunk = self.scheduler.next_chunk(rank)
         return self.assignments(chunk) if chunk else STOP
@@ -206,6 +214,7 @@ class Dispatcher:
 
     def handle(self, request: WorkRequest) -> np.ndarray | list | None:
         """The reply to one worker request (its results are kept by :meth:`keep`)."""
+        self.comes_back.pop(request.rank, None)
         if request.results is not None:
             self.scheduler.complete(request.rank, request.results.summary()[0].tolist())
         if request.returned:
@@ -262,10 +271,18 @@ class Dispatcher:
         })
 
     def serve(self, transport: MPITransport) -> None:
-        """Answer worker requests until every worker was told to stop and holds nothing."""
+        """Answer worker requests until every worker was told to stop and holds nothing.
+
+        A worker told "ask again when idle" (``[]``) will wait for its next reply, so
+        from shortly before it is expected back (its splits' expected seconds, from the
+        cost model) rank 0 polls at its fastest.
+        """
         active = set(range(1, transport.size))
+        gc.freeze()  # a full collection would walk the job table: tens of ms of silence
         while active:
-            request, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick)
+            due = min(self.comes_back.values(), default=float("inf")) - COMES_BACK_MARGIN
+            request, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick,
+                                                urgent_at=due)
             with self.store.journal.one_write():
                 reply = self.handle(request)
                 transport.send(reply, source, TAG_REPLY)  # the worker goes on at once ...

@@ -5,6 +5,7 @@ One SPMD program. With one process the same code runs every split serially.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
@@ -30,7 +31,7 @@ from .protocol import (
 )
 from .stopping import StopSignals
 from .testmode import create_test_project
-from .transport import MPITransport
+from .transport import WORKER_SPIN, MPITransport
 from .worker import InProcessExecutor, SplitRunner, peak_rss_bytes
 
 PREFETCH_SECONDS = 1e-3
@@ -41,6 +42,9 @@ LEAD = 2.0
 take less than ``LEAD`` round trips to rank 0 (so the next chunk is there in time) or
 ``MIN_LEAD`` seconds."""
 MIN_LEAD = 1e-3
+MAX_WORKER_SPIN = 5e-3
+"""A worker waiting for a reply yields (instead of sleeping) for ``LEAD`` round trips,
+at least ``WORKER_SPIN`` and at most this many seconds."""
 ABORT_DELAY = 0.5
 """Seconds between printing a fatal error and ``MPI_Abort``."""
 
@@ -80,11 +84,13 @@ def should_ask_ahead(left: int, n_done: int, last_seconds: float, split_seconds:
     --------
     >>> should_ask_ahead(1, 5, 2.0, 2.0, 1e-4)  # a long split: ask when starting the last
     True
+    >>> should_ask_ahead(1, 0, 0.0, 0.0, 0.0)  # the first split: its length is unknown
+    True
     >>> should_ask_ahead(200, 5000, 1e-5, 1e-5, 5e-4), should_ask_ahead(50, 5000, 1e-5,
     ...     1e-5, 5e-4)  # no-op splits: when less than 2 round trips (or 1 ms) are left
     (False, True)
     """
-    if left == 1 and last_seconds >= PREFETCH_SECONDS:
+    if left == 1 and (last_seconds >= PREFETCH_SECONDS or n_done == 0):
         return True
     return n_done > 0 and left * split_seconds < max(LEAD * round_trip, MIN_LEAD)
 
@@ -94,12 +100,13 @@ class Worker:
 
     Requests and replies strictly alternate. A worker asks for its next chunk before
     it runs out (``busy=True``): when the splits it has left are expected to last
-    less than ``LEAD`` round trips (request to reply, a moving average), or,
-    for splits of ``PREFETCH_SECONDS`` or more, when it starts the last one. The reply
-    is there when the chunk ends and it never waits for rank 0; rank 0 answers ``[]``
-    near the end of the run, so no split waits behind a busy worker while another is
-    idle. After a stop signal a worker starts nothing more and hands unstarted splits
-    back.
+    less than ``LEAD`` round trips (request to reply, a moving average), or, for
+    splits of ``PREFETCH_SECONDS`` or more and for its first, when it starts the last
+    one. The reply is there when the chunk ends and it never waits for rank 0; rank 0
+    answers ``[]`` near the end of the run, so no split waits behind a busy worker
+    while another is idle. Waiting for a reply, a worker yields for up to two round
+    trips before it sleeps. After a stop signal a worker starts nothing more and hands
+    unstarted splits back.
     """
 
     def __init__(self, transport: MPITransport, executor: object,
@@ -164,7 +171,8 @@ class Worker:
         """Until rank 0 says STOP with no result left to send."""
         self.request()
         while True:
-            reply, _ = self.transport.receive(0, TAG_REPLY)
+            spin = min(max(LEAD * self._round_trip, WORKER_SPIN), MAX_WORKER_SPIN)
+            reply, _ = self.transport.receive(0, TAG_REPLY, spin=spin)
             if not self._reply_seen:
                 self._note_reply()
             if reply is STOP and not self.results:
@@ -176,6 +184,7 @@ class Worker:
 def work(transport: MPITransport, executor: object,
          signals: StopSignals | None = None) -> None:
     """Worker loop (see :class:`Worker`)."""
+    gc.freeze()  # what is loaded stays: full collections then skip it (no 20 ms stalls)
     Worker(transport, executor, signals).loop()
 
 

@@ -151,11 +151,16 @@ class MPITransport:
         return self.comm.Iprobe(source=source, tag=tag)
 
     def receive(
-        self, source: int | None, tag: int, on_idle: Callable[[], None] | None = None
+        self, source: int | None, tag: int, on_idle: Callable[[], None] | None = None,
+        urgent_at: float = float("inf"), spin: float | None = None,
     ) -> tuple[object, int]:
         """Wait for a message with back-off; ``source=None`` means any rank.
 
-        ``on_idle`` runs between polls (progress lines, checkpoints).
+        ``on_idle`` runs between polls (progress lines, checkpoints). From
+        ``time.perf_counter()`` = ``urgent_at`` on, rank 0 polls at its fastest
+        (back-off capped at ``DISPATCHER_MAX_SLEEP``): a worker is expected. ``spin``:
+        seconds to yield before sleeping (default: ``WORKER_SPIN`` on workers, on rank 0
+        twice the average gap while requests come faster than ``SPIN``).
 
         Returns
         -------
@@ -163,9 +168,9 @@ class MPITransport:
             ``(message, source_rank)``.
         """
         src = self._any_source if source is None else source
-        if self.rank != 0:
+        if spin is None and self.rank != 0:
             spin = WORKER_SPIN
-        else:
+        elif spin is None:
             spin = 2 * self.mean_gap if self.mean_gap < SPIN else 0.0
         cap = self.max_sleep
         if self.rank == 0:
@@ -180,8 +185,10 @@ class MPITransport:
                 on_idle()
             if self._sending and self._sending_now():
                 os.sched_yield()
-            else:
-                backoff.sleep()
+                continue
+            if urgent_at <= time.perf_counter():
+                backoff, urgent_at = Backoff(MIN_SLEEP, self.max_sleep), float("inf")
+            backoff.sleep()
         now = time.perf_counter()
         self.mean_gap = 0.8 * self.mean_gap + 0.2 * (now - self._last_arrival)
         self._last_arrival = now

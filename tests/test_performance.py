@@ -150,7 +150,8 @@ def test_estimator_factory_equals_clone_and_seed(estimator, fast):
 def test_workers_ask_ahead_by_round_trips_and_for_long_last_splits():
     from mpibench.runner import should_ask_ahead
 
-    assert not should_ask_ahead(1, 0, 0.0, 0.0, 0.0)  # nothing measured yet
+    assert should_ask_ahead(1, 0, 0.0, 0.0, 0.0)  # the first split: length unknown
+    assert not should_ask_ahead(2, 0, 0.0, 0.0, 0.0)  # nothing measured yet
     assert should_ask_ahead(1, 1, 5.0, 5.0, 0.0)  # long split: when starting the last
     assert not should_ask_ahead(2, 1, 5.0, 5.0, 0.0)  # ... not before
     # 20 ms splits, 35 ms round trips: 2 round trips = 3.5 splits ahead
