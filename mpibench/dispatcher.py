@@ -199,8 +199,9 @@ class Dispatcher:
         if self.stop_reason is not None:
             return STOP
         if busy and not self._may_prefetch():
-            held = self.scheduler.in_flight(rank)
-            self.comes_back[rank] = time.perf_counter() + sum(map(self.costs.expected, held))
+            if self.costs.known:  # else nothing says when: poll as usual
+                expected = sum(map(self.costs.expected, self.scheduler.in_flight(rank)))
+                self.comes_back[rank] = time.perf_counter() + expected
             return []
         chunk = self.scheduler.next_chunk(rank)
         return self.assignments(chunk) if chunk else STOP
