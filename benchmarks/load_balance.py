@@ -11,12 +11,20 @@ A last run gives mpibench alone a longer log-normal workload (``--long`` splits 
 the largest P), where start-up and the final ``results.h5`` weigh less in rank 0's
 CPU share.
 
+``--same-work``: every peer runs mpibench's own split ``i`` of the workload's project
+(the same DebugLearner fit, ``PEER_SPLIT_PROJECT`` in peers.py) instead of a bare
+``time.sleep``, so that only the scheduling differs (isolated runs left out).
+
 Usage: python benchmarks/load_balance.py [--workers 4 8] [--seed 0] [--long 2000]
+       [--same-work]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +63,20 @@ def systems() -> list[tuple[str, object]]:
     ]
 
 
+@contextlib.contextmanager
+def same_work(wanted: bool, durations: np.ndarray):
+    """With ``wanted``, peers run mpibench's split of a project of ``durations``."""
+    if not wanted:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="mpibench-bench-") as tmp:
+        os.environ["PEER_SPLIT_PROJECT"] = str(peers.sleep_project(Path(tmp), durations))
+        try:
+            yield
+        finally:
+            del os.environ["PEER_SPLIT_PROJECT"]
+
+
 def plot(timelines: dict[str, np.ndarray], title: str, path: Path) -> None:
     """One panel per system: a row per worker, a bar per split."""
     figure, axes = plt.subplots(len(timelines), 1, figsize=(8, 1.3 * len(timelines)),
@@ -85,21 +107,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--long", type=int, default=2000)
+    parser.add_argument("--same-work", action="store_true")
     args = parser.parse_args()
     FIGURES.mkdir(exist_ok=True)
     started, cpu = time.perf_counter(), []
-    print("| workload | P | " + " | ".join(label for label, _ in systems()) + " |")
-    print("|---|---:|" + "---:|" * len(systems()))
+    chosen = [(label, run) for label, run in systems()
+              if not (args.same_work and "isolated" in label)]
+    print("| workload | P | " + " | ".join(label for label, _ in chosen) + " |")
+    print("|---|---:|" + "---:|" * len(chosen))
     for name, durations in workloads(args.seed).items():
         for workers in args.workers:
             timelines, cells = {}, []
-            for label, run in systems():
-                with peers.scratch() as tmp:
+            for label, run in chosen:
+                with peers.scratch() as tmp, same_work(args.same_work and label != "mpibench",
+                                                       durations):
                     timelines[label] = run(durations, workers, Path(tmp))
                     if label == "mpibench":
                         cpu.append(f"{name}, P={workers}: {rank0_cpu(Path(tmp))}")
                 cells.append(f"{peers.efficiency(durations, workers, timelines[label]):.3f}")
             print(f"| {name} | {workers} | " + " | ".join(cells) + " |", flush=True)
+            if args.same_work:
+                continue
             plot(timelines, f"{name} workload, P = {workers} workers "
                             f"(ideal {max(durations.sum() / workers, durations.max()):.2f} s)",
                  FIGURES / f"timeline_{name}_P{workers}.png")

@@ -197,35 +197,41 @@ def run_filelock(durations: np.ndarray, workers: int, folder: Path) -> np.ndarra
     return frame[["split", "worker", "start", "end"]].to_numpy(dtype=np.float64)
 
 
-_JOBLIB_RUNNER: list = []
+_JOBLIB_RUNNERS: dict = {}
+"""One SplitRunner per project in each loky worker (loky reuses its workers)."""
 
 
-def _joblib_job(i: int, seconds: float) -> tuple:
+def _joblib_job(i: int, seconds: float, project: str | None) -> tuple:
     import time
 
-    project = os.environ.get("PEER_SPLIT_PROJECT")
-    if project and not _JOBLIB_RUNNER:
+    if project and project not in _JOBLIB_RUNNERS:
         from mpibench.gridfile import GridFile
         from mpibench.worker import SplitRunner
 
-        _JOBLIB_RUNNER.append(SplitRunner(GridFile(Path(project) / "grid.h5"), 0, 1))
+        _JOBLIB_RUNNERS[project] = SplitRunner(GridFile(Path(project) / "grid.h5"), 0, 1)
     start = time.time()
     if project:
         from mpibench.protocol import Assignment
 
-        _JOBLIB_RUNNER[0].run(Assignment(i, 0, 0, 0, i, i))
+        _JOBLIB_RUNNERS[project].run(Assignment(i, 0, 0, 0, i, i))
     elif seconds > 0:
         time.sleep(seconds)
     return i, os.getpid(), start, time.time()
 
 
 def run_joblib(durations: np.ndarray, workers: int, folder: Path) -> np.ndarray:
-    """joblib.Parallel(loky); the pool is started before the clock (start-up excluded)."""
+    """joblib.Parallel(loky); the pool is started before the clock (start-up excluded).
+
+    ``PEER_SPLIT_PROJECT`` is read here and passed with each job: loky reuses worker
+    processes started with an older environment.
+    """
     from joblib import Parallel, delayed
 
+    project = os.environ.get("PEER_SPLIT_PROJECT")
     with Parallel(n_jobs=workers, backend="loky") as parallel:
-        parallel(delayed(_joblib_job)(i, 0.0) for i in range(workers))  # warm the pool
-        rows = parallel(delayed(_joblib_job)(i, d) for i, d in enumerate(durations.tolist()))
+        parallel(delayed(_joblib_job)(i, 0.0, project) for i in range(workers))  # warm up
+        rows = parallel(delayed(_joblib_job)(i, d, project)
+                        for i, d in enumerate(durations.tolist()))
     rows = np.array(rows, dtype=np.float64)
     _, rows[:, 1] = np.unique(rows[:, 1], return_inverse=True)
     return rows
