@@ -46,10 +46,14 @@ class JournalCorrupt(MpibenchError):
 _ENCODER = json.JSONEncoder(separators=(", ", ": "))
 
 
-def encode(payload: dict) -> bytes:
-    """One record: length, CRC-32, JSON payload."""
-    body = _ENCODER.encode(payload).encode()
+def frame(body: bytes) -> bytes:
+    """One record: length, CRC-32, then the JSON ``body``."""
     return HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def encode(payload: dict) -> bytes:
+    """One record of ``payload``: length, CRC-32, JSON."""
+    return frame(_ENCODER.encode(payload).encode())
 
 
 def batch_from_record(record: dict) -> ResultBatch:
@@ -264,34 +268,27 @@ class JournalWriter:
         else:
             os.write(self._fd, record)
 
-    def append(self, payload: dict) -> None:
-        """Write one record now (no fsync)."""
-        self._write(encode(payload))
+    def _append(self, body: bytes, n_splits: int = 1) -> None:
+        """Write one record now (no fsync); ``n_splits`` count towards the group commit."""
+        self._write(frame(body))
         if not self._unsynced:
             self._oldest = time.monotonic()
-        self._unsynced += 1
+        self._unsynced += n_splits
+
+    def append(self, payload: dict) -> None:
+        """Write one record now (no fsync)."""
+        self._append(_ENCODER.encode(payload).encode())
 
     def append_ids(self, kind: str, job_ids: np.ndarray) -> None:
         """One ``{"t": kind, "jobs": [...]}`` record (hand-outs ``"s"``, returns ``"u"``)."""
-        body = b'{"t": "%s", "jobs": %s}' % (kind.encode(), str(job_ids.tolist()).encode())
-        self._write(HEAD.pack(len(body), zlib.crc32(body)) + body)
-        if not self._unsynced:
-            self._oldest = time.monotonic()
-        self._unsynced += 1
+        self._append(b'{"t": "%s", "jobs": %s}' % (kind.encode(), str(job_ids.tolist()).encode()))
 
     def append_results(self, results: list[SplitResult] | EncodedResults) -> None:
         """One record holding finished splits (result objects, or encoded by a worker)."""
-        if isinstance(results, EncodedResults):
-            n, rows = len(results), results.rows_json
-        else:
-            n, rows = len(results), rows_json(results)
-        if not n:
-            return
-        body = b'{"t": "r", "rows": ' + rows + b"}"
-        self._write(HEAD.pack(len(body), zlib.crc32(body)) + body)
-        if not self._unsynced:
-            self._oldest = time.monotonic()
-        self._unsynced += n
+        if len(results):
+            rows = (results.rows_json if isinstance(results, EncodedResults)
+                    else rows_json(results))
+            self._append(b'{"t": "r", "rows": ' + rows + b"}", len(results))
 
     @property
     def commit_due(self) -> bool:

@@ -172,14 +172,12 @@ class MPITransport:
             spin = WORKER_SPIN
         elif spin is None:
             spin = 2 * self.mean_gap if self.mean_gap < SPIN else 0.0
-        cap = self.max_sleep
         if self.rank == 0:
             cap = min(max(self.max_sleep, self.mean_gap / GAP_FRACTION),
                       DISPATCHER_SLOW_SLEEP)
-        if self.rank == 0:
             backoff = Backoff(cap / 4, cap, spin, 1 / GAP_FRACTION, DISPATCHER_SLOW_SLEEP)
         else:
-            backoff = Backoff(maximum=cap, spin=spin)
+            backoff = Backoff(maximum=self.max_sleep, spin=spin)
         while not self.comm.Iprobe(source=src, tag=tag, status=self._status):
             if on_idle is not None:
                 on_idle()
