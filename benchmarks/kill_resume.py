@@ -34,12 +34,18 @@ def clean_run(project: Path, ranks: int) -> float:
     return time.perf_counter() - start
 
 
+def result_records(journal: Path) -> int:
+    """Records of finished splits in the journal so far (rows or columns records)."""
+    data = journal.read_bytes() if journal.exists() else b""
+    return data.count(b'"t": "r"') + data.count(b'"t": "c"')
+
+
 def killed_then_resumed(project: Path, ranks: int, kill_at: int) -> tuple[float, float]:
     journal = project / "results.journal"
     start = time.perf_counter()
     proc = subprocess.Popen(command(project, ranks), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    while (journal.read_bytes().count(b'"t": "r"') if journal.exists() else 0) < kill_at:
+    while result_records(journal) < kill_at:
         time.sleep(0.002)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

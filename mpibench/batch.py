@@ -101,22 +101,85 @@ class ResultBatch:
         return [SplitResult(*row) for row in zip(*lists, strict=True)]
 
 
-_ROWS_ENCODER = json.JSONEncoder(separators=(", ", ": "))
+_ENCODER = json.JSONEncoder(separators=(", ", ": "))
+TIME_FIELDS = ("start_time", "end_time")
+"""Unix seconds; a ``"c"`` record holds them as integer nanoseconds after ``"t0"``."""
+SECOND_FIELDS = ("fit_seconds", "predict_seconds", "score_seconds")
+"""Durations; a ``"c"`` record holds them as integer nanoseconds."""
 
 
 def rows_json(rows: list) -> bytes:
     """Result objects (or rows in ``RESULT_FIELDS`` order) as a JSON list of lists."""
-    return _ROWS_ENCODER.encode(rows).encode()
+    return _ENCODER.encode(rows).encode()
+
+
+def rows_record(rows: list) -> bytes:
+    """The journal's ``"t": "r"`` record body: one JSON list per result."""
+    return b'{"t": "r", "rows": ' + rows_json(rows) + b"}"
+
+
+def _column_value(column: np.ndarray) -> object:
+    """A column as a JSON list, or its one value when every row holds it."""
+    if len(column) and (column == column[0]).all():
+        return column[:1].tolist()[0]
+    return column.tolist()
+
+
+def columns_record(batch: ResultBatch) -> bytes:
+    """The journal's ``"t": "c"`` record body of a batch: one JSON value per field.
+
+    A field whose rows all hold one value is written once; ``scores`` is a list with
+    one such value per scorer. Times are integer nanoseconds (after ``"t0"``, the
+    earliest start, for ``TIME_FIELDS``), which costs a fifth of writing floats and
+    reads back to the same floats: a duration measured in whole nanoseconds, and a
+    Unix time within 0.5 ns of the original (Unix times are 240 ns apart as floats).
+    """
+    columns = batch.columns
+    t0 = float(columns["start_time"].min())
+    values = {}
+    for name in RESULT_FIELDS:
+        column = columns[name]
+        if name in TIME_FIELDS:
+            column = np.rint((column - t0) * 1e9).astype(np.int64)
+        elif name in SECOND_FIELDS:
+            column = np.rint(column * 1e9).astype(np.int64)
+        if name == "scores":
+            values[name] = [_column_value(c) for c in column.T]
+        else:
+            values[name] = _column_value(column)
+    return _ENCODER.encode({"t": "c", "n": len(batch), "t0": t0, "cols": values}).encode()
+
+
+def batch_from_columns_record(record: dict) -> ResultBatch:
+    """The results of a ``"t": "c"`` record (see :func:`columns_record`)."""
+    n, t0, values = record["n"], record["t0"], record["cols"]
+
+    def full(value: object) -> list:
+        return value if isinstance(value, list) else [value] * n
+
+    columns = {}
+    for name in RESULT_FIELDS:
+        if name == "scores":
+            scores = [np.array(full(v), dtype=np.float64) for v in values[name]]
+            columns[name] = (np.column_stack(scores) if scores
+                             else np.zeros((n, 0), dtype=np.float64))
+        elif name in TIME_FIELDS:
+            columns[name] = t0 + np.array(full(values[name]), dtype=np.int64) / 1e9
+        elif name in SECOND_FIELDS:
+            columns[name] = np.array(full(values[name]), dtype=np.int64) / 1e9
+        else:
+            columns[name] = _column(full(values[name]), name)
+    return ResultBatch(columns)
 
 
 class EncodedResults:
-    """Finished splits as a worker sends them, with the journal's JSON text of the rows
-    encoded by the worker, so that rank 0 does not encode them (each worker does its
-    own, in parallel, instead of rank 0 doing every worker's).
+    """Finished splits as a worker sends them, with the journal record of them encoded
+    by the worker, so that rank 0 does not encode them (each worker does its own, in
+    parallel, instead of rank 0 doing every worker's).
 
     Many rows travel as columns (a :class:`ResultBatch`: cheap to pickle, and kept by
-    rank 0 as they are); a few (``SMALL``) as result objects, which cost less than
-    sixteen small arrays.
+    rank 0 as they are) and are journaled as a ``"c"`` record; a few (``SMALL``) as
+    result objects (they cost less than sixteen small arrays) and a ``"r"`` record.
 
     Examples
     --------
@@ -124,17 +187,18 @@ class EncodedResults:
     >>> done = SplitResult(4, "ok", "", (0.5,), 1, "n1", 7, 0.0, 1.0, 1.0, 0.0, 0.0, 0,
     ...                    1, 1)
     >>> packet = EncodedResults([done])
-    >>> len(packet), packet.rows_json
-    (1, b'[[4, "ok", "", [0.5], 1, "n1", 7, 0.0, 1.0, 1.0, 0.0, 0.0, 0, 1, 1, false]]')
+    >>> len(packet), packet.record[:40]
+    (1, b'{"t": "r", "rows": [[4, "ok", "", [0.5],')
     """
 
     SMALL = 64
     """Fewer results than this travel as objects, more as columns."""
 
     def __init__(self, results: list) -> None:
-        self.rows_json = rows_json(results)
         self.rows = results if len(results) < self.SMALL else None
         self.batch = None if self.rows is not None else ResultBatch.from_rows(results)
+        self.record = (rows_record(results) if self.rows is not None
+                       else columns_record(self.batch))
         self._summary: tuple | None = None
 
     def __len__(self) -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import RESULT_FIELDS, EncodedResults, ResultBatch, rows_json
+from .batch import RESULT_FIELDS, EncodedResults, ResultBatch, batch_from_columns_record
 from .errors import MpibenchError
 from .paths import fsync_directory, replace_atomically
 from .protocol import SplitResult
@@ -147,6 +147,8 @@ def _apply(contents: JournalContents, record: dict) -> None:
     kind = record.get("t")
     if kind == "r":
         contents.batches.append(batch_from_record(record))
+    elif kind == "c":
+        contents.batches.append(batch_from_columns_record(record))
     elif kind == "s":
         contents.started_ids.append(record["jobs"])
     elif kind == "u":
@@ -286,9 +288,9 @@ class JournalWriter:
     def append_results(self, results: list[SplitResult] | EncodedResults) -> None:
         """One record holding finished splits (result objects, or encoded by a worker)."""
         if len(results):
-            rows = (results.rows_json if isinstance(results, EncodedResults)
-                    else rows_json(results))
-            self._append(b'{"t": "r", "rows": ' + rows + b"}", len(results))
+            if not isinstance(results, EncodedResults):
+                results = EncodedResults(results)
+            self._append(results.record, len(results))
 
     @property
     def commit_due(self) -> bool:

@@ -134,25 +134,35 @@ def resolve_scoring(scoring: object) -> list[Scorer]:
     return scorers
 
 
+def bind_scorers(scorers: list[Scorer]) -> list[tuple[str, Callable]]:
+    """``(kind, callable)`` of each scorer, looked up once for a worker's many splits.
+
+    Examples
+    --------
+    >>> bind_scorers([resolve_scorer("rmse")])[0][1]([1.0, 3.0], [1.0, 1.0])
+    1.4142135623730951
+    """
+    return [(scorer.kind, scorer.function()) for scorer in scorers]
+
+
 def score_split(
-    scorers: list[Scorer], estimator: object, X_test: object, y_test: np.ndarray,
-    y_pred: np.ndarray, proba: np.ndarray | None,
-) -> dict[str, float]:
-    """Apply every scorer to one split's test predictions.
+    scoring: list[tuple[str, Callable]], estimator: object, X_test: object,
+    y_test: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None,
+) -> tuple[float, ...]:
+    """Apply every scorer (from :func:`bind_scorers`) to one split's test predictions.
 
     Returns
     -------
-    dict
-        Scorer name -> float.
+    tuple of float
+        One score per scorer, in order.
     """
-    scores = {}
-    for scorer in scorers:
-        func = scorer.function()
-        if scorer.kind == "predict":
-            value = func(y_test, y_pred)
-        elif scorer.kind == "proba":
-            value = func(y_test, proba, np.asarray(estimator.classes_))
+    scores = []
+    for kind, function in scoring:
+        if kind == "predict":
+            value = function(y_test, y_pred)
+        elif kind == "proba":
+            value = function(y_test, proba, np.asarray(estimator.classes_))
         else:
-            value = func(estimator, X_test, y_test)
-        scores[scorer.name] = float(value)
-    return scores
+            value = function(estimator, X_test, y_test)
+        scores.append(float(value))
+    return tuple(scores)

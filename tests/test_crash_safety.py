@@ -56,11 +56,17 @@ def assert_results_open(path):
 
 
 def wait_for_records(path, kind: str, count: int, timeout: float = 60) -> None:
-    """Wait until the journal holds ``count`` records of ``kind`` ("s" or "r")."""
+    """Wait until the journal holds ``count`` records of ``kind`` ("s", or "r" for
+    results: rows or columns records)."""
     journal = path / "results.journal"
     deadline = time.monotonic() + timeout
-    marker = f'"t": "{kind}"'.encode()
-    while (journal.read_bytes().count(marker) if journal.exists() else 0) < count:
+    markers = [f'"t": "{k}"'.encode() for k in ("rc" if kind == "r" else kind)]
+
+    def records() -> int:
+        data = journal.read_bytes() if journal.exists() else b""
+        return sum(data.count(marker) for marker in markers)
+
+    while records() < count:
         assert time.monotonic() < deadline, f"journal never reached {count} {kind} records"
         time.sleep(0.05)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -161,29 +162,44 @@ def test_result_batches_round_trip_and_join():
     assert joined.select(joined.status == "ok").job_ids.tolist() == [1, 3]
 
 
-def test_worker_encoded_rows_make_the_same_journal_as_rank_0_would(tmp_path):
-    from mpibench.batch import EncodedResults
+def test_worker_encoded_records_read_back_to_the_same_results(tmp_path):
+    import json
+    import random
+
+    from mpibench.batch import EncodedResults, batch_from_columns_record
     from mpibench.journal import JournalWriter, read_journal
 
-    rows = [SplitResult(j, "ok", "", (j / 3,), 1, "h", 7, 1.0, 2.0, 0.5, 0.25, 0.125, 1024,
-                        1) for j in range(3)]
-    paths = [tmp_path / "from_objects.journal", tmp_path / "encoded.journal"]
-    for path, results in zip(paths, (rows, EncodedResults(rows)), strict=True):
-        writer = JournalWriter(path, {"fingerprint": "f", "parts": {}, "created": 0.0})
-        writer.append_results(results)
-        writer.close()
-    journals = [path.read_bytes() for path in paths]
-    assert journals[0] == journals[1]
-    assert read_journal(paths[1], {}).results == rows
-    many = rows * 30  # sent as columns
-    packet = EncodedResults(many)
-    assert packet.rows is None and len(packet) == 90 and packet.results() == many
-    assert packet.rows_json == EncodedResults(rows).rows_json[:-1] + b", " + \
-        EncodedResults(rows * 29).rows_json[1:]
-    ids, status, seconds = packet.summary()
-    assert ids.tolist() == [0, 1, 2] * 30 and (status == "ok").all() and (seconds == 1).all()
-    assert [a.tolist() for a in EncodedResults(rows).summary()] == \
-        [[0, 1, 2], ["ok"] * 3, [1.0] * 3]
+    rng = random.Random(0)
+    now = time.time()
+    rows = []
+    for j in range(90):
+        start = now + rng.random() * 1e4
+        rows.append(SplitResult(
+            j, rng.choice(["ok", "error"]), rng.choice(["", 'bad "x"\n', "ü"]),
+            (rng.random(), 0.5), 1 + j % 3, "h", 7, start, start + rng.random(),
+            rng.randrange(10**10) / 1e9, rng.randrange(10**6) / 1e9, 0.0, 1024 * j, 1,
+            1 + j % 2, j % 5 == 0))
+    small, many = EncodedResults(rows[:3]), EncodedResults(rows)
+    assert small.rows is not None and small.record.startswith(b'{"t": "r", "rows": ')
+    assert many.rows is None and len(many) == 90 and many.results() == rows
+    columns = json.loads(many.record)["cols"]
+    assert columns["host"] == "h" and columns["scores"][1] == 0.5  # shared values once
+    assert len(columns["job_id"]) == 90 and all(isinstance(v, int) for v in columns["end_time"])
+    path = tmp_path / "encoded.journal"
+    writer = JournalWriter(path, {"fingerprint": "f", "parts": {}, "created": 0.0})
+    writer.append_results(small)
+    writer.append_results(many)
+    writer.append_results(rows[3:5])  # result objects: encoded by the writer
+    writer.close()
+    assert read_journal(path, {}).results == rows[:3] + rows + rows[3:5]  # float-exact
+    failed = EncodedResults([rows[0]._replace(scores=(float("nan"), 0.5))] * 70)
+    scores = batch_from_columns_record(json.loads(failed.record)).columns["scores"]
+    assert np.isnan(scores[:, 0]).all() and (scores[:, 1] == 0.5).all()
+    ids, status, seconds = many.summary()
+    assert ids.tolist() == list(range(90)) and status.tolist() == [r.status for r in rows]
+    assert seconds.tolist() == [r.end_time - r.start_time for r in rows]
+    assert [a.tolist() for a in small.summary()] == \
+        [[0, 1, 2], [r.status for r in rows[:3]], [r.end_time - r.start_time for r in rows[:3]]]
 
 
 def test_released_jobs_go_out_first_again_and_are_not_done():
