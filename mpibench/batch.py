@@ -204,12 +204,28 @@ class EncodedResults:
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else len(self.batch)
 
+    def to_wire(self) -> tuple:
+        """Record, rows as plain tuples (or None) and columns (or None), for sending."""
+        rows = None if self.rows is None else [tuple(row) for row in self.rows]
+        return self.record, rows, None if self.batch is None else self.batch.columns
+
+    @classmethod
+    def from_wire(cls, message: tuple) -> EncodedResults:
+        """The results :meth:`to_wire` made (nothing is encoded again)."""
+        packet = cls.__new__(cls)
+        packet.record, rows, columns = message
+        packet.rows = None if rows is None else list(map(SplitResult._make, rows))
+        packet.batch = None if columns is None else ResultBatch(columns)
+        packet._summary = None
+        return packet
+
     def results(self) -> list:
         """The results as objects."""
         return self.rows if self.rows is not None else self.batch.results()
 
-    def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Job ids, statuses and seconds (end - start) of the results (worked out once)."""
+    def summary(self) -> tuple:
+        """Job ids, statuses and seconds (end - start) of the results (worked out once):
+        numpy arrays for columns, lists for a few results (cheaper to make and use)."""
         if self._summary is None:
             if self.batch is not None:
                 columns = self.batch.columns
@@ -217,11 +233,14 @@ class EncodedResults:
                                  columns["end_time"] - columns["start_time"])
             else:
                 rows = self.rows
-                self._summary = (
-                    np.array([r.job_id for r in rows], dtype=np.int64),
-                    np.array([r.status for r in rows], dtype=object),
-                    np.array([r.end_time - r.start_time for r in rows], dtype=np.float64))
+                self._summary = ([r.job_id for r in rows], [r.status for r in rows],
+                                 [r.end_time - r.start_time for r in rows])
         return self._summary
+
+    def job_ids(self) -> list[int]:
+        """Job ids of the results, as a list."""
+        ids = self.summary()[0]
+        return ids if isinstance(ids, list) else ids.tolist()
 
 
 class ResultColumns:

@@ -153,16 +153,23 @@ class Dispatcher:
         """Everything a worker needs to run ``job_ids`` (and journal the hand-out): one
         row of :class:`~mpibench.protocol.Assignment` fields per split (int64; a list of
         lists for a few)."""
+        if len(job_ids) < SMALL_BLOCK:  # plain Python costs less for a few
+            self.store.mark_started(job_ids)
+            rows = self._assignment_rows[job_ids].tolist()
+            started = self.store.started
+            for row in rows:
+                row[-1] = int(started[row[0]])  # the attempt
+            return rows
         ids = np.asarray(job_ids, dtype=np.int64)
         self.store.mark_started(ids)
         block = self._assignment_rows[ids]
         block[:, -1] = self.store.started[ids]  # the attempt
-        return block.tolist() if len(block) < SMALL_BLOCK else block
+        return block
 
     def record(self, rank: int, results: list[SplitResult]) -> None:
         """Mark finished splits done, then :meth:`keep` them."""
         packet = EncodedResults(results)
-        self.scheduler.complete(rank, packet.summary()[0].tolist())
+        self.scheduler.complete(rank, packet.job_ids())
         self.keep(rank, packet)
 
     def keep(self, rank: int, results: EncodedResults | None) -> None:
@@ -174,10 +181,9 @@ class Dispatcher:
         if results is None or not len(results):
             return
         job_ids, status, seconds = results.summary()
-        stopped = status == INTERRUPTED
-        if stopped.any():
-            log(f"{int(stopped.sum())} split(s) stopped from outside on rank {rank}; "
-                "they run again on resume")
+        if INTERRUPTED in status:
+            log(f"{sum(s == INTERRUPTED for s in status)} split(s) stopped from outside on "
+                f"rank {rank}; they run again on resume")
             results = EncodedResults([r for r in results.results() if r.status != INTERRUPTED])
             job_ids, status, seconds = results.summary()
         self.store.add(results)
@@ -217,7 +223,7 @@ class Dispatcher:
         """The reply to one worker request (its results are kept by :meth:`keep`)."""
         self.comes_back.pop(request.rank, None)
         if request.results is not None:
-            self.scheduler.complete(request.rank, request.results.summary()[0].tolist())
+            self.scheduler.complete(request.rank, request.results.job_ids())
         if request.returned:
             self.scheduler.release(request.rank, request.returned)
             self.store.mark_returned(np.asarray(request.returned, dtype=np.int64))
@@ -282,8 +288,9 @@ class Dispatcher:
         gc.freeze()  # a full collection would walk the job table: tens of ms of silence
         while active:
             due = min(self.comes_back.values(), default=float("inf")) - COMES_BACK_MARGIN
-            request, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick,
+            message, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick,
                                                 urgent_at=due)
+            request = WorkRequest.from_wire(message, EncodedResults.from_wire)
             with self.store.journal.one_write():
                 reply = self.handle(request)
                 transport.send(reply, source, TAG_REPLY)  # the worker goes on at once ...

@@ -281,9 +281,10 @@ class JournalWriter:
         """Write one record now (no fsync)."""
         self._append(_ENCODER.encode(payload).encode())
 
-    def append_ids(self, kind: str, job_ids: np.ndarray) -> None:
+    def append_ids(self, kind: str, job_ids: np.ndarray | list[int]) -> None:
         """One ``{"t": kind, "jobs": [...]}`` record (hand-outs ``"s"``, returns ``"u"``)."""
-        self._append(b'{"t": "%s", "jobs": %s}' % (kind.encode(), str(job_ids.tolist()).encode()))
+        ids = job_ids if isinstance(job_ids, list) else job_ids.tolist()
+        self._append(b'{"t": "%s", "jobs": %s}' % (kind.encode(), str(ids).encode()))
 
     def append_results(self, results: list[SplitResult] | EncodedResults) -> None:
         """One record holding finished splits (result objects, or encoded by a worker)."""

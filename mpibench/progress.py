@@ -50,10 +50,13 @@ class Progress:
         self._last = self.start
         self.stream = stream or sys.stderr
 
-    def add(self, status: np.ndarray) -> None:
+    def add(self, status: np.ndarray | list[str]) -> None:
         """Count results, given their statuses."""
         self.done += len(status)
-        self.errors += int((status != "ok").sum())
+        if isinstance(status, list):
+            self.errors += sum(s != "ok" for s in status)
+        else:
+            self.errors += int((status != "ok").sum())
 
     def line(self) -> str:
         """The progress line."""

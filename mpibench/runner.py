@@ -130,8 +130,8 @@ class Worker:
         stats.cpu_seconds = time.process_time() - self._cpu_at_start
         stats.max_rss_bytes = peak_rss_bytes()
         results = EncodedResults(self.results) if self.results else None
-        self.transport.send(WorkRequest(self.transport.rank, results, stats, busy,
-                                        returned or []), 0, TAG_REQUEST)
+        request = WorkRequest(self.transport.rank, results, stats, busy, returned or [])
+        self.transport.send(request.to_wire(), 0, TAG_REQUEST)
         self.results = []
         self._asked_at, self._reply_seen = time.perf_counter(), False
 

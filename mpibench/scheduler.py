@@ -66,16 +66,19 @@ class CostModel:
         self._seconds[learner] = self._seconds.get(learner, 0.0) + seconds
         self._rows[learner] = self._rows.get(learner, 0.0) + rows
 
-    def add_columns(self, job_ids: np.ndarray, status: np.ndarray,
-                    seconds: np.ndarray) -> None:
-        """Learn from finished splits: job ids, statuses and seconds of each (failed
-        splits say nothing about cost)."""
-        ok = status == "ok"
-        jobs, seconds = job_ids[ok], seconds[ok]
-        if len(jobs) <= 8:  # a message of a few splits: cheaper one by one
-            for job, spent in zip(jobs.tolist(), seconds.tolist(), strict=True):
-                self.learn(int(self.learner[job]), spent, float(self.n_train[job]))
+    def add_columns(self, job_ids: np.ndarray | list, status: np.ndarray | list,
+                    seconds: np.ndarray | list) -> None:
+        """Learn from finished splits: job ids, statuses and seconds of each, as arrays
+        or (a few) lists (failed splits say nothing about cost)."""
+        if len(job_ids) <= 8:  # a message of a few splits: cheaper one by one
+            for job, state, spent in zip(job_ids, status, seconds, strict=True):
+                if state == "ok":
+                    self.learn(int(self.learner[job]), float(spent),
+                               float(self.n_train[job]))
             return
+        ok = np.asarray(status, dtype=object) == "ok"
+        jobs = np.asarray(job_ids, dtype=np.int64)[ok]
+        seconds = np.asarray(seconds, dtype=np.float64)[ok]
         learners = self.learner[jobs]
         for learner in np.unique(learners).tolist():
             mine = learners == learner

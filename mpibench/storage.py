@@ -126,10 +126,14 @@ class ResultStore:
         self.journal.append_results(results)
         self._results.add(results)
 
-    def mark_started(self, job_ids: np.ndarray) -> None:
+    def mark_started(self, job_ids: np.ndarray | list[int]) -> None:
         """Journal that these splits were handed out (for attempt counting)."""
         self.journal.append_ids("s", job_ids)
-        self.started[job_ids] += 1
+        if isinstance(job_ids, list) and len(job_ids) < 8:
+            for job_id in job_ids:
+                self.started[job_id] += 1
+        else:
+            self.started[job_ids] += 1
 
     def mark_returned(self, job_ids: np.ndarray) -> None:
         """Journal that these splits came back unstarted (their hand-out did not count)."""
