@@ -257,7 +257,7 @@ class Dispatcher:
             if reason:
                 self.begin_stop(reason)
         if self.store.journal.commit_due:
-            self.store.journal.commit()
+            self.store.journal.commit_in_background()
         self.progress.maybe_print()
         if time.monotonic() - self._last_checkpoint >= float(self.options["checkpoint_every"]):
             self.checkpoint(complete=False)

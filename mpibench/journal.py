@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import struct
+import threading
 import time
 import warnings
 import zlib
@@ -247,6 +248,8 @@ class JournalWriter:
         self._unsynced = 0
         self._oldest = 0.0
         self._staged: list[bytes] | None = None
+        self._committing: threading.Thread | None = None
+        self._commit_error: OSError | None = None
         if fresh:
             os.write(self._fd, MAGIC + encode({"t": "header", **header,
                                                "result_fields": list(RESULT_FIELDS)}))
@@ -295,17 +298,47 @@ class JournalWriter:
 
     @property
     def commit_due(self) -> bool:
-        """True when the group commit should happen now."""
+        """True when the group commit should happen now (and none is under way)."""
+        if self._committing is not None and self._committing.is_alive():
+            return False
         return self._unsynced >= COMMIT_RECORDS or (
             self._unsynced > 0 and time.monotonic() - self._oldest >= COMMIT_SECONDS)
 
     def commit(self) -> int:
         """fsync what was appended; returns how many records that made durable."""
+        self._wait_for_commit()
         committed = self._unsynced
         if committed:
             os.fsync(self._fd)
             self._unsynced = 0
         return committed
+
+    def commit_in_background(self) -> int:
+        """Start an fsync of what was appended in a thread and return at once (rank 0
+        goes on answering workers: an fsync takes milliseconds on a local disk and can
+        take far longer on a parallel file system). Returns how many records it covers;
+        a failed fsync is raised by the next commit."""
+        self._wait_for_commit()
+        committed, self._unsynced = self._unsynced, 0
+        if committed:
+            self._committing = threading.Thread(target=self._fsync_quietly,
+                                                name="mpibench-journal-commit", daemon=True)
+            self._committing.start()
+        return committed
+
+    def _fsync_quietly(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._commit_error = exc
+
+    def _wait_for_commit(self) -> None:
+        if self._committing is not None:
+            self._committing.join()
+            self._committing = None
+        error, self._commit_error = self._commit_error, None
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         """Commit and close."""

@@ -67,6 +67,29 @@ def test_one_record_per_batch_and_group_commit_after_4096_results(tmp_path):
     assert contents.header["result_fields"][:2] == ["job_id", "status"]
 
 
+def test_background_group_commit_covers_what_was_appended_and_reports_failure(
+        tmp_path, monkeypatch):
+    import mpibench.journal as journal_module
+
+    writer = JournalWriter(tmp_path / "j", {"parts": PARTS})
+    writer.append_results([result(j) for j in range(4096)])
+    assert writer.commit_in_background() == 4096
+    writer.append_results([result(4096)])
+    assert writer.commit() == 1 and writer.commit_in_background() == 0
+
+    def failing_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    writer.append_results([result(4097)])
+    monkeypatch.setattr(journal_module.os, "fsync", failing_fsync)
+    assert writer.commit_in_background() == 1  # returns at once ...
+    with pytest.raises(OSError, match="Input/output error"):
+        writer.commit()  # ... and the failure is not lost
+    monkeypatch.undo()
+    writer.close()
+    assert len(read_journal(tmp_path / "j", PARTS).results) == 4098
+
+
 def test_single_result_records_of_older_journals_are_read(tmp_path):
     path = journal_with(tmp_path / "j", 1)
     fields = dict(zip(SplitResult._fields, result(5), strict=True))
