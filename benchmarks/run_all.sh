@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Every benchmark of BENCHMARKS.md, one after the other (about 20 minutes on 2 cores).
+# Every benchmark of BENCHMARKS.md, one after the other (about 25 minutes on 2 cores).
 # Usage: bash benchmarks/run_all.sh [OUTPUT_DIR]   (default: benchmarks/output)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/output}"
 mkdir -p "$out"
-for bench in dispatch_overhead load_balance idle_cpu shared_memory sklearn_speedup scale; do
+for bench in dispatch_overhead dispatcher_message load_balance idle_cpu shared_memory sklearn_speedup scale; do
     echo "== $bench" >&2
     python "$here/$bench.py" | tee "$out/$bench.md"
 done
