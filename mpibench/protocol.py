@@ -1,7 +1,8 @@
 """The wire protocol between rank 0 and workers, in one place.
 
 A worker sends one :class:`WorkRequest` (the results of its last assignments, its
-running totals) and gets exactly one reply: a block of assignments (one
+running totals; on the wire as plain tuples, :meth:`WorkRequest.to_wire`) and gets
+exactly one reply: a block of assignments (one
 :class:`Assignment` per row: an int64 array, one buffer to pickle instead of an
 object per split, or for a few a list of lists), ``[]`` (ask again later), or
 ``STOP`` (``None``: finish, after sending any result still held). Job ids travel
