@@ -30,11 +30,6 @@ SPIN = 1e-3
 average) by yielding instead of sleeping, for up to twice the average gap."""
 WORKER_SPIN = 2 * DISPATCHER_MAX_SLEEP
 """A worker yields this long (seconds) before sleeping: its reply is due at once."""
-SEND_SPIN = 5e-3
-"""A rank waiting for a message yields instead of sleeping while a message it sent
-is still being taken, up to this many seconds after sending it: a large message goes
-over shared memory in pieces, each needing both sides to poll, and a sleeping sender
-would add a sleep per piece."""
 GAP_FRACTION = 3.0
 """Rank 0's back-off cap is the average gap between requests, or the time waited so
 far, over this; its first sleep a quarter of the cap. Workers ask ahead by two
@@ -121,7 +116,6 @@ class MPITransport:
         self.mean_gap = 0.0
         """Moving average of the seconds between received messages."""
         self._sending: list = []
-        self._last_send = 0.0
         self._wait_all = MPI.Request.Waitall
 
     def send(self, message: object, dest: int, tag: int) -> None:
@@ -129,17 +123,13 @@ class MPITransport:
 
         A large message (a chunk of assignments, a batch of results) goes out by
         rendezvous: a blocking send would hold rank 0 until a busy worker receives it,
-        and every other worker would wait meanwhile. :meth:`flush` before MPI ends.
+        and every other worker would wait meanwhile. The receiver takes it without the
+        sender's help (MPICH and Open MPI over shared memory: a 4 MB message arrives
+        while its sender sleeps), so the sender does not spin. :meth:`flush` before MPI
+        ends.
         """
-        self._sending_now()
-        self._sending.append(self.comm.isend(message, dest=dest, tag=tag))
-        self._last_send = time.perf_counter()
-
-    def _sending_now(self) -> bool:
-        """Drive sends in progress; True while one sent in the last ``SEND_SPIN``
-        seconds is still under way."""
         self._sending = [request for request in self._sending if not request.Test()]
-        return bool(self._sending) and time.perf_counter() - self._last_send < SEND_SPIN
+        self._sending.append(self.comm.isend(message, dest=dest, tag=tag))
 
     def flush(self) -> None:
         """Wait until every message sent so far has been received."""
@@ -181,9 +171,6 @@ class MPITransport:
         while not self.comm.Iprobe(source=src, tag=tag, status=self._status):
             if on_idle is not None:
                 on_idle()
-            if self._sending and self._sending_now():
-                os.sched_yield()
-                continue
             if urgent_at <= time.perf_counter():
                 backoff, urgent_at = Backoff(MIN_SLEEP, self.max_sleep), float("inf")
             backoff.sleep()
