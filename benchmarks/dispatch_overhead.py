@@ -10,7 +10,10 @@ Two tables: the peers' split is a bare function call; then ("same split work") e
 peer runs mpibench's own split ``i`` of the same no-op project in its workers
 (``PEER_SPLIT_PROJECT``, see peers.py), so that only dispatching and recording differ.
 
-Usage: python benchmarks/dispatch_overhead.py [--workers 2] [--splits 20000]
+Each system runs ``--repeat`` times, the systems taking turns; the tables give the
+median and the range.
+
+Usage: python benchmarks/dispatch_overhead.py [--workers 2] [--splits 20000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -47,23 +50,28 @@ def systems(n_isolated: int, n_slow: int) -> list[tuple[str, object]]:
     ]
 
 
-def measure(runs: list[tuple[str, object]], durations: np.ndarray,
-            workers: int) -> list[tuple[str, int, float]]:
-    """(label, splits, us per split) of each system."""
-    rows = []
-    for label, run in runs:
-        with peers.scratch() as tmp:
-            timeline = run(durations, workers, Path(tmp))
-        n = len(timeline)
-        rows.append((label, n, peers.makespan(timeline) / n * 1e6))
-    return rows
+def measure(runs: list[tuple[str, object]], durations: np.ndarray, workers: int,
+            repeat: int) -> list[tuple[str, int, list[float]]]:
+    """(label, splits, us per split of each repetition) of each system; the systems
+    take turns, so that a slow spell of the machine does not fall on one of them."""
+    results = {label: [] for label, _ in runs}
+    sizes = {}
+    for _ in range(repeat):
+        for label, run in runs:
+            with peers.scratch() as tmp:
+                timeline = run(durations, workers, Path(tmp))
+            sizes[label] = len(timeline)
+            results[label].append(peers.makespan(timeline) / len(timeline) * 1e6)
+    return [(label, sizes[label], results[label]) for label, _ in runs]
 
 
-def print_table(title: str, rows: list[tuple[str, int, float]]) -> None:
-    """A markdown table."""
-    print(f"\n{title}\n| system | splits | us per split |\n|---|---:|---:|")
-    for label, n, us in rows:
-        print(f"| {label} | {n} | {us:.1f} |")
+def print_table(title: str, rows: list[tuple[str, int, list[float]]]) -> None:
+    """A markdown table: median and range of the repetitions."""
+    print(f"\n{title}\n| system | splits | us per split, median | range |\n"
+          "|---|---:|---:|---:|")
+    for label, n, values in rows:
+        print(f"| {label} | {n} | {np.median(values):.1f} | "
+              f"{min(values):.1f}-{max(values):.1f} |")
 
 
 def main() -> None:
@@ -74,19 +82,23 @@ def main() -> None:
                         help="fewer splits for isolated runs (each forks a process)")
     parser.add_argument("--lock-splits", type=int, default=1000,
                         help="fewer splits for the file-lock table (it rewrites the table)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each system, taking turns (median reported)")
     args = parser.parse_args()
     durations = np.zeros(args.splits)
     started = time.perf_counter()
-    bare = measure(systems(args.isolated_splits, args.lock_splits), durations, args.workers)
+    bare = measure(systems(args.isolated_splits, args.lock_splits), durations, args.workers,
+                   args.repeat)
     in_process = [(label, run) for label, run in systems(args.isolated_splits, 0)
                   if "isolated" not in label and "file lock" not in label]
     with tempfile.TemporaryDirectory(prefix="mpibench-bench-") as tmp:
         os.environ["PEER_SPLIT_PROJECT"] = str(peers.sleep_project(Path(tmp), durations))
         try:
-            same = measure(in_process, durations, args.workers)
+            same = measure(in_process, durations, args.workers, args.repeat)
         finally:
             del os.environ["PEER_SPLIT_PROJECT"]
-    print(f"no-op splits, {args.workers} workers ({time.perf_counter() - started:.0f} s in all)")
+    print(f"no-op splits, {args.workers} workers, {args.repeat} runs each "
+          f"({time.perf_counter() - started:.0f} s in all)")
     print_table("Peers run a bare function per split:", bare)
     print_table("Every system runs mpibench's split (same split work):", same)
 
