@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark of BENCHMARKS.md, one after the other (about 25 minutes on 2 cores).
+# Every benchmark of BENCHMARKS.md, one after the other (about 30 minutes on 2 cores).
 # Usage: bash benchmarks/run_all.sh [OUTPUT_DIR]   (default: benchmarks/output)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
