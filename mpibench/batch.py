@@ -108,9 +108,14 @@ SECOND_FIELDS = ("fit_seconds", "predict_seconds", "score_seconds")
 """Durations; a ``"c"`` record holds them as integer nanoseconds."""
 
 
+def json_bytes(value: object) -> bytes:
+    """``value`` as the journal's JSON text (``", "`` and ``": "`` separators), UTF-8."""
+    return _ENCODER.encode(value).encode()
+
+
 def rows_json(rows: list) -> bytes:
     """Result objects (or rows in ``RESULT_FIELDS`` order) as a JSON list of lists."""
-    return _ENCODER.encode(rows).encode()
+    return json_bytes(rows)
 
 
 def rows_record(rows: list) -> bytes:
@@ -147,7 +152,7 @@ def columns_record(batch: ResultBatch) -> bytes:
             values[name] = [_column_value(c) for c in column.T]
         else:
             values[name] = _column_value(column)
-    return _ENCODER.encode({"t": "c", "n": len(batch), "t0": t0, "cols": values}).encode()
+    return json_bytes({"t": "c", "n": len(batch), "t0": t0, "cols": values})
 
 
 def batch_from_columns_record(record: dict) -> ResultBatch:

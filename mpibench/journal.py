@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import RESULT_FIELDS, EncodedResults, ResultBatch, batch_from_columns_record
+from .batch import (
+    RESULT_FIELDS,
+    EncodedResults,
+    ResultBatch,
+    batch_from_columns_record,
+    json_bytes,
+)
 from .errors import MpibenchError
 from .paths import fsync_directory, replace_atomically
 from .protocol import SplitResult
@@ -44,9 +50,6 @@ class JournalCorrupt(MpibenchError):
     """A damaged record in the middle of the journal."""
 
 
-_ENCODER = json.JSONEncoder(separators=(", ", ": "))
-
-
 def frame(body: bytes) -> bytes:
     """One record: length, CRC-32, then the JSON ``body``."""
     return HEAD.pack(len(body), zlib.crc32(body)) + body
@@ -54,7 +57,7 @@ def frame(body: bytes) -> bytes:
 
 def encode(payload: dict) -> bytes:
     """One record of ``payload``: length, CRC-32, JSON."""
-    return frame(_ENCODER.encode(payload).encode())
+    return frame(json_bytes(payload))
 
 
 def batch_from_record(record: dict) -> ResultBatch:
@@ -282,7 +285,7 @@ class JournalWriter:
 
     def append(self, payload: dict) -> None:
         """Write one record now (no fsync)."""
-        self._append(_ENCODER.encode(payload).encode())
+        self._append(json_bytes(payload))
 
     def append_ids(self, kind: str, job_ids: np.ndarray | list[int]) -> None:
         """One ``{"t": kind, "jobs": [...]}`` record (hand-outs ``"s"``, returns ``"u"``)."""

@@ -135,7 +135,7 @@ class SplitRunner:
         self.fallback = fallback if fallback is not None else grid_file.fallback()
         self.host = socket.gethostname()
         self.pid = os.getpid()
-        self._tasks: dict[int, tuple[object, np.ndarray, Callable]] = {}
+        self._tasks: dict[int, tuple[np.ndarray, Callable]] = {}
         self._learners: dict[int, EstimatorFactory] = {}
         self._splits: dict[tuple[int, int], SplitIndex] = {}
         self._kinds: dict[int, str] = {}
@@ -145,11 +145,11 @@ class SplitRunner:
         self._rss, self._rss_read_at = 0, float("-inf")
         self._no_scores = (float("nan"),) * len(self.scorers)
 
-    def _task(self, task_i: int) -> tuple[object, np.ndarray, Callable]:
-        """``X``, ``y`` and a function taking rows of ``X`` (loaded once)."""
+    def _task(self, task_i: int) -> tuple[np.ndarray, Callable]:
+        """``y`` and a function taking rows of ``X`` (which holds ``X``; loaded once)."""
         if task_i not in self._tasks:
             X, y = self.grid_file.task_data(task_i)
-            self._tasks[task_i] = X, y, row_taker(X)
+            self._tasks[task_i] = y, row_taker(X)
         return self._tasks[task_i]
 
     def _peak_rss(self, now: float) -> int:
@@ -222,7 +222,7 @@ class SplitRunner:
         fit_ns = predict_ns = score_ns = 0
         scores, status, error, stage = self._no_scores, "ok", "", "fit"
         try:
-            _, y, take = self._task(job.task_i)
+            y, take = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
             train, test = index.train(job.split_i), index.test(job.split_i)
             y_train = y[train]
