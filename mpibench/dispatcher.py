@@ -120,7 +120,7 @@ class Dispatcher:
         self.scheduler = Scheduler(
             todo, self.costs, priority=priority, order=str(self.options["order"]),
             chunk_size=self.options["chunk_size"], n_workers=self.n_ranks - 1,
-            seed=int(attrs["seed"]))
+            seed=int(attrs["seed"]), solo=self._suspects(todo))
         self.deadline = Deadline()
         self.signals = self.options.get("signals") or StopSignals()
         self.progress = Progress(len(todo), self.n_total, float(self.options["progress_every"]))
@@ -148,6 +148,16 @@ class Dispatcher:
             max_rss_bytes=0, threads=0, attempt=int(started[j]),
         ) for j in exhausted.tolist()]))
         log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
+
+    def _suspects(self, todo: np.ndarray) -> np.ndarray:
+        """Pending splits that were handed out in a run that died: each goes out alone,
+        to an idle worker, so that if this run dies too they were running, not queued
+        behind other splits (only what was running is blamed)."""
+        suspects = todo[self.store.started[todo] > 0]
+        if len(suspects):
+            log(f"{len(suspects)} split(s) were in flight when an earlier run died; "
+                "each runs again on its own, so that a split that ends the run is singled out")
+        return suspects
 
     def assignments(self, job_ids: list[int]) -> np.ndarray | list:
         """Everything a worker needs to run ``job_ids`` (and journal the hand-out): one
@@ -193,7 +203,8 @@ class Dispatcher:
     def next_assignments(self, rank: int, busy: bool = False) -> np.ndarray | list | None:
         """The next chunk for ``rank``, ``[]`` (ask again when idle) or ``STOP``.
 
-        A busy worker (still running a split) gets a chunk ahead only while at least
+        A busy worker (still running a split) gets a chunk ahead only while no suspect
+        (see :meth:`_suspects`) is pending, at least
         ``PREFETCH_PENDING`` x workers splits are pending and the next split is short
         next to the work left per worker (``PREFETCH_SHARE``): otherwise it could hold
         a long split an idle worker would start sooner.
@@ -214,8 +225,8 @@ class Dispatcher:
 
     def _may_prefetch(self) -> bool:
         workers = max(self.n_ranks - 1, 1)
-        if self.scheduler.n_pending < PREFETCH_PENDING * workers:
-            return False
+        if self.scheduler.n_solo_pending or self.scheduler.n_pending < PREFETCH_PENDING * workers:
+            return False  # a suspect goes to an idle worker only
         share = self.scheduler.pending_cost() / workers
         return self.scheduler.head_cost() <= PREFETCH_SHARE * share
 

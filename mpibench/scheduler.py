@@ -12,11 +12,20 @@ Chunking: ``chunk_size="auto"`` hands out one split until the cost model knows t
 learner, then about ``CHUNK_SECONDS`` of expected work per message, never more than
 ``1 / (GUIDED * workers)`` of what is pending (guided self-scheduling: chunks shrink
 as the run ends), so no-op splits go out by the hundred and long ones one at a time.
+
+Suspects: ``solo`` jobs (handed out in a run that died) go out first, one per chunk;
+the dispatcher gives them only to idle ranks, so a suspect in flight is running, not
+queued behind other splits. One expected to take under ``SOLO_SERIAL_SECONDS`` waits
+until no other suspect is in flight, so that a run that dies again blames the one split
+that was running (tiny splits, which went out in chunks of hundreds); longer ones (or
+any while nothing is known of their cost) go out to every idle rank at once, as
+running them one after another could stretch the run by hours.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -29,6 +38,8 @@ GUIDED = 2
 """A chunk is at most ``pending / (GUIDED * workers)`` splits."""
 MAX_CHUNK = 4096
 """Most splits per message."""
+SOLO_SERIAL_SECONDS = 1.0
+"""A suspect expected to be shorter than this runs while no other suspect is in flight."""
 
 
 class CostModel:
@@ -146,6 +157,9 @@ class Scheduler:
         Ranks asking for work (for the guided bound of automatic chunks).
     seed : int, default=0
         Seed of ``order="random"``.
+    solo : array-like of int, optional
+        Jobs (among ``job_ids``) that go out first, one per chunk (higher priority,
+        then longest expected first).
 
     Examples
     --------
@@ -154,11 +168,15 @@ class Scheduler:
     ([1], [2])
     >>> s.complete(1, [1]); s.n_done, s.n_pending, s.in_flight(2)
     (1, 1, [2])
+    >>> s = Scheduler(range(6), chunk_size=3, order="grid", solo=[4])
+    >>> s.next_chunk(rank=1), s.n_solo_pending, s.next_chunk(rank=1)
+    ([4], 0, [0, 1, 2])
     """
 
     def __init__(
         self, job_ids: object, costs: object = None, *, priority: object = None,
         order: str = "lpt", chunk_size: int | str = 1, n_workers: int = 1, seed: int = 0,
+        solo: object = None,
     ) -> None:
         if order not in ORDERS:
             raise invalid_parameter("run", "order", f"one of {ORDERS}", order)
@@ -168,12 +186,16 @@ class Scheduler:
         ids = np.asarray(job_ids, dtype=np.int64)
         self.model = _as_model(ids, costs)
         self.order, self.chunk_size, self.n_workers = order, chunk_size, max(1, n_workers)
+        self.n_total = self._n_pending = len(ids)
         prio = np.zeros(len(ids)) if priority is None else np.asarray(priority, float)[ids]
-        self._queues = self._make_queues(ids, prio, seed)
+        alone = np.isin(ids, np.asarray([] if solo is None else solo, dtype=np.int64))
+        cost = [self._job_cost(job) for job in ids[alone].tolist()]
+        first = np.lexsort((ids[alone], -np.asarray(cost), -prio[alone]))
+        self._solo = deque(ids[alone][first].tolist())
+        self._solo_out: set[int] = set()
+        self._queues = self._make_queues(ids[~alone], prio[~alone], seed)
         self._held: dict[int, set[int]] = {}
-        self.n_total = len(ids)
         self.n_done = 0
-        self._n_pending = len(ids)
 
     def _make_queues(self, ids: np.ndarray, prio: np.ndarray, seed: int) -> list[_Queue]:
         if self.order == "random":
@@ -199,6 +221,11 @@ class Scheduler:
     def n_pending(self) -> int:
         """Jobs not yet handed out."""
         return self._n_pending
+
+    @property
+    def n_solo_pending(self) -> int:
+        """``solo`` jobs not yet handed out."""
+        return len(self._solo)
 
     @property
     def finished(self) -> bool:
@@ -236,17 +263,25 @@ class Scheduler:
         others = costs[:best] + costs[best + 1:]
         return candidates[best], max(others)
 
+    def _job_cost(self, job_id: int) -> float:
+        return self._rate(int(self.model.learner[job_id])) * float(self.model.n_train[job_id])
+
     def head_cost(self) -> float:
         """Expected cost of the job that would go out next (0 when none)."""
+        if self._solo:
+            return self._job_cost(self._solo[0])
         queue, _ = self._best()
         return 0.0 if queue is None else self._cost(queue)
 
     def pending_cost(self) -> float:
         """Expected cost of every pending job, in :meth:`head_cost`'s units."""
-        return sum(self._rate(q.learner) * q.rows_left for q in self._queues)
+        return (sum(self._rate(q.learner) * q.rows_left for q in self._queues)
+                + sum(map(self._job_cost, self._solo)))
 
     def peek(self) -> int | None:
         """The job id that would go out next, or None."""
+        if self._solo:
+            return self._solo[0]
         queue, _ = self._best()
         return None if queue is None else int(queue.ids[queue.head])
 
@@ -261,7 +296,24 @@ class Scheduler:
         return max(1, min(by_time, guided, MAX_CHUNK))
 
     def next_chunk(self, rank: int) -> list[int]:
-        """Job ids for ``rank`` (empty when none is pending)."""
+        """Job ids for ``rank`` (empty when none can go out now): a ``solo`` job alone
+        while any is pending."""
+        if self._solo and self._solo_may_go():
+            chunk = [self._solo.popleft()]
+            self._solo_out.add(chunk[0])
+        else:
+            chunk = self._next_queued()
+        self._n_pending -= len(chunk)
+        self._held.setdefault(rank, set()).update(chunk)
+        return chunk
+
+    def _solo_may_go(self) -> bool:
+        """May the next suspect go out now (see the module docstring)?"""
+        if not self._solo_out or not self.model.known:
+            return True
+        return self.model.expected(self._solo[0]) >= SOLO_SERIAL_SECONDS
+
+    def _next_queued(self) -> list[int]:
         queue, runner_up = self._best()
         if queue is None:
             return []
@@ -269,16 +321,14 @@ class Scheduler:
         if runner_up > 0 and self.order == "lpt":
             rows = runner_up / max(self._rate(queue.learner), 1e-300)
             size = min(size, max(1, queue.count_at_least(rows)))
-        chunk = queue.take(size).tolist()
-        self._n_pending -= len(chunk)
-        self._held.setdefault(rank, set()).update(chunk)
-        return chunk
+        return queue.take(size).tolist()
 
     def release(self, rank: int, job_ids: list[int]) -> None:
         """Take back jobs ``rank`` was given and did not start: they go out first again."""
         held = self._held.get(rank, set())
         back = np.asarray([j for j in job_ids if j in held], dtype=np.int64)
         held.difference_update(back.tolist())
+        self._solo_out.difference_update(back.tolist())
         if len(back):
             top = max((q.priority for q in self._queues), default=0.0)
             learner = int(self.model.learner[back[0]])
@@ -290,6 +340,8 @@ class Scheduler:
         held = self._held.get(rank, set())
         before = len(held)
         held.difference_update(job_ids)
+        if self._solo_out:
+            self._solo_out.difference_update(job_ids)
         self.n_done += before - len(held)
 
 

@@ -272,3 +272,30 @@ def test_slurm_end_time_stops_in_time_then_resumes(tmp_path):
     assert 0 < mb.read_attrs(path)["n_done"] < 40
     finished = run_mpibench(3, "run", path)
     assert finished.returncode == 0 and mb.read_attrs(path)["n_done"] == 40
+
+
+def test_a_split_that_kills_the_job_is_singled_out_not_its_chunk(tmp_path):
+    # --no-isolate, automatic chunks: one split segfaults its worker, which ends the
+    # job with hundreds of splits queued beside it. Only that split may end up `crash`.
+    def grid(p_segfault: float) -> mb.Grid:
+        rng = np.random.default_rng(0)
+        task = mb.Task("t", X=rng.normal(size=(50, 2)), y=rng.normal(size=50))
+        return mb.Grid([task], {"d": mb.DebugLearner(p_segfault=p_segfault)},
+                       resamplings=[ShuffleSplit(1500, test_size=0.2, random_state=0)])
+
+    jobs = mb.GridFile(mb.create_project(tmp_path / "draw", grid(0.0)) / "grid.h5").job_table()
+    draws = np.array([np.random.default_rng(seed).random() for seed in jobs["random_state"]])
+    lowest, second = np.sort(draws)[:2]
+    killer = int(jobs["job_id"][np.argmin(draws)])  # the one split drawn to segfault
+    path = mb.create_project(tmp_path / "p", grid((lowest + second) / 2))
+    for _ in range(3):
+        done = run_mpibench(3, "run", path, "--no-isolate", "--progress-every", "0")
+        if done.returncode == 0:
+            break
+        assert_no_orphans(path)
+    assert done.returncode == 0, done.stderr
+    results = mb.read_results(path)
+    assert len(results) == 1500
+    crashed = results[results["status"] != "ok"]
+    assert crashed["job_id"].tolist() == [killer] and crashed["status"].tolist() == ["crash"]
+    assert "in flight when 2 runs died" in crashed["error"].iloc[0]

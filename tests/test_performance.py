@@ -117,6 +117,41 @@ def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
         dispatcher.close()
 
 
+def test_splits_in_flight_when_a_run_died_go_out_alone_to_idle_workers(tmp_path):
+    from mpibench.dispatcher import Dispatcher
+    from mpibench.paths import ProjectPaths
+    from mpibench.protocol import WorkRequest
+
+    path = mb.create_project(tmp_path / "p", noop_grid(10))  # 20 equal jobs, 2 workers
+
+    def dispatcher_run(hand_outs: list[tuple[int, bool]]) -> tuple[Dispatcher, list]:
+        """A run that hands out chunks for (rank, busy) requests, then dies."""
+        dispatcher = Dispatcher(ProjectPaths(path), 3, order="grid", chunk_size=4,
+                                checkpoint_every=300, progress_every=0, grace=5,
+                                max_attempts=2, mpi_library="test")
+        try:
+            return dispatcher, [dispatcher.handle(WorkRequest(rank, busy=busy))
+                                for rank, busy in hand_outs]
+        finally:
+            dispatcher.store.close()
+            dispatcher.close()
+
+    _, first = dispatcher_run([(1, False), (2, False), (1, True)])
+    queued = sorted(row[0] for chunk in first for row in chunk)
+    assert len(queued) == 12  # three chunks of four: two running, ten only queued
+    second, replies = dispatcher_run([(1, True), (1, False), (2, False)])
+    assert second.scheduler.n_solo_pending == 10  # 12 suspects, two handed out
+    assert replies[0] == []  # a busy worker gets no suspect ahead of its work
+    alone = [chunk[0][0] for chunk in replies[1:]]
+    assert [len(chunk) for chunk in replies[1:]] == [1, 1] and set(alone) <= set(queued)
+    assert [chunk[0][-1] for chunk in replies[1:]] == [2, 2]  # their second attempt
+    third, replies = dispatcher_run([(1, False)] * 11)
+    results = third.store.all_results()
+    assert sorted(results.job_ids.tolist()) == sorted(alone)  # only these were blamed
+    assert set(results.status.tolist()) == {"crash"}
+    assert [len(chunk) for chunk in replies] == [1] * 10 + [4]  # then chunks again
+
+
 def test_a_long_split_is_not_handed_to_a_busy_worker():
     from mpibench.scheduler import CostModel, Scheduler
 

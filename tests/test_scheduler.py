@@ -219,3 +219,26 @@ def test_released_jobs_go_out_first_again_and_are_not_done():
     assert drain(s, [2]) == [3, 4, 5] and s.finished is False
     s.complete(2, [1, 2])
     assert s.finished and s.n_done == 6
+
+
+def test_suspects_go_out_alone_first_and_short_ones_one_at_a_time():
+    model = CostModel(np.array([0] * 6 + [1] * 4), np.array([5, 9, 1, 1, 1, 1, 1, 1, 1, 1]))
+    model.learn(0, seconds=0.5, rows=1)  # 0.5 s per row (learner 1: pooled, the same)
+    s = Scheduler(range(10), model, chunk_size=3, order="grid", solo=[0, 1, 7])
+    assert s.n_pending == 10 and s.n_solo_pending == 3 and s.peek() == 1  # most rows first
+    assert [s.next_chunk(1), s.next_chunk(2)] == [[1], [0]]  # 4.5 s and 2.5 s: at once
+    assert s.next_chunk(3) == [2, 3, 4]  # suspect 7 (0.5 s) waits while others run
+    s.complete(1, [1])
+    assert s.next_chunk(1) == [5, 6, 8] and s.n_solo_pending == 1
+    s.complete(2, [0])
+    assert s.next_chunk(2) == [7] and s.n_solo_pending == 0  # alone now
+    for rank, chunk in [(1, [5, 6, 8]), (3, [2, 3, 4]), (2, [7])]:
+        s.complete(rank, chunk)
+    assert s.next_chunk(1) == [9] and s.next_chunk(2) == []
+    s.complete(1, [9])
+    assert s.finished and s.n_done == 10
+
+
+def test_suspects_of_unknown_cost_go_to_every_idle_rank():
+    s = Scheduler(range(6), chunk_size="auto", solo=[3, 4])
+    assert [s.next_chunk(1), s.next_chunk(2), s.next_chunk(3)] == [[3], [4], [0]]
