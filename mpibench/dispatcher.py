@@ -165,10 +165,10 @@ class Dispatcher:
         lists for a few)."""
         if len(job_ids) < SMALL_BLOCK:  # plain Python costs less for a few
             self.store.mark_started(job_ids)
-            rows = self._assignment_rows[job_ids].tolist()
-            started = self.store.started
+            table, started = self._assignment_rows, self.store.started
+            rows = [table[job].tolist() for job in job_ids]
             for row in rows:
-                row[-1] = int(started[row[0]])  # the attempt
+                row[-1] = started.item(row[0])  # the attempt
             return rows
         ids = np.asarray(job_ids, dtype=np.int64)
         self.store.mark_started(ids)

@@ -250,10 +250,10 @@ class Scheduler:
         return self._rate(queue.learner) * float(queue.rows[queue.head])
 
     def _best(self) -> tuple[_Queue | None, float]:
-        """The queue to serve next, and the best head cost among the others."""
-        self._queues = [q for q in self._queues if len(q)]
-        if not self._queues:
-            return None, 0.0
+        """The queue to serve next, and the best head cost among the others (queues
+        leave ``_queues`` as they empty)."""
+        if len(self._queues) < 2:  # one learner, or none left: the common case
+            return (self._queues[0] if self._queues else None), 0.0
         top = max(q.priority for q in self._queues)
         candidates = [q for q in self._queues if q.priority == top]
         if self.order != "lpt" or len(candidates) == 1:
@@ -275,8 +275,8 @@ class Scheduler:
 
     def pending_cost(self) -> float:
         """Expected cost of every pending job, in :meth:`head_cost`'s units."""
-        return (sum(self._rate(q.learner) * q.rows_left for q in self._queues)
-                + sum(map(self._job_cost, self._solo)))
+        queued = sum(self._rate(q.learner) * q.rows_left for q in self._queues)
+        return queued + sum(map(self._job_cost, self._solo)) if self._solo else queued
 
     def peek(self) -> int | None:
         """The job id that would go out next, or None."""
@@ -321,7 +321,10 @@ class Scheduler:
         if runner_up > 0 and self.order == "lpt":
             rows = runner_up / max(self._rate(queue.learner), 1e-300)
             size = min(size, max(1, queue.count_at_least(rows)))
-        return queue.take(size).tolist()
+        chunk = queue.take(size).tolist()
+        if not len(queue):
+            self._queues.remove(queue)
+        return chunk
 
     def release(self, rank: int, job_ids: list[int]) -> None:
         """Take back jobs ``rank`` was given and did not start: they go out first again."""
