@@ -5,7 +5,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/output}"
 mkdir -p "$out"
-for bench in dispatch_overhead dispatcher_message load_balance idle_cpu shared_memory sklearn_speedup scale; do
+for bench in dispatch_overhead dispatcher_message cpu_per_split load_balance idle_cpu shared_memory sklearn_speedup scale; do
     echo "== $bench" >&2
     python "$here/$bench.py" | tee "$out/$bench.md"
 done
