@@ -19,7 +19,10 @@ queued behind other splits. One expected to take under ``SOLO_SERIAL_SECONDS`` w
 until no other suspect is in flight, so that a run that dies again blames the one split
 that was running (tiny splits, which went out in chunks of hundreds); longer ones (or
 any while nothing is known of their cost) go out to every idle rank at once, as
-running them one after another could stretch the run by hours.
+running them one after another could stretch the run by hours. While a short suspect
+waits and nothing else is pending, :meth:`Scheduler.next_chunk` returns ``[]`` and the
+dispatcher stops the idle worker that asked: the worker running the suspect in flight
+takes the waiting ones after it.
 """
 
 from __future__ import annotations
