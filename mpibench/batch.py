@@ -113,14 +113,9 @@ def json_bytes(value: object) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
-def rows_json(rows: list) -> bytes:
-    """Result objects (or rows in ``RESULT_FIELDS`` order) as a JSON list of lists."""
-    return json_bytes(rows)
-
-
 def rows_record(rows: list) -> bytes:
     """The journal's ``"t": "r"`` record body: one JSON list per result."""
-    return b'{"t": "r", "rows": ' + rows_json(rows) + b"}"
+    return b'{"t": "r", "rows": ' + json_bytes(rows) + b"}"
 
 
 def _column_value(column: np.ndarray) -> object:

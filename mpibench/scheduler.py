@@ -332,9 +332,10 @@ class Scheduler:
     def release(self, rank: int, job_ids: list[int]) -> None:
         """Take back jobs ``rank`` was given and did not start: they go out first again."""
         held = self._held.get(rank, set())
-        back = np.asarray([j for j in job_ids if j in held], dtype=np.int64)
-        held.difference_update(back.tolist())
-        self._solo_out.difference_update(back.tolist())
+        returned = [j for j in job_ids if j in held]
+        held.difference_update(returned)
+        self._solo_out.difference_update(returned)
+        back = np.asarray(returned, dtype=np.int64)
         if len(back):
             top = max((q.priority for q in self._queues), default=0.0)
             learner = int(self.model.learner[back[0]])
