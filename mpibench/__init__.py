@@ -2,34 +2,42 @@
 
 Define tasks x learners x resamplings in Python, create a project, run it with
 ``mpiexec -n 8 mpibench run PROJECT`` (or ``srun``), read the results into pandas.
+
+Every public name is imported on first use, so that ``mpibench --help`` needs no
+numpy and a worker rank loads no analysis or plotting code.
 """
 
-from ._version import __version__
-from .analysis import PValue, pvalue, pvalue_downsample
-from .debug import DebugLearner, NoOpLearner, zero_score
-from .demo import create_demo, demo_data, demo_grid
-from .errors import MpibenchError
-from .grid import Grid, Task
-from .gridfile import GridFile
-from .project import create_project
-from .runner import run
-from .splitters import SameOtherSizesCV
-from .status import project_status
-from .storage import read_attrs, read_ranks, read_results
+from __future__ import annotations
 
-_LAZY = {
+from ._version import __version__
+from .errors import MpibenchError
+
+_HOMES = {
+    "PValue": "analysis", "pvalue": "analysis", "pvalue_downsample": "analysis",
+    "DebugLearner": "debug", "NoOpLearner": "debug", "zero_score": "debug",
+    "create_demo": "demo", "demo_data": "demo", "demo_grid": "demo",
+    "Grid": "grid", "Task": "grid", "GridFile": "gridfile",
+    "create_project": "project", "run": "runner", "SameOtherSizesCV": "splitters",
+    "project_status": "status",
+    "read_attrs": "storage", "read_ranks": "storage", "read_results": "storage",
     "plot_pvalue": "plotting", "plot_scores": "plotting", "plot_timeline": "plotting",
     "write_report": "report", "run_summary": "report",
 }
-"""Names whose modules import matplotlib: loaded on first use, not by workers."""
+"""The module of each public name (imported on first use)."""
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY:
+    if name in _HOMES:
         from importlib import import_module
 
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'mpibench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [

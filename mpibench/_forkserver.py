@@ -1,5 +1,6 @@
-"""``python -m mpibench._forkserver``: the isolation helper of one worker rank."""
+"""``python -m mpibench._forkserver``: the isolation supervisor of one worker rank, as a
+new interpreter (when MPI was initialised before one could be forked)."""
 
-from mpibench.isolation import main
+from mpibench.supervisor import main
 
 main()

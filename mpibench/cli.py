@@ -16,7 +16,8 @@ def _run(args: argparse.Namespace) -> int:
                progress_every=args.progress_every, grace=args.grace,
                max_attempts=args.max_attempts, repair=args.repair, isolate=args.isolate,
                timeout=args.timeout, memory_limit=args.memory_limit,
-               kill_grace=args.kill_grace, fallback=args.fallback, test=args.test)
+               kill_grace=args.kill_grace, fallback=args.fallback, test=args.test,
+               recycle_after=args.recycle_after)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -172,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="between SIGTERM and SIGKILL of a split that timed out (default: 2)")
     run.add_argument("--memory-limit", type=parse_bytes, default=None, metavar="BYTES",
                      help="memory a split may add, e.g. 500M or 4G; status 'oom'")
+    run.add_argument("--recycle-after", type=int, default=1000, metavar="N",
+                     help="splits an isolated executor runs before a fresh one replaces it "
+                          "(default: 1000)")
     run.add_argument("--fallback", choices=("featureless",), default=None,
                      help="train a featureless baseline where a learner fails and record "
                           "its scores (flagged in the 'fallback' column)")

@@ -13,13 +13,21 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .batch import EncodedResults
 from .config import check_launch, inject_fault, limit_threads, resolve_threads
 from .dispatcher import Dispatcher, GraceExpired, log
 from .errors import MpibenchError
 from .gridfile import GridFile
-from .isolation import ForkServer, IsolationLimits
+from .isolation import (
+    IsolatedExecutor,
+    IsolationLimits,
+    SupervisorProcess,
+    fork_supervisor,
+    mpi_initialized,
+    runs_no_split,
+)
 from .paths import ProjectPaths
 from .protocol import (
     STOP,
@@ -30,9 +38,13 @@ from .protocol import (
     unpack_assignments,
 )
 from .stopping import StopSignals
+from .supervisor import RECYCLE_AFTER
 from .testmode import create_test_project
 from .transport import WORKER_SPIN, MPITransport
 from .worker import InProcessExecutor, SplitRunner, peak_rss_bytes
+
+if TYPE_CHECKING:
+    from .grid import Grid
 
 PREFETCH_SECONDS = 1e-3
 """A worker asks ahead for its next chunk, at the latest when it starts the last split
@@ -56,11 +68,14 @@ class PeerRefused(MpibenchError):
 
 
 def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -> object:
-    """A fork server (``isolate``) or an in-process runner, with limits and fallback."""
+    """An isolated executor (``isolate``; through the supervisor forked before MPI
+    started, if there is one) or an in-process runner, with limits and fallback."""
     if options["isolate"]:
         limits = IsolationLimits(options["timeout"], options["kill_grace"],
-                                 options["memory_limit"])
-        return ForkServer(paths.grid, rank, threads, limits, fallback=options["fallback"])
+                                 options["memory_limit"], options["recycle_after"])
+        supervisor, options["supervisor"] = options.get("supervisor"), None
+        return IsolatedExecutor(paths.grid, rank, threads, limits,
+                                fallback=options["fallback"], supervisor=supervisor)
     return InProcessExecutor(SplitRunner(GridFile(paths.grid), rank, threads,
                                          fallback=options["fallback"]))
 
@@ -189,11 +204,13 @@ def work(transport: MPITransport, executor: object,
 
 
 def run(
-    project: str | os.PathLike, *, threads: int | None = None, order: str = "lpt",
+    project: str | os.PathLike | Grid, folder: str | os.PathLike | None = None, *,
+    threads: int | None = None, order: str = "lpt",
     chunk_size: int | str = "auto", checkpoint_every: float = 300.0, progress_every: float = 5.0,
     grace: float = 20.0, max_attempts: int = 2, repair: bool = False, isolate: bool = True,
     timeout: float | None = None, memory_limit: int | None = None, kill_grace: float = 2.0,
-    fallback: object = None, test: bool = False, comm: object = None,
+    fallback: object = None, test: bool = False, recycle_after: int = RECYCLE_AFTER,
+    comm: object = None,
 ) -> int:
     """Run every split of a project that has no result yet.
 
@@ -203,8 +220,13 @@ def run(
 
     Parameters
     ----------
-    project : str or os.PathLike
-        Project folder made by :func:`~mpibench.create_project`.
+    project : str, os.PathLike or Grid
+        Project folder made by :func:`~mpibench.create_project`; or a
+        :class:`~mpibench.Grid`, with ``folder``: then rank 0 creates the project (or
+        checks that the one there is the same grid) and every rank then runs it, so a
+        script started as ``mpiexec -n 16 python experiment.py`` is one launch.
+    folder : str or os.PathLike, optional
+        The project folder, when ``project`` is a grid.
     threads : int, optional
         BLAS/OpenMP threads per worker (default: ``SLURM_CPUS_PER_TASK``, else 1).
     order : {"lpt", "grid", "random"}, default="lpt"
@@ -225,8 +247,9 @@ def run(
     repair : bool, default=False
         Drop damaged journal records (those splits run again) instead of refusing.
     isolate : bool, default=True
-        Run each split in a child process (a fork server per worker), so a crash,
-        hang or memory blow-up ends only that split.
+        Run the splits in a long-lived executor process per worker (forked before MPI
+        starts; replaced when it dies), so a crash, hang or memory blow-up ends only
+        that split.
     timeout : float, optional
         Wall-clock seconds per split (then SIGTERM, ``kill_grace`` seconds, SIGKILL);
         status ``timeout``. Needs ``isolate``.
@@ -240,6 +263,9 @@ def run(
         Test mode: run the first split of each task x learner x resampling on tasks
         down-sampled per stratum, in the sub-project ``PROJECT/test`` (its own
         ``results.h5``), to find errors in a minute.
+    recycle_after : int, default=1000
+        Splits an executor runs before a fresh one replaces it (it is also replaced
+        after an ``oom`` split and when its memory grew by 1 GiB).
     comm : mpi4py.MPI.Comm, optional
         Communicator (default ``COMM_WORLD``).
 
@@ -256,16 +282,38 @@ def run(
     >>> mpibench.run(project, progress_every=0)
     0
     """
+    if max_attempts < 1:
+        raise MpibenchError(f"--max-attempts must be >= 1. Got {max_attempts} instead.")
+    if recycle_after < 1:
+        raise MpibenchError(f"--recycle-after must be >= 1. Got {recycle_after} instead.")
+    if not isolate and (timeout is not None or memory_limit is not None):
+        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")
+    threads = resolve_threads(threads)
+    supervisor = None
+    if isolate and comm is None and not mpi_initialized() and not runs_no_split():
+        supervisor = fork_supervisor()  # before MPI starts: no second interpreter
+    try:
+        return _launch(project, folder, threads, supervisor, comm, {
+            "order": order, "chunk_size": chunk_size, "checkpoint_every": checkpoint_every,
+            "progress_every": progress_every, "grace": grace, "max_attempts": max_attempts,
+            "repair": repair, "isolate": isolate, "timeout": timeout,
+            "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
+            "recycle_after": recycle_after, "test": test})
+    finally:
+        if supervisor is not None:
+            supervisor.close()  # unused (rank 0, refused run): it exits at once
+
+
+def _launch(project: object, folder: object, threads: int,
+            supervisor: SupervisorProcess | None, comm: object, options: dict) -> int:
+    """Initialise MPI, settle the project folder, and play this rank's role."""
     from mpi4py import MPI
 
     comm = comm if comm is not None else MPI.COMM_WORLD
     transport = MPITransport(comm)
     check_launch(transport.size)
-    if max_attempts < 1:
-        raise MpibenchError(f"--max-attempts must be >= 1. Got {max_attempts} instead.")
-    if not isolate and (timeout is not None or memory_limit is not None):
-        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")
-    threads = resolve_threads(threads)
+    project = settle_project(transport, project, folder)
+    test = options.pop("test")
     paths = ProjectPaths(Path(project) / "test" if test else project)
     signals = StopSignals()
     signals.install()
@@ -273,14 +321,35 @@ def run(
         exit_when_orphaned()
     try:
         return _start(transport, paths, threads, {
-            "order": order, "chunk_size": chunk_size, "checkpoint_every": checkpoint_every,
-            "progress_every": progress_every, "grace": grace, "max_attempts": max_attempts,
-            "repair": repair, "signals": signals, "isolate": isolate, "timeout": timeout,
-            "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
-            "test_source": project if test else None,
-            "mpi_library": library_name(MPI)})
+            **options, "signals": signals, "supervisor": supervisor,
+            "test_source": project if test else None, "mpi_library": library_name(MPI)})
     finally:
         signals.restore()
+
+
+def settle_project(transport: MPITransport, project: object, folder: object) -> object:
+    """The project folder; given a grid, rank 0 creates or checks it, and every rank
+    learns the outcome (a refusal raises :class:`MpibenchError` on rank 0 and
+    :class:`PeerRefused` elsewhere)."""
+    from .grid import Grid
+
+    if not isinstance(project, Grid):
+        return project
+    if folder is None:
+        raise MpibenchError("run(grid, folder): name the project folder, e.g. "
+                            "mpibench.run(grid, 'proj').")
+    error = None
+    if transport.rank == 0:
+        from .project import create_project
+
+        try:
+            create_project(folder, project)
+        except MpibenchError as exc:
+            error = str(exc)
+    error = transport.comm.bcast(error, root=0) if transport.size > 1 else error
+    if error is not None:
+        raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
+    return folder
 
 
 ORPHAN_CHECK_SECONDS = 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
@@ -182,6 +183,24 @@ class SplitRunner:
         self._learner(job.learner_i)
         self._split_index(job.task_i, job.resampling_i)
         self._kind(job.task_i)
+
+    def warm_up(self) -> None:
+        """Load every learner and run scikit-learn's common paths once on tiny data.
+
+        Lazy imports and first-call caches are then paid here, in the process that
+        forks the executors, and no split's fit, predict or score time includes them.
+        """
+        for learner_i in range(len(self.grid_file.names("learners"))):
+            self._learner(learner_i)
+        X = np.arange(16.0).reshape(8, 2)
+        for model, y in ((DummyRegressor(), np.arange(8.0)),
+                         (DummyClassifier(), np.arange(8) % 2)):
+            model.fit(X, y)
+            y_pred, proba = model.predict(X), getattr(model, "predict_proba", None)
+            proba = proba(X) if proba is not None else None
+            for scorer in self._scoring:
+                with contextlib.suppress(Exception):  # a scorer of the other kind of task
+                    score_split([scorer], model, X, y, y_pred, proba)
 
     @property
     def has_fallback(self) -> bool:

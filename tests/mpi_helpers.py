@@ -130,6 +130,25 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def processes_named(*names: str) -> list[str]:
+    """Live processes whose name (``/proc/PID/comm``) is one of ``names``: mpibench's
+    isolation supervisors and executors are named ``mpibench-super``/``mpibench-exec``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if name in names:
+            found.append(f"{entry.name}: {name}")
+    return found
+
+
+ISOLATION_PROCESSES = ("mpibench-super", "mpibench-exec")
+
+
 def wait_no_processes(text: str, timeout: float = 10.0) -> list[str]:
     """Wait until no process mentions ``text``; returns the stragglers (empty: none)."""
     import time

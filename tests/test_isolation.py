@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from mpi_helpers import processes_mentioning, run_mpibench
+from mpi_helpers import (
+    ISOLATION_PROCESSES,
+    launcher,
+    processes_mentioning,
+    processes_named,
+    run_mpibench,
+    run_process,
+)
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import ShuffleSplit
+from spawning_learner import SpawningLearner
 
 import mpibench as mb
 from mpibench.gridfile import GridFile
@@ -27,12 +36,21 @@ def project(tmp_path, learners, n_splits=20, **grid_options):
     return mb.create_project(tmp_path / "p", grid)
 
 
-def run_ok(path, *args, n_ranks=3, timeout=180):
-    done = run_mpibench(n_ranks, "run", path, "--progress-every", "0", *args, timeout=timeout)
+def run_ok(path, *args, n_ranks=3, timeout=180, env=None):
+    done = run_mpibench(n_ranks, "run", path, "--progress-every", "0", *args, timeout=timeout,
+                        env=env)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     assert not processes_mentioning(f"{sys.executable} -m mpibench._forkserver"), \
-        "helpers left behind"
+        "supervisors left behind"
+    assert not wait_no_processes_named(), "executors left behind"
     return mb.read_results(path), done
+
+
+def wait_no_processes_named(timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while processes_named(*ISOLATION_PROCESSES) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return processes_named(*ISOLATION_PROCESSES)
 
 
 def planned(path, learner, probability):
@@ -138,8 +156,49 @@ def test_isolated_and_in_process_runs_agree(tmp_path):
     path_b = mb.create_demo(tmp_path / "b")
     isolated, _ = run_ok(path_a)
     in_process, _ = run_ok(path_b, "--no-isolate")
-    assert isolated["pid"].nunique() == 72
     np.testing.assert_array_equal(isolated["rmse"], in_process["rmse"])
+    # one long-lived executor per worker ran every split, not the rank itself
+    rank_pids = set(mb.read_ranks(path_a)["pid"])
+    assert isolated["pid"].nunique() == 2 and not rank_pids & set(isolated["pid"])
+    assert set(in_process["pid"]) == set(mb.read_ranks(path_b)["pid"]) - {
+        int(mb.read_ranks(path_b).set_index("rank").loc[0, "pid"])}
+
+
+@pytest.mark.mpi
+def test_executors_are_recycled_after_n_splits(tmp_path):
+    path = project(tmp_path, {"m": mb.DebugLearner()}, n_splits=24)
+    results, _ = run_ok(path, "--recycle-after", "5", "--chunk-size", "1")
+    assert (results["status"] == "ok").all()
+    per_executor = results.groupby("pid").size()
+    assert per_executor.max() <= 5
+    assert len(per_executor) >= 24 // 5
+
+
+@pytest.mark.mpi
+def test_a_script_that_started_mpi_first_gets_a_spawned_supervisor(tmp_path):
+    path = project(tmp_path, {"seg": mb.DebugLearner(p_segfault=0.2)}, n_splits=20)
+    script = ("from mpi4py import MPI; import sys, mpibench as mb; "
+              f"sys.exit(mb.run({str(path)!r}, progress_every=0))")
+    done = run_process([*launcher(3), sys.executable, "-c", script], timeout=180)
+    assert done.returncode == 0, done.stderr
+    results = mb.read_results(path)
+    assert set(results.loc[results["status"] == "crash", "job_id"]) == planned(path, "seg", 0.2)
+    assert not set(mb.read_ranks(path)["pid"]) & set(results["pid"])
+    assert not wait_no_processes_named()
+
+
+@pytest.mark.mpi
+def test_a_timed_out_split_takes_its_child_processes_with_it(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    path = project(tmp_path, {"spawn": SpawningLearner(pid_file=str(pid_file))}, n_splits=1)
+    results, _ = run_ok(path, "--timeout", "2", "--kill-grace", "0.5",
+                        env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert results["status"].tolist() == ["timeout"]
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists(), "the split's own child outlived it"
 
 
 def test_timeout_without_isolation_is_refused(tmp_path):

@@ -1,0 +1,401 @@
+"""The isolation supervisor of one worker rank and its long-lived executor processes.
+
+Three processes per worker::
+
+    worker rank --frames--> supervisor --frames--> executor (runs split after split)
+                <--------              <--------   spare executor (forked ahead, idle)
+
+The supervisor never runs a split. It forks an executor, which loads task data and
+learners once and then runs every split it is sent; a split costs two pipe messages,
+not a process. The supervisor enforces the limits while a split runs: a deadline
+(``timeout``: SIGTERM to the executor's process group, ``kill_grace``, SIGKILL) and a
+memory bound (resident memory polled; the executor also lowers its own ``RLIMIT_AS``
+for the split). A split whose executor dies (segfault, ``os._exit``, a signal) gets
+its status (``crash``, ``error``, ``timeout``, ``oom``) and the spare executor, forked
+ahead of time, takes over at once. An executor is recycled (told to exit, the spare
+takes over) after ``recycle_after`` splits, after an ``oom`` split, or when its resident
+memory has grown by ``RECYCLE_GROWTH`` bytes since its first split, so leaks cannot
+accumulate. Each executor leads its own process group: processes a learner starts
+end with the executor (timeout, crash, recycle, end of run).
+
+Executors are forked from the supervisor, which has imported the stack and warmed up
+scikit-learn's common paths before the first fork, so they start in milliseconds and
+their first split's timings hold no import or first-call cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import pickle
+import resource
+import select
+import signal
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .protocol import INTERRUPTED
+
+FRAME = struct.Struct("<Q")
+POLL_SECONDS = 0.02
+"""Interval of the supervisor's deadline and memory checks while a split runs."""
+RECYCLE_AFTER = 1000
+"""Default number of splits after which an executor is replaced by a fresh one."""
+RECYCLE_GROWTH = 1 << 30
+"""Bytes of resident-memory growth (since its first split) that retire an executor."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
+@dataclass(frozen=True)
+class IsolationLimits:
+    """Per-split limits enforced by the supervisor.
+
+    Attributes
+    ----------
+    timeout : float or None
+        Wall-clock seconds a split may run.
+    kill_grace : float
+        Seconds between SIGTERM and SIGKILL when a split times out.
+    memory_limit : int or None
+        Bytes of memory a split may add to what its executor held when it started.
+    recycle_after : int
+        Splits an executor runs before a fresh one replaces it.
+    """
+
+    timeout: float | None = None
+    kill_grace: float = 2.0
+    memory_limit: int | None = None
+    recycle_after: int = RECYCLE_AFTER
+
+
+def set_process_name(name: str) -> None:
+    """Name this process in ``ps``/``top`` (Linux ``comm``, 15 bytes)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def write_frame(fd: int, obj: object) -> None:
+    """Pickle ``obj`` with an 8-byte length prefix and write it whole to ``fd``."""
+    data = pickle.dumps(obj, protocol=5)
+    view = memoryview(FRAME.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    parts, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def read_frame(fd: int) -> object:
+    """Read one length-prefixed pickle from ``fd`` (EOFError at end of stream)."""
+    (length,) = FRAME.unpack(_read_exactly(fd, FRAME.size))
+    return pickle.loads(_read_exactly(fd, length))  # noqa: S301 - our own processes
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process ``pid``, bytes (0 if it is gone)."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _vm_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def close_quietly(*fds: int) -> None:
+    """Close each file descriptor (one already closed is skipped)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def fork_child(body: Callable[[], None]) -> int:
+    """Fork; the child runs ``body`` and exits (1 after printing an exception), never
+    returning into the caller's code. Returns the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            body()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to process group ``pid`` (gone already: nothing to do)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def executor_loop(runner, jobs_fd: int, results_fd: int, memory_limit: int | None) -> None:
+    """In an executor: run each ``(job, learner)`` read from ``jobs_fd`` until EOF."""
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # our timeout, or the job's end
+    for sig in (signal.SIGINT, signal.SIGUSR1):  # a stop request is for rank 0
+        signal.signal(sig, signal.SIG_IGN)
+    die_with_parent()
+    set_process_name("mpibench-exec")
+    runner.pid = os.getpid()
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    while True:
+        try:
+            job, learner = read_frame(jobs_fd)
+        except EOFError:
+            return
+        if memory_limit:
+            resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + memory_limit, hard))
+        result = runner.run(job, learner=learner)
+        if memory_limit:
+            resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        write_frame(results_fd, result)
+
+
+@dataclass
+class Executor:
+    """The supervisor's handle on one executor process."""
+
+    pid: int
+    jobs_fd: int
+    results_fd: int
+    n_splits: int = 0
+    first_rss: int = 0
+
+
+class Supervisor:
+    """Runs splits in long-lived executors with limits; keeps a spare executor warm.
+
+    Parameters
+    ----------
+    runner : mpibench.worker.SplitRunner
+        Loaded (and warmed up) in this process; executors inherit it.
+    limits : IsolationLimits
+        Timeout, kill grace, memory limit and recycling.
+    private_fds : list of int
+        This process's own descriptors, closed in every executor.
+    """
+
+    def __init__(self, runner, limits: IsolationLimits, private_fds: tuple = ()) -> None:
+        self.runner, self.limits = runner, limits
+        self._private = set(private_fds)
+        self._current: Executor | None = None
+        self._spare: Executor | None = None
+        self._retired: list[int] = []
+
+    def _fork(self) -> Executor:
+        jobs_r, jobs_w = os.pipe()
+        results_r, results_w = os.pipe()
+        gc.freeze()  # the executor's garbage collector then leaves shared pages alone
+        private = (*self._private, jobs_w, results_r)
+
+        def executor() -> None:
+            close_quietly(*private)
+            executor_loop(self.runner, jobs_r, results_w, self.limits.memory_limit)
+
+        pid = fork_child(executor)
+        os.close(jobs_r)
+        os.close(results_w)
+        self._private.update((jobs_w, results_r))
+        return Executor(pid, jobs_w, results_r)
+
+    def _forget(self, executor: Executor) -> None:
+        """Close our ends of ``executor``'s pipes (it exits at EOF) and reap it later."""
+        self._private.difference_update((executor.jobs_fd, executor.results_fd))
+        close_quietly(executor.jobs_fd, executor.results_fd)
+        self._retired.append(executor.pid)
+
+    def reap(self, block: bool = False) -> None:
+        """Collect retired executors (``block``: wait for every one, killing stragglers)."""
+        for pid in list(self._retired):
+            if block:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, 0 if block else os.WNOHANG)[0] == 0:
+                    continue
+            kill_group(pid, signal.SIGKILL)  # whatever its learners left running
+            self._retired.remove(pid)
+
+    def _ready(self) -> Executor:
+        """The executor for the next split: the current one, else the spare, else new."""
+        if self._current is None:
+            self._current, self._spare = self._spare or self._fork(), None
+        return self._current
+
+    def _send(self, job, learner) -> Executor:
+        """Send a split to a live executor (one that died while idle is replaced)."""
+        for _ in range(3):
+            executor = self._ready()
+            try:
+                write_frame(executor.jobs_fd, (job, learner))
+                return executor
+            except BrokenPipeError:
+                self._current = None
+                self._forget(executor)
+        raise RuntimeError("executors die before they can take a split")
+
+    def run(self, job, learner: object = None):
+        """Run ``job`` in the executor; timeout, memory and crashes become statuses."""
+        self.reap()
+        base_rss = rss_bytes(self._current.pid) if self._current and self.limits.memory_limit \
+            else 0
+        start = time.time()
+        executor = self._send(job, learner)
+        if self._spare is None:
+            self._spare = self._fork()  # while the split runs: off the critical path
+        base_rss = base_rss or (rss_bytes(executor.pid) if self.limits.memory_limit else 0)
+        data, verdict = self._watch(executor, start, base_rss)
+        if verdict is None and data is not None:
+            result = pickle.loads(data)  # noqa: S301 - from our own executor
+            self._after_split(executor, result.status)
+            return result
+        kill_group(executor.pid, signal.SIGKILL)
+        _, status = os.waitpid(executor.pid, 0)
+        self._current = None
+        self._forget(executor)
+        return self.runner.failure(job, start, *self._classify(verdict, status))
+
+    def _after_split(self, executor: Executor, status: str) -> None:
+        """Count the split; retire the executor when it is due for recycling."""
+        executor.n_splits += 1
+        rss = rss_bytes(executor.pid)
+        if executor.n_splits == 1:
+            executor.first_rss = rss
+        if (executor.n_splits >= self.limits.recycle_after or status == "oom"
+                or rss - executor.first_rss > RECYCLE_GROWTH):
+            self._current = None
+            self._forget(executor)
+
+    def _watch(self, executor: Executor, start: float,
+               base_rss: int) -> tuple[bytes | None, str | None]:
+        """Wait for the executor's result frame while enforcing the limits.
+
+        Returns the payload (None if the executor ended without a whole frame) and the
+        verdict (``"timeout"``, ``"oom"`` or None).
+        """
+        limits, fd, pid = self.limits, executor.results_fd, executor.pid
+        polling = limits.timeout is not None or limits.memory_limit is not None
+        verdict, term_sent = None, 0.0
+        deadline = start + limits.timeout if limits.timeout else None
+        while True:
+            ready, _, _ = select.select([fd], [], [], POLL_SECONDS if polling else None)
+            if ready:
+                try:
+                    payload = _read_exactly(fd, FRAME.unpack(_read_exactly(fd, FRAME.size))[0])
+                except EOFError:
+                    return None, verdict
+                if verdict is None:
+                    return payload, None
+                continue
+            now = time.time()
+            if term_sent and now - term_sent >= limits.kill_grace:
+                kill_group(pid, signal.SIGKILL)
+            elif verdict is None and deadline is not None and now > deadline:
+                verdict, term_sent = "timeout", now
+                kill_group(pid, signal.SIGTERM)
+            elif (verdict is None and limits.memory_limit
+                  and rss_bytes(pid) > limits.memory_limit + base_rss):
+                verdict = "oom"
+                kill_group(pid, signal.SIGKILL)
+
+    def _classify(self, verdict: str | None, status: int) -> tuple[str, str]:
+        if verdict == "timeout":
+            return "timeout", f"exceeded --timeout {self.limits.timeout:g}s"
+        if verdict == "oom":
+            return "oom", f"exceeded --memory-limit {self.limits.memory_limit} bytes"
+        if os.WIFSIGNALED(status):
+            name = signal.Signals(os.WTERMSIG(status)).name
+            if os.WTERMSIG(status) in OUTSIDE_STOPS:
+                return INTERRUPTED, f"stopped by {name} from outside"
+            return "crash", f"killed by {name}"
+        return "error", f"exited without result (exit code {os.WEXITSTATUS(status)})"
+
+    def close(self) -> None:
+        """End every executor (they exit at EOF; stragglers are killed) and reap them."""
+        for executor in (self._current, self._spare):
+            if executor is not None:
+                self._forget(executor)
+        self._current = self._spare = None
+        deadline = time.monotonic() + 2.0
+        while self._retired and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.005)
+        self.reap(block=True)
+
+
+def serve(frames_in: int, frames_out: int) -> None:
+    """Supervisor main loop: a configuration, then one split in, one result out.
+
+    Parameters
+    ----------
+    frames_in, frames_out : int
+        File descriptors of the pipes from and to the worker rank. EOF on
+        ``frames_in`` before the configuration (a rank that runs no split) or after
+        any split ends the supervisor.
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)  # the worker rank decides when to stop
+    set_process_name("mpibench-super")
+    try:
+        config = read_frame(frames_in)
+    except EOFError:
+        return
+    from .config import limit_threads
+    from .gridfile import GridFile
+    from .worker import SplitRunner, run_with_fallback
+
+    for name, value in config["environment"].items():
+        os.environ[name] = value
+    limit_threads(config["threads"])
+    runner = SplitRunner(GridFile(Path(config["grid_path"])), config["rank"],
+                         config["threads"], fallback=config["fallback"])
+    runner.warm_up()
+    supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out))
+    try:
+        while True:
+            try:
+                job = read_frame(frames_in)
+            except EOFError:
+                return
+            write_frame(frames_out, run_with_fallback(supervisor.run, runner, job))
+    finally:
+        supervisor.close()
+
+
+def main() -> None:
+    """``python -m mpibench._forkserver``: a supervisor started as its own interpreter
+    (when the worker rank had initialised MPI before it could fork one); frames on
+    stdin and stdout, which learners then cannot write to."""
+    frames_in, frames_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # whatever a learner prints goes to stderr
+    sys.stdout = sys.stderr
+    serve(frames_in, frames_out)
