@@ -27,13 +27,13 @@ from .protocol import (
     RankStats,
     SplitResult,
     WorkRequest,
+    peak_rss_bytes,
     unpack_assignments,
 )
 from .scheduler import CostModel, Scheduler
 from .stopping import Deadline, StopSignals
 from .storage import JOB_COLUMNS, ResultStore
 from .transport import MPITransport
-from .worker import peak_rss_bytes
 
 SMALL_BLOCK = 64
 """Fewer assignments than this go out as lists (cheaper to pickle than a small array)."""
@@ -58,6 +58,32 @@ COMES_BACK_MARGIN = 2e-3
 again when idle is expected back."""
 STOP_FILE_SECONDS = 0.5
 """How often rank 0 looks for ``PROJECT/stop.request``."""
+
+
+TEST_RUN_WEIGHT = 1e-3
+"""Weight of a ``--test`` run's splits in the cost model, beside the run's own: they
+rank the learners from the first split on, and the first real results outweigh them."""
+
+
+def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[str]) -> int:
+    """Seed ``costs`` with the project's ``--test`` run (one split of every task x
+    learner on small data), if it has one. Returns the splits learned from."""
+    test = ProjectPaths(paths.root / "test")
+    if not test.results.exists():
+        return 0
+    from .storage import read_results
+
+    try:
+        frame = read_results(test.root)
+    except (OSError, KeyError, ValueError):  # a damaged test run: nothing to learn
+        return 0
+    index = {name: i for i, name in enumerate(learners)}
+    ok = frame[(frame["status"] == "ok") & frame["learner"].isin(index)]
+    seconds = ok["end_time"] - ok["start_time"]
+    for name, rows in ok.groupby("learner"):
+        costs.learn(index[name], TEST_RUN_WEIGHT * float(seconds[rows.index].sum()),
+                    TEST_RUN_WEIGHT * float(rows["n_train"].sum()))
+    return len(ok)
 
 
 class GraceExpired(Exception):
@@ -110,7 +136,10 @@ class Dispatcher:
              np.zeros(len(jobs))]).astype(np.int64)  # Assignment fields by job id
         self.ranks = {0: RankStats(0, socket.gethostname(), os.getpid(), time.time())}
         self._cpu_at_start = time.process_time()
-        self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy())
+        self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy(),
+                               jobs["task_i"].to_numpy())
+        if self.options.get("test_source") is None:
+            learn_from_test_run(self.costs, self.paths, grid_file.names("learners"))
         self._retire_exhausted()
         history = self.store.all_results()
         self.costs.add_columns(history.job_ids, history.status,

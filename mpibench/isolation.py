@@ -73,6 +73,7 @@ class SupervisorProcess:
                  popen: subprocess.Popen | None = None) -> None:
         self.pid, self.to_fd, self.from_fd, self._popen = pid, to_fd, from_fd, popen
         self.exit_code: int | None = None
+        self.configured = False
 
     @classmethod
     def spawn(cls, env: dict[str, str]) -> SupervisorProcess:
@@ -91,6 +92,13 @@ class SupervisorProcess:
     def configure(self, config: dict) -> None:
         """Send the configuration frame (no reply)."""
         write_frame(self.to_fd, config)
+        self.configured = True
+
+    def kill(self) -> None:
+        """End an unconfigured supervisor at once (it holds no executor) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.close()
 
     def close(self, timeout: float = 10.0) -> int:
         """Close its input (it ends its executors and exits); returns its exit status."""

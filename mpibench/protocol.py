@@ -17,6 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far, bytes (Linux reports KiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
 TAG_REQUEST = 1
 """Worker -> rank 0: :class:`WorkRequest`."""
 TAG_REPLY = 2

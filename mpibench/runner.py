@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING
 
 from .batch import EncodedResults
 from .config import check_launch, inject_fault, limit_threads, resolve_threads
-from .dispatcher import Dispatcher, GraceExpired, log
 from .errors import MpibenchError
-from .gridfile import GridFile
 from .isolation import (
     IsolatedExecutor,
     IsolationLimits,
@@ -35,15 +33,15 @@ from .protocol import (
     TAG_REQUEST,
     RankStats,
     WorkRequest,
+    peak_rss_bytes,
     unpack_assignments,
 )
 from .stopping import StopSignals
 from .supervisor import RECYCLE_AFTER
-from .testmode import create_test_project
 from .transport import WORKER_SPIN, MPITransport
-from .worker import InProcessExecutor, SplitRunner, peak_rss_bytes
 
 if TYPE_CHECKING:
+    from .dispatcher import Dispatcher
     from .grid import Grid
 
 PREFETCH_SECONDS = 1e-3
@@ -76,8 +74,12 @@ def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -
         supervisor, options["supervisor"] = options.get("supervisor"), None
         return IsolatedExecutor(paths.grid, rank, threads, limits,
                                 fallback=options["fallback"], supervisor=supervisor)
-    return InProcessExecutor(SplitRunner(GridFile(paths.grid), rank, threads,
-                                         fallback=options["fallback"]))
+    from .gridfile import GridFile
+    from .worker import InProcessExecutor, SplitRunner
+
+    runner = SplitRunner(GridFile(paths.grid), rank, threads, fallback=options["fallback"])
+    runner.warm_up()  # first-call costs stay out of the first split's timings
+    return InProcessExecutor(runner)
 
 
 def should_ask_ahead(left: int, n_done: int, last_seconds: float, split_seconds: float,
@@ -300,8 +302,8 @@ def run(
             "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
             "recycle_after": recycle_after, "test": test})
     finally:
-        if supervisor is not None:
-            supervisor.close()  # unused (rank 0, refused run): it exits at once
+        if supervisor is not None and not supervisor.configured:
+            supervisor.kill()  # unused: rank 0, or a refused run
 
 
 def _launch(project: object, folder: object, threads: int,
@@ -382,6 +384,9 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
     """Rank 0 opens the project (all ranks learn if it refused), then each plays its role."""
     dispatcher, error = None, None
     if transport.rank == 0:
+        from .dispatcher import Dispatcher, log
+        from .testmode import create_test_project
+
         try:
             if options["test_source"] is not None:
                 create_test_project(options["test_source"])
@@ -434,6 +439,8 @@ def _play(transport: MPITransport, dispatcher: Dispatcher | None, executor: obje
         work(transport, executor, signals)
         transport.flush()
         return 0
+    from .dispatcher import GraceExpired, log
+
     try:
         if executor is not None:
             dispatcher.run_serially(executor)

@@ -43,6 +43,9 @@ MAX_CHUNK = 4096
 """Most splits per message."""
 SOLO_SERIAL_SECONDS = 1.0
 """A suspect expected to be shorter than this runs while no other suspect is in flight."""
+UNKNOWN_FACTOR = 2.0
+"""Under ``lpt``, a learner with no finished split is ranked as if it cost this many
+times the most expensive known learner (per train row)."""
 
 
 class CostModel:
@@ -64,9 +67,12 @@ class CostModel:
     (1.0, 2.0)
     """
 
-    def __init__(self, learner_of_job: np.ndarray, n_train_of_job: np.ndarray) -> None:
+    def __init__(self, learner_of_job: np.ndarray, n_train_of_job: np.ndarray,
+                 task_of_job: np.ndarray | None = None) -> None:
         self.learner = np.asarray(learner_of_job, dtype=np.int64)
         self.n_train = np.maximum(np.asarray(n_train_of_job, dtype=np.float64), 1.0)
+        self.task = (np.zeros(len(self.learner), np.int64) if task_of_job is None
+                     else np.asarray(task_of_job, dtype=np.int64))
         self._seconds: dict[int, float] = {}
         self._rows: dict[int, float] = {}
 
@@ -99,6 +105,10 @@ class CostModel:
             self.learn(learner, float(seconds[mine].sum()),
                        float(self.n_train[jobs[mine]].sum()))
 
+    def knows(self, learner: int) -> bool:
+        """True once a split of ``learner`` has finished."""
+        return learner in self._rows
+
     def rate(self, learner: int) -> float:
         """Seconds per train row of ``learner`` (pooled if unknown; 0 if nothing is)."""
         if learner in self._rows:
@@ -110,6 +120,16 @@ class CostModel:
     def expected(self, job_id: int) -> float:
         """Expected seconds for ``job_id`` (0 when nothing is known yet)."""
         return self.rate(int(self.learner[job_id])) * float(self.n_train[job_id])
+
+    def ranking_rate(self, learner: int) -> float:
+        """Cost per train row for ordering: a learner with no finished split ranks
+        above every known one (``UNKNOWN_FACTOR`` x the highest known rate; 1 while
+        nothing is known), so its splits start early and it is learned first."""
+        if learner in self._rows:
+            return self._seconds[learner] / self._rows[learner]
+        if not self._rows:
+            return 1.0
+        return UNKNOWN_FACTOR * max(self._seconds[k] / self._rows[k] for k in self._rows)
 
 
 class _Queue:
@@ -196,9 +216,31 @@ class Scheduler:
         first = np.lexsort((ids[alone], -np.asarray(cost), -prio[alone]))
         self._solo = deque(ids[alone][first].tolist())
         self._solo_out: set[int] = set()
-        self._queues = self._make_queues(ids[~alone], prio[~alone], seed)
+        rest, rest_prio = ids[~alone], prio[~alone]
+        probe = (self._probes(rest, rest_prio) if order == "lpt" and isinstance(costs, CostModel)
+                 else np.zeros(len(rest), bool))
+        self._probe_ids = rest[probe].tolist()
+        self._probe_prio = rest_prio[probe].tolist()
+        self._queues = self._make_queues(rest[~probe], rest_prio[~probe], seed)
         self._held: dict[int, set[int]] = {}
         self.n_done = 0
+
+    def _probes(self, ids: np.ndarray, prio: np.ndarray) -> np.ndarray:
+        """Mask of the first wave: for each (priority, task, learner) whose learner has
+        no finished split, its job with the most train rows (lowest id on ties)."""
+        model = self.model
+        unknown = np.asarray([not model.knows(lr) for lr in range(
+            int(model.learner.max(initial=-1)) + 1)], dtype=bool)
+        if not unknown.any():
+            return np.zeros(len(ids), bool)
+        keys = np.column_stack([-prio, model.task[ids], model.learner[ids],
+                                -model.n_train[ids], ids])
+        order = np.lexsort(keys.T[::-1])
+        first = np.ones(len(ids), bool)
+        first[1:] = (np.diff(keys[order][:, :3], axis=0) != 0).any(axis=1)
+        mask = np.zeros(len(ids), bool)
+        mask[order[first]] = True
+        return mask & unknown[model.learner[ids]]
 
     def _make_queues(self, ids: np.ndarray, prio: np.ndarray, seed: int) -> list[_Queue]:
         if self.order == "random":
@@ -252,16 +294,20 @@ class Scheduler:
         """Expected relative cost of the queue's head (rows when nothing is known)."""
         return self._rate(queue.learner) * float(queue.rows[queue.head])
 
+    def _rank_cost(self, queue: _Queue) -> float:
+        """The queue head's cost for ordering (unknown learners first)."""
+        return self.model.ranking_rate(queue.learner) * float(queue.rows[queue.head])
+
     def _best(self) -> tuple[_Queue | None, float]:
         """The queue to serve next, and the best head cost among the others (queues
-        leave ``_queues`` as they empty)."""
+        leave ``_queues`` as they empty), in :meth:`CostModel.ranking_rate` units."""
         if len(self._queues) < 2:  # one learner, or none left: the common case
             return (self._queues[0] if self._queues else None), 0.0
         top = max(q.priority for q in self._queues)
         candidates = [q for q in self._queues if q.priority == top]
         if self.order != "lpt" or len(candidates) == 1:
             return candidates[0], 0.0
-        costs = [self._cost(q) for q in candidates]
+        costs = [self._rank_cost(q) for q in candidates]
         best = int(np.argmax(costs))
         others = costs[:best] + costs[best + 1:]
         return candidates[best], max(others)
@@ -271,28 +317,44 @@ class Scheduler:
 
     def head_cost(self) -> float:
         """Expected cost of the job that would go out next (0 when none)."""
-        if self._solo:
-            return self._job_cost(self._solo[0])
-        queue, _ = self._best()
-        return 0.0 if queue is None else self._cost(queue)
+        upcoming = self.peek()
+        return 0.0 if upcoming is None else self._job_cost(upcoming)
 
     def pending_cost(self) -> float:
         """Expected cost of every pending job, in :meth:`head_cost`'s units."""
         queued = sum(self._rate(q.learner) * q.rows_left for q in self._queues)
-        return queued + sum(map(self._job_cost, self._solo)) if self._solo else queued
+        single = [*self._solo, *self._probe_ids]
+        return queued + sum(map(self._job_cost, single)) if single else queued
 
     def peek(self) -> int | None:
         """The job id that would go out next, or None."""
         if self._solo:
             return self._solo[0]
+        probe = self._next_probe()
+        if probe is not None:
+            return self._probe_ids[probe]
         queue, _ = self._best()
         return None if queue is None else int(queue.ids[queue.head])
 
+    def _next_probe(self) -> int | None:
+        """Index in the first wave of the probe to hand out next (highest priority,
+        then highest ranking cost), or None when the queues come first."""
+        if not self._probe_ids:
+            return None
+        top = max(self._probe_prio)
+        if self._queues and max(q.priority for q in self._queues) > top:
+            return None
+        model = self.model
+        costs = [model.ranking_rate(int(model.learner[job])) * float(model.n_train[job])
+                 if prio == top else -1.0
+                 for job, prio in zip(self._probe_ids, self._probe_prio, strict=True)]
+        return int(np.argmax(costs))
+
     def _size(self, queue: _Queue) -> int:
-        """Jobs in the next chunk."""
+        """Jobs in the next chunk (one while nothing is known of the queue's learner)."""
         if self.chunk_size != "auto":
             return int(self.chunk_size)
-        if not self.model.known:
+        if not self.model.knows(queue.learner):
             return 1
         by_time = int(CHUNK_SECONDS / max(self._cost(queue), 1e-9) + 1e-6)
         guided = math.ceil(self._n_pending / (GUIDED * self.n_workers))
@@ -301,9 +363,13 @@ class Scheduler:
     def next_chunk(self, rank: int) -> list[int]:
         """Job ids for ``rank`` (empty when none can go out now): a ``solo`` job alone
         while any is pending."""
+        probe = None if self._solo else self._next_probe()
         if self._solo and self._solo_may_go():
             chunk = [self._solo.popleft()]
             self._solo_out.add(chunk[0])
+        elif probe is not None:
+            chunk = [self._probe_ids.pop(probe)]
+            self._probe_prio.pop(probe)
         else:
             chunk = self._next_queued()
         self._n_pending -= len(chunk)
@@ -322,7 +388,7 @@ class Scheduler:
             return []
         size = self._size(queue)
         if runner_up > 0 and self.order == "lpt":
-            rows = runner_up / max(self._rate(queue.learner), 1e-300)
+            rows = runner_up / max(self.model.ranking_rate(queue.learner), 1e-300)
             size = min(size, max(1, queue.count_at_least(rows)))
         chunk = queue.take(size).tolist()
         if not len(queue):

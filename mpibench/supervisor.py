@@ -363,13 +363,14 @@ def serve(frames_in: int, frames_out: int) -> None:
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)  # the worker rank decides when to stop
     set_process_name("mpibench-super")
+    from .config import limit_threads  # the stack loads while MPI starts on the rank
+    from .gridfile import GridFile
+    from .worker import SplitRunner, run_with_fallback
+
     try:
         config = read_frame(frames_in)
     except EOFError:
         return
-    from .config import limit_threads
-    from .gridfile import GridFile
-    from .worker import SplitRunner, run_with_fallback
 
     for name, value in config["environment"].items():
         os.environ[name] = value

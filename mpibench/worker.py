@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import resource
 import socket
 import time
 import traceback
@@ -18,13 +17,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from .gridfile import GridFile, SplitIndex
-from .protocol import INTERRUPTED, Assignment, SplitResult
+from .protocol import INTERRUPTED, Assignment, SplitResult, peak_rss_bytes
 from .scorers import bind_scorers, score_split
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far, bytes (Linux reports KiB)."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def unset_random_states(estimator: object) -> list[str]:

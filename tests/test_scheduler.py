@@ -101,9 +101,82 @@ def test_lpt_ranks_by_train_rows_times_the_learned_rate():
     # learner 0: 100 rows at 1 ms/row = 0.1 s; learner 1: 10 rows at 1 s/row = 10 s
     model = learned_model({0: 1e-3, 1: 1.0}, [0, 0, 1, 1], [100, 50, 10, 5])
     assert drain(Scheduler(range(4), model), [1]) == [2, 3, 0, 1]
-    # before anything is learned, train rows alone decide
+    # before anything is learned: the first wave (the largest split of each learner),
+    # then train rows (the drain learns nothing)
     assert drain(Scheduler(range(4), CostModel(np.array([0, 0, 1, 1]),
-                                               np.array([100, 50, 10, 5]))), [1]) == [0, 1, 2, 3]
+                                               np.array([100, 50, 10, 5]))), [1]) == [0, 2, 1, 3]
+
+
+def simulate(scheduler, durations, n_workers):
+    """Event simulation of ``n_workers`` asking for one split at a time; the cost model
+    learns each split as it ends. Returns the makespan (seconds) and the start order."""
+    clock, started, running = 0.0, [], {}  # rank -> (end, job)
+    while True:
+        for rank in range(1, n_workers + 1):
+            if rank not in running:
+                chunk = scheduler.next_chunk(rank)
+                if chunk:
+                    started.extend(chunk)
+                    running[rank] = (clock + sum(durations[j] for j in chunk), chunk)
+        if not running:
+            return clock, started
+        rank = min(running, key=lambda r: running[r][0])
+        clock, chunk = running.pop(rank)
+        scheduler.complete(rank, chunk)
+        scheduler.model.add_columns(chunk, ["ok"] * len(chunk),
+                                    [durations[j] for j in chunk])
+
+
+def worst_grid(n_learners=8):
+    """7 learners of 0.25 s then one of 3.0 s, KFold(4): job ids in grid order."""
+    learner = np.repeat(np.arange(n_learners), 4)
+    durations = np.where(learner == n_learners - 1, 3.0, 0.25)
+    return learner, durations
+
+
+def test_the_first_wave_samples_every_learner_and_learns_the_expensive_one_first():
+    learner, durations = worst_grid()
+    model = CostModel(learner, np.full(32, 100), task_of_job=np.zeros(32, int))
+    makespan, started = simulate(Scheduler(range(32), model, chunk_size="auto",
+                                           n_workers=8), durations, 8)
+    assert sorted(learner[started[:8]]) == list(range(8))  # one split of each learner
+    ideal = max(durations.sum() / 8, durations.max())
+    assert ideal / makespan >= 0.80, (makespan, started)
+    # the 3 s learner's other splits go out before any learner's third split
+    last_long = max(started.index(j) for j in np.flatnonzero(learner == 7))
+    thirds = [started.index(j) for j in np.flatnonzero(learner < 7)
+              if list(learner[started[:started.index(j) + 1]]).count(learner[j]) == 3]
+    assert last_long < min(thirds)
+
+
+def test_a_cost_model_seeded_beforehand_gives_lpt_from_the_start():
+    learner, durations = worst_grid()
+    model = CostModel(learner, np.full(32, 100))
+    for i in range(8):  # as from a --test run: one split of each learner, on fewer rows
+        model.learn(i, seconds=float(durations[learner == i][0]), rows=10.0)
+    scheduler = Scheduler(range(32), model, chunk_size="auto", n_workers=8)
+    makespan, started = simulate(scheduler, durations, 8)
+    assert set(started[:4]) == set(np.flatnonzero(learner == 7))
+    assert max(durations.sum() / 8, durations.max()) / makespan >= 0.90
+
+
+def test_the_first_wave_covers_every_task_and_respects_priority():
+    # 2 tasks x 2 learners, 3 splits each; learner 1 of task 1 has a higher priority
+    task = np.repeat([0, 1], 6)
+    learner = np.tile(np.repeat([0, 1], 3), 2)
+    rows = np.tile([5, 7, 6], 4)
+    priority = np.where((task == 1) & (learner == 1), 1.0, 0.0)
+    model = CostModel(learner, rows, task_of_job=task)
+    s = Scheduler(range(12), model, priority=priority)
+    first = [s.next_chunk(1)[0] for _ in range(4 + 2)]
+    assert first[0] == 10  # the higher priority first, its largest split
+    assert first[1:3] == [11, 9]  # ... all of it before the others' first wave
+    assert {(task[j], learner[j]) for j in first[3:6]} == {(0, 0), (0, 1), (1, 0)}
+    assert all(rows[j] == 7 for j in first[3:6])
+    known = CostModel(learner, rows, task_of_job=task)
+    known.learn(0, 1.0, 10.0)
+    known.learn(1, 1.0, 10.0)
+    assert drain(Scheduler(range(12), known), [1])[:2] == [1, 7]  # no first wave: lpt
 
 
 def test_rates_learned_during_the_run_reorder_what_is_pending():
@@ -242,3 +315,25 @@ def test_suspects_go_out_alone_first_and_short_ones_one_at_a_time():
 def test_suspects_of_unknown_cost_go_to_every_idle_rank():
     s = Scheduler(range(6), chunk_size="auto", solo=[3, 4])
     assert [s.next_chunk(1), s.next_chunk(2), s.next_chunk(3)] == [[3], [4], [0]]
+
+
+def test_a_test_run_seeds_the_cost_model(tmp_path):
+    from sklearn.model_selection import KFold
+
+    import mpibench as mb
+    from mpibench.dispatcher import learn_from_test_run
+    from mpibench.paths import ProjectPaths
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(40, 2)), y=rng.normal(size=40))
+    learners = {"quick": mb.DebugLearner(), "slow": mb.DebugLearner(sleep_fit=0.2)}
+    path = mb.create_project(tmp_path / "p", mb.Grid([task], learners,
+                                                     resamplings=[KFold(4)]))
+    costs = CostModel(np.repeat([0, 1], 4), np.full(8, 30))
+    assert learn_from_test_run(costs, ProjectPaths(path), ["quick", "slow"]) == 0
+    assert mb.run(path, test=True, isolate=False, progress_every=0) == 0
+    assert learn_from_test_run(costs, ProjectPaths(path), ["quick", "slow"]) == 2
+    assert costs.knows(0) and costs.knows(1)
+    assert costs.rate(1) > 3 * costs.rate(0)
+    # the first wave is then plain lpt: the slow learner's splits first, no probes
+    assert [int(costs.learner[j]) for j in drain(Scheduler(range(8), costs), [1])[:4]] == [1] * 4
