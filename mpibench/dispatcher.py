@@ -138,8 +138,9 @@ class Dispatcher:
         self._cpu_at_start = time.process_time()
         self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy(),
                                jobs["task_i"].to_numpy())
+        learners = grid_file.names("learners")
         if self.options.get("test_source") is None:
-            learn_from_test_run(self.costs, self.paths, grid_file.names("learners"))
+            learn_from_test_run(self.costs, self.paths, learners)
         self._retire_exhausted()
         history = self.store.all_results()
         self.costs.add_columns(history.job_ids, history.status,
@@ -157,6 +158,10 @@ class Dispatcher:
         self._stop_started = 0.0
         self._last_checkpoint = time.monotonic()
         self._stop_file_checked = 0.0
+        self._n_learners = len(learners)
+        self._unknown_learners = self._n_learners - sum(map(self.costs.knows,
+                                                            range(self._n_learners)))
+        self._learned_early = False
         self.comes_back: dict[int, float] = {}
         """perf_counter() time at which each worker told ``[]`` is expected back."""
 
@@ -227,13 +232,25 @@ class Dispatcher:
             job_ids, status, seconds = results.summary()
         self.store.add(results)
         self.progress.add(status)
-        self.costs.add_columns(job_ids, status, seconds)
+        if not self._learned_early:
+            self.costs.add_columns(job_ids, status, seconds)
+        self._learned_early = False
+
+    def _learn_early(self, results: EncodedResults | None) -> None:
+        """While a learner is unknown, learn from a request's results before replying
+        (else after: the reply goes out first), so its own finished learner counts."""
+        if results is None or not len(results) or not self._unknown_learners:
+            return
+        self.costs.add_columns(*results.summary())
+        self._learned_early = True
+        self._unknown_learners = self._n_learners - sum(
+            map(self.costs.knows, range(self._n_learners)))
 
     def next_assignments(self, rank: int, busy: bool = False) -> np.ndarray | list | None:
         """The next chunk for ``rank``, ``[]`` (ask again when idle) or ``STOP``.
 
         A busy worker (still running a split) gets a chunk ahead only while no suspect
-        (see :meth:`_suspects`) is pending, at least
+        (see :meth:`_suspects`) is pending, the next split's learner is known, at least
         ``PREFETCH_PENDING`` x workers splits are pending and the next split is short
         next to the work left per worker (``PREFETCH_SHARE``): otherwise it could hold
         a long split an idle worker would start sooner.
@@ -256,6 +273,9 @@ class Dispatcher:
         workers = max(self.n_ranks - 1, 1)
         if self.scheduler.n_solo_pending or self.scheduler.n_pending < PREFETCH_PENDING * workers:
             return False  # a suspect goes to an idle worker only
+        upcoming = self.scheduler.peek()
+        if upcoming is not None and not self.costs.knows(int(self.costs.learner[upcoming])):
+            return False  # a learner not yet learned: decide when more is known
         share = self.scheduler.pending_cost() / workers
         return self.scheduler.head_cost() <= PREFETCH_SHARE * share
 
@@ -270,6 +290,7 @@ class Dispatcher:
             self.begin_stop(f"rank {request.rank} received a stop signal")
         if request.stats is not None:
             self.ranks[request.rank] = request.stats
+        self._learn_early(request.results)
         return self.next_assignments(request.rank, request.busy)
 
     def begin_stop(self, reason: str) -> None:

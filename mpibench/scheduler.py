@@ -308,7 +308,11 @@ class Scheduler:
         if self.order != "lpt" or len(candidates) == 1:
             return candidates[0], 0.0
         costs = [self._rank_cost(q) for q in candidates]
-        best = int(np.argmax(costs))
+        known = self.model.knows
+        # ties between unknown learners go round-robin (most splits pending first), so
+        # that workers freed together do not all take more of the same unknown learner
+        best = max(range(len(candidates)), key=lambda i: (
+            costs[i], 0 if known(candidates[i].learner) else len(candidates[i])))
         others = costs[:best] + costs[best + 1:]
         return candidates[best], max(others)
 

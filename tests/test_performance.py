@@ -104,6 +104,9 @@ def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
                             max_attempts=2, mpi_library="test")
     try:
         first = dispatcher.handle(WorkRequest(1))
+        # nothing known of the learner yet: no chunk ahead, decide when it is learned
+        assert dispatcher.handle(WorkRequest(1, busy=True)) == []
+        dispatcher.costs.learn(0, seconds=1e-3, rows=1.0)
         ahead = dispatcher.handle(WorkRequest(1, busy=True))
         assert len(first) == 1 and len(ahead) == 1  # plenty pending: one chunk ahead
         while dispatcher.scheduler.n_pending >= 4:
@@ -136,7 +139,7 @@ def test_splits_in_flight_when_a_run_died_go_out_alone_to_idle_workers(tmp_path)
             dispatcher.store.close()
             dispatcher.close()
 
-    _, first = dispatcher_run([(1, False), (2, False), (1, True)])
+    _, first = dispatcher_run([(1, False), (2, False), (1, False)])
     queued = sorted(row[0] for chunk in first for row in chunk)
     assert len(queued) == 12  # three chunks of four: two running, ten only queued
     second, replies = dispatcher_run([(1, True), (1, False), (2, False)])
