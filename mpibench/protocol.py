@@ -28,6 +28,8 @@ TAG_REQUEST = 1
 """Worker -> rank 0: :class:`WorkRequest`."""
 TAG_REPLY = 2
 """Rank 0 -> worker: a block of assignments, ``[]``, or ``STOP``."""
+TAG_SETUP = 3
+"""Rank 0 -> every rank, before the run: ``None``, or why it refused the project."""
 STOP = None
 """Reply that tells a worker to finish."""
 INTERRUPTED = "interrupted"

@@ -31,6 +31,7 @@ from .protocol import (
     STOP,
     TAG_REPLY,
     TAG_REQUEST,
+    TAG_SETUP,
     RankStats,
     WorkRequest,
     peak_rss_bytes,
@@ -333,10 +334,13 @@ def settle_project(transport: MPITransport, project: object, folder: object) -> 
     """The project folder; given a grid, rank 0 creates or checks it, and every rank
     learns the outcome (a refusal raises :class:`MpibenchError` on rank 0 and
     :class:`PeerRefused` elsewhere)."""
+    if isinstance(project, (str, os.PathLike)):
+        return project  # (importing Grid would load scikit-learn on every rank)
     from .grid import Grid
 
     if not isinstance(project, Grid):
-        return project
+        raise MpibenchError(f"run() takes a project folder or a Grid. Got {project!r} "
+                            "instead.")
     if folder is None:
         raise MpibenchError("run(grid, folder): name the project folder, e.g. "
                             "mpibench.run(grid, 'proj').")
@@ -348,7 +352,7 @@ def settle_project(transport: MPITransport, project: object, folder: object) -> 
             create_project(folder, project)
         except MpibenchError as exc:
             error = str(exc)
-    error = transport.comm.bcast(error, root=0) if transport.size > 1 else error
+    error = transport.share(error, TAG_SETUP)
     if error is not None:
         raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
     return folder
@@ -383,6 +387,8 @@ def library_name(mpi: object) -> str:
 def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: dict) -> int:
     """Rank 0 opens the project (all ranks learn if it refused), then each plays its role."""
     dispatcher, error = None, None
+    if transport.rank != 0 and not options["isolate"]:
+        import mpibench.worker  # noqa: F401 - loads while rank 0 opens the project
     if transport.rank == 0:
         from .dispatcher import Dispatcher, log
         from .testmode import create_test_project
@@ -395,7 +401,7 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
             dispatcher = Dispatcher(paths, transport.size, **options)
         except MpibenchError as exc:
             error = str(exc)
-    error = transport.comm.bcast(error, root=0) if transport.size > 1 else error
+    error = transport.share(error, TAG_SETUP)
     if error is not None:
         raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
     try:

@@ -136,6 +136,19 @@ class MPITransport:
         self._wait_all(self._sending)
         self._sending = []
 
+    def share(self, value: object, tag: int) -> object:
+        """Rank 0's ``value``, on every rank: a broadcast whose receivers wait with the
+        back-off (a blocking ``bcast`` spins in MPICH and Open MPI, taking the cores
+        that the other processes' start-up needs while rank 0 opens the project)."""
+        if self.size == 1:
+            return value
+        if self.rank == 0:
+            for dest in range(1, self.size):
+                self.send(value, dest, tag)
+            return value
+        message, _ = self.receive(0, tag, spin=0.0)
+        return message
+
     def has_message(self, source: int, tag: int) -> bool:
         """True if a message from ``source`` with ``tag`` is waiting (no wait)."""
         return self.comm.Iprobe(source=source, tag=tag)
