@@ -365,8 +365,9 @@ def serve(frames_in: int, frames_out: int) -> None:
     set_process_name("mpibench-super")
     from .config import limit_threads  # the stack loads while MPI starts on the rank
     from .gridfile import GridFile
-    from .worker import SplitRunner, run_with_fallback
+    from .worker import SplitRunner, run_with_fallback, warm_up_stack
 
+    warm_up_stack()  # also while MPI starts: off the path to the first split
     try:
         config = read_frame(frames_in)
     except EOFError:

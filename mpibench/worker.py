@@ -179,22 +179,12 @@ class SplitRunner:
         self._kind(job.task_i)
 
     def warm_up(self) -> None:
-        """Load every learner and run scikit-learn's common paths once on tiny data.
-
-        Lazy imports and first-call caches are then paid here, in the process that
-        forks the executors, and no split's fit, predict or score time includes them.
-        """
+        """Load every learner and run the grid's scorers once on tiny data (after
+        :func:`warm_up_stack`): lazy imports and first-call caches are then paid here,
+        in the process that forks the executors, not in any split's timings."""
         for learner_i in range(len(self.grid_file.names("learners"))):
             self._learner(learner_i)
-        X = np.arange(16.0).reshape(8, 2)
-        for model, y in ((DummyRegressor(), np.arange(8.0)),
-                         (DummyClassifier(), np.arange(8) % 2)):
-            model.fit(X, y)
-            y_pred, proba = model.predict(X), getattr(model, "predict_proba", None)
-            proba = proba(X) if proba is not None else None
-            for scorer in self._scoring:
-                with contextlib.suppress(Exception):  # a scorer of the other kind of task
-                    score_split([scorer], model, X, y, y_pred, proba)
+        warm_up_stack(self._scoring)
 
     @property
     def has_fallback(self) -> bool:
@@ -265,6 +255,29 @@ class SplitRunner:
         return SplitResult(job.job_id, status, error, scores, self.rank, self.host,
                            self.pid, start, end, fit_ns / 1e9, predict_ns / 1e9,
                            score_ns / 1e9, self._peak_rss(end), self.threads, job.attempt)
+
+
+def warm_up_stack(scoring: list | None = None) -> None:
+    """Fit, predict and score scikit-learn's featureless models on tiny data, with
+    ``scoring`` (from :func:`~mpibench.scorers.bind_scorers`; default: every short-name
+    scorer), so that input validation, lazy imports and first-call caches are loaded.
+
+    Examples
+    --------
+    >>> warm_up_stack()
+    """
+    from .scorers import PREDICTION_SCORERS
+
+    if scoring is None:
+        scoring = [("predict", function) for function in PREDICTION_SCORERS.values()]
+    X = np.arange(16.0).reshape(8, 2)
+    for model, y in ((DummyRegressor(), np.arange(8.0)), (DummyClassifier(), np.arange(8) % 2)):
+        model.fit(X, y)
+        y_pred, proba = model.predict(X), getattr(model, "predict_proba", None)
+        proba = proba(X) if proba is not None else None
+        for scorer in scoring:
+            with contextlib.suppress(Exception):  # a scorer of the other kind of task
+                score_split([scorer], model, X, y, y_pred, proba)
 
 
 def run_with_fallback(run_split: object, runner: SplitRunner, job: Assignment) -> SplitResult:
