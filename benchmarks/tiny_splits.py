@@ -23,7 +23,6 @@ from sklearn.model_selection import ShuffleSplit
 
 import mpibench as mb
 
-
 LEARNERS = {"DebugLearner()": mb.DebugLearner(), "DummyRegressor()": DummyRegressor()}
 
 

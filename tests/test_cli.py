@@ -53,3 +53,25 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert mb.__version__ in capsys.readouterr().out
+
+
+def imported_by(code: str) -> set[str]:
+    """Top-level modules a fresh interpreter holds after running ``code``."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True, text=True, timeout=120, check=True)
+    return {name.split(".")[0] for name in done.stdout.split()}
+
+
+def test_help_imports_no_numpy_and_the_run_path_no_analysis():
+    assert "numpy" not in imported_by(
+        "import contextlib, io, mpibench.cli as c\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    c.main(['--help'])")
+    # what rank 0 and an isolated worker rank import: no scikit-learn, scipy or plots
+    modules = imported_by("import mpibench.runner, mpibench.dispatcher, mpibench.isolation")
+    assert not modules & {"sklearn", "scipy", "matplotlib"}, modules
+    assert "mpi4py" not in imported_by("import mpibench as mb; mb.Grid, mb.Task")

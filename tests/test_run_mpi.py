@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from mpi_helpers import run_mpibench
+from mpi_helpers import launcher, run_mpibench, run_process
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -180,3 +183,35 @@ def test_status_and_results_commands(tmp_path):
     check_ok(run_mpibench(None, "results", path, "-o", out))
     table = pd.read_csv(out)
     assert len(table) == 72 and {"rmse", "mae", "test_subset"} <= set(table.columns)
+
+
+ONE_LAUNCH = Path(__file__).resolve().parent.parent / "examples" / "one_launch.py"
+
+
+@pytest.mark.mpi
+def test_one_script_one_launch_creates_runs_and_resumes(tmp_path):
+    folder = tmp_path / "linear"
+    done = run_process([*launcher(3), sys.executable, str(ONE_LAUNCH), str(folder)],
+                       timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("ridge") == 1  # rank 0 printed, once
+    results = mb.read_results(folder)
+    assert len(results) == 10 and set(results["rank"]) <= {1, 2}
+    assert "this run: 10 (10 ok" in done.stderr
+    again = run_process([*launcher(3), sys.executable, str(ONE_LAUNCH), str(folder)],
+                        timeout=180)
+    assert again.returncode == 0 and "this run: 0 (0 ok" in again.stderr
+
+
+@pytest.mark.mpi
+def test_one_launch_with_a_changed_grid_ends_every_rank_and_keeps_the_results(tmp_path):
+    folder = tmp_path / "linear"
+    assert run_process([sys.executable, str(ONE_LAUNCH), str(folder)]).returncode == 0
+    before = (folder / "results.h5").read_bytes()
+    changed = tmp_path / "changed.py"
+    changed.write_text(ONE_LAUNCH.read_text().replace("max_depth=4", "max_depth=5"))
+    done = run_process([*launcher(3), sys.executable, str(changed), str(folder)],
+                       timeout=120)
+    assert done.returncode != 0
+    assert "already holds a different project (changed: learners)" in done.stderr
+    assert (folder / "results.h5").read_bytes() == before
