@@ -38,8 +38,9 @@ def systems(n_isolated: int, n_slow: int) -> list[tuple[str, object]]:
     return [
         ("mpibench --no-isolate, chunk 1", mpibench("--no-isolate", "--chunk-size", "1")),
         ("mpibench --no-isolate, auto chunks", mpibench("--no-isolate")),
-        ("mpibench isolated, chunk 1", mpibench("--chunk-size", "1", limit=n_isolated)),
-        ("mpibench isolated, auto chunks", mpibench(limit=n_isolated)),
+        ("mpibench default (isolated), chunk 1",
+         mpibench("--chunk-size", "1", limit=n_isolated)),
+        ("mpibench default (isolated), auto chunks", mpibench(limit=n_isolated)),
         ("minimal send/recv dispatcher", peers.run_sendrecv),
         ("mpi4py.futures, chunksize 1", peers.run_futures),
         ("mpi4py.futures, chunksize 64", lambda d, w, f: peers.run_futures(d, w, f, 64)),
@@ -78,8 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--splits", type=int, default=20000)
-    parser.add_argument("--isolated-splits", type=int, default=300,
-                        help="fewer splits for isolated runs (each forks a process)")
+    parser.add_argument("--isolated-splits", type=int, default=20000,
+                        help="splits for the default (isolated) runs")
     parser.add_argument("--lock-splits", type=int, default=1000,
                         help="fewer splits for the file-lock table (it rewrites the table)")
     parser.add_argument("--repeat", type=int, default=3,
@@ -90,7 +91,7 @@ def main() -> None:
     bare = measure(systems(args.isolated_splits, args.lock_splits), durations, args.workers,
                    args.repeat)
     in_process = [(label, run) for label, run in systems(args.isolated_splits, 0)
-                  if "isolated" not in label and "file lock" not in label]
+                  if "file lock" not in label]
     with tempfile.TemporaryDirectory(prefix="mpibench-bench-") as tmp:
         os.environ["PEER_SPLIT_PROJECT"] = str(peers.sleep_project(Path(tmp), durations))
         try:

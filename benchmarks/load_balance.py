@@ -13,7 +13,8 @@ CPU share.
 
 ``--same-work``: every peer runs mpibench's own split ``i`` of the workload's project
 (the same DebugLearner fit, ``PEER_SPLIT_PROJECT`` in peers.py) instead of a bare
-``time.sleep``, so that only the scheduling differs (isolated runs left out).
+``time.sleep``, so that only the scheduling differs. mpibench runs in its default mode
+(isolated executors) and with ``--no-isolate``, side by side.
 
 Usage: python benchmarks/load_balance.py [--workers 4 8] [--seed 0] [--long 2000]
        [--same-work]
@@ -52,8 +53,8 @@ def workloads(seed: int) -> dict[str, np.ndarray]:
 def systems() -> list[tuple[str, object]]:
     """(label, function(durations, workers, folder) -> timeline)."""
     return [
-        ("mpibench", lambda d, w, f: peers.run_mpibench(d, w, f, "--no-isolate")),
-        ("mpibench isolated", peers.run_mpibench),
+        ("mpibench default", peers.run_mpibench),
+        ("mpibench --no-isolate", lambda d, w, f: peers.run_mpibench(d, w, f, "--no-isolate")),
         ("send/recv", peers.run_sendrecv),
         ("mpi4py.futures c1", peers.run_futures),
         ("mpi4py.futures c4", lambda d, w, f: peers.run_futures(d, w, f, 4)),
@@ -111,19 +112,18 @@ def main() -> None:
     args = parser.parse_args()
     FIGURES.mkdir(exist_ok=True)
     started, cpu = time.perf_counter(), []
-    chosen = [(label, run) for label, run in systems()
-              if not (args.same_work and "isolated" in label)]
+    chosen = systems()
     print("| workload | P | " + " | ".join(label for label, _ in chosen) + " |")
     print("|---|---:|" + "---:|" * len(chosen))
     for name, durations in workloads(args.seed).items():
         for workers in args.workers:
             timelines, cells = {}, []
             for label, run in chosen:
-                with peers.scratch() as tmp, same_work(args.same_work and label != "mpibench",
-                                                       durations):
+                mine = label.startswith("mpibench")
+                with peers.scratch() as tmp, same_work(args.same_work and not mine, durations):
                     timelines[label] = run(durations, workers, Path(tmp))
-                    if label == "mpibench":
-                        cpu.append(f"{name}, P={workers}: {rank0_cpu(Path(tmp))}")
+                    if mine:
+                        cpu.append(f"{name}, P={workers}, {label}: {rank0_cpu(Path(tmp))}")
                 cells.append(f"{peers.efficiency(durations, workers, timelines[label]):.3f}")
             print(f"| {name} | {workers} | " + " | ".join(cells) + " |", flush=True)
             if args.same_work:
@@ -135,11 +135,12 @@ def main() -> None:
         rng = np.random.default_rng(args.seed + 1)
         durations = rng.lognormal(np.log(0.05) - 0.5, 1.0, args.long)
         workers = max(args.workers)
-        with peers.scratch() as tmp:
-            timeline = peers.run_mpibench(durations, workers, Path(tmp), "--no-isolate")
-            cpu.append(f"lognormal x {args.long} splits, P={workers}: {rank0_cpu(Path(tmp))}"
-                       f" (mpibench efficiency "
-                       f"{peers.efficiency(durations, workers, timeline):.3f})")
+        for mode in ((), ("--no-isolate",)):
+            with peers.scratch() as tmp:
+                timeline = peers.run_mpibench(durations, workers, Path(tmp), *mode)
+                cpu.append(f"lognormal x {args.long} splits, P={workers}, "
+                           f"{' '.join(mode) or 'default'}: {rank0_cpu(Path(tmp))} "
+                           f"(efficiency {peers.efficiency(durations, workers, timeline):.3f})")
     print("\nCPU share over the run (cpu_seconds / wall, /ranks of results.h5):")
     print("\n".join(f"- {line}" for line in cpu))
     print(f"\n({time.perf_counter() - started:.0f} s in all; figures in {FIGURES})")
