@@ -54,7 +54,7 @@ def read_shared(dataset: h5py.Dataset) -> np.ndarray:
     """A numeric dataset as a read-only memory map of the file, else read into memory.
 
     Every process on a node that maps the same contiguous, uncompressed dataset shares
-    one copy of it in the page cache (ranks, isolation helpers and their children):
+    one copy of it in the page cache (ranks, isolation supervisors and executors):
     a task's data is held once per node, not once per rank.
     """
     offset = dataset.id.get_offset()

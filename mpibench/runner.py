@@ -367,7 +367,7 @@ def exit_when_orphaned(interval: float = ORPHAN_CHECK_SECONDS) -> None:
 
     A rank's parent is the launcher's per-node daemon (Hydra's proxy, Open MPI's prted,
     slurmstepd). If that is killed the rank is re-parented and nothing would ever stop
-    it: it exits instead (its isolation helper and split follow, by PDEATHSIG).
+    it: it exits instead (its isolation supervisor and executors follow, by PDEATHSIG).
     """
     parent = os.getppid()
 

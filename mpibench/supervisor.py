@@ -46,6 +46,9 @@ from .protocol import INTERRUPTED
 FRAME = struct.Struct("<Q")
 POLL_SECONDS = 0.02
 """Interval of the supervisor's deadline and memory checks while a split runs."""
+LIVENESS_SECONDS = 0.5
+"""Without limits, how often the supervisor checks that a running executor is alive (a
+process a learner forked may hold the result pipe open after the executor died)."""
 RECYCLE_AFTER = 1000
 """Default number of splits after which an executor is replaced by a fresh one."""
 RECYCLE_GROWTH = 1 << 30
@@ -147,6 +150,14 @@ def fork_child(body: Callable[[], None]) -> int:
         finally:
             os._exit(code)
     return pid
+
+
+def has_exited(pid: int) -> bool:
+    """True if child ``pid`` has ended (it is left to be reaped)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def kill_group(pid: int, sig: int) -> None:
@@ -305,7 +316,7 @@ class Supervisor:
         verdict, term_sent = None, 0.0
         deadline = start + limits.timeout if limits.timeout else None
         while True:
-            ready, _, _ = select.select([fd], [], [], POLL_SECONDS if polling else None)
+            ready, _, _ = select.select([fd], [], [], POLL_SECONDS if polling else LIVENESS_SECONDS)
             if ready:
                 try:
                     payload = _read_exactly(fd, FRAME.unpack(_read_exactly(fd, FRAME.size))[0])
@@ -314,6 +325,9 @@ class Supervisor:
                 if verdict is None:
                     return payload, None
                 continue
+            if has_exited(pid):  # dead, but a process it started holds its pipe open
+                kill_group(pid, signal.SIGKILL)
+                return None, verdict
             now = time.time()
             if term_sent and now - term_sent >= limits.kill_grace:
                 kill_group(pid, signal.SIGKILL)

@@ -25,3 +25,26 @@ class SpawningLearner(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return [0.0] * len(X)
+
+
+class ForkingCrasher(RegressorMixin, BaseEstimator):
+    """Forks a child that sleeps (holding every inherited descriptor, the executor's
+    result pipe included), writes its pid to ``pid_file``, then segfaults."""
+
+    def __init__(self, pid_file: str = "") -> None:
+        self.pid_file = pid_file
+
+    def fit(self, X, y):
+        import os
+        import signal
+
+        child = os.fork()
+        if child == 0:
+            time.sleep(300)
+            os._exit(0)
+        Path(self.pid_file).write_text(str(child))
+        os.kill(os.getpid(), signal.SIGSEGV)
+        return self
+
+    def predict(self, X):
+        return [0.0] * len(X)

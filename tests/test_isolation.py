@@ -19,7 +19,7 @@ from mpi_helpers import (
 )
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import ShuffleSplit
-from spawning_learner import SpawningLearner
+from spawning_learner import ForkingCrasher, SpawningLearner
 
 import mpibench as mb
 from mpibench.gridfile import GridFile
@@ -226,3 +226,18 @@ def test_empty_train_set_at_run_time_is_invalid(tmp_path):
     result = runner.run(Assignment(0, 0, 0, 0, 0, 1))
     assert result.status == "invalid" and "empty train set" in result.error
     assert np.isnan(result.scores).all()
+
+
+@pytest.mark.mpi
+def test_a_crash_is_seen_even_when_a_forked_child_holds_the_executors_pipe(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    path = project(tmp_path, {"forks": ForkingCrasher(pid_file=str(pid_file))}, n_splits=2)
+    results, _ = run_ok(path, "--chunk-size", "1", timeout=60,
+                        env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert results["status"].tolist() == ["crash", "crash"]
+    assert results["error"].str.contains("SIGSEGV").all()
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists(), "the learner's child outlived its executor"
