@@ -53,6 +53,8 @@ RECYCLE_AFTER = 1000
 """Default number of splits after which an executor is replaced by a fresh one."""
 RECYCLE_GROWTH = 1 << 30
 """Bytes of resident-memory growth (since its first split) that retire an executor."""
+RSS_CHECK_EVERY = 16
+"""An executor's growth is read after every this many splits (a ``/proc`` read)."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
@@ -296,11 +298,11 @@ class Supervisor:
     def _after_split(self, executor: Executor, status: str) -> None:
         """Count the split; retire the executor when it is due for recycling."""
         executor.n_splits += 1
-        rss = rss_bytes(executor.pid)
         if executor.n_splits == 1:
-            executor.first_rss = rss
-        if (executor.n_splits >= self.limits.recycle_after or status == "oom"
-                or rss - executor.first_rss > RECYCLE_GROWTH):
+            executor.first_rss = rss_bytes(executor.pid)
+        grown = (executor.n_splits % RSS_CHECK_EVERY == 0
+                 and rss_bytes(executor.pid) - executor.first_rss > RECYCLE_GROWTH)
+        if executor.n_splits >= self.limits.recycle_after or status == "oom" or grown:
             self._current = None
             self._forget(executor)
 
