@@ -148,11 +148,13 @@ def _spawned_preexec() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def fork_supervisor() -> SupervisorProcess:
+def fork_supervisor(threads: int = 1) -> SupervisorProcess:
     """Fork this process into a supervisor that waits for its configuration.
 
     Call before MPI is initialised: the child never touches MPI, keeps every module
-    imported so far, and forks executors from that state.
+    imported so far, and forks executors from that state. Its environment is
+    :func:`child_environment` (``threads`` BLAS/OpenMP threads), set before it imports
+    anything more.
     """
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
@@ -167,8 +169,9 @@ def fork_supervisor() -> SupervisorProcess:
         die_with_parent()
         if os.getppid() != parent:
             return
+        environment = child_environment(threads)  # before clearing: it starts from this
         os.environ.clear()
-        os.environ.update(child_environment(1))
+        os.environ.update(environment)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(2, 1)  # whatever a learner prints goes to stderr

@@ -294,7 +294,7 @@ def run(
     threads = resolve_threads(threads)
     supervisor = None
     if isolate and comm is None and not mpi_initialized() and not runs_no_split():
-        supervisor = fork_supervisor()  # before MPI starts: no second interpreter
+        supervisor = fork_supervisor(threads)  # before MPI starts: no second interpreter
     try:
         return _launch(project, folder, threads, supervisor, comm, {
             "order": order, "chunk_size": chunk_size, "checkpoint_every": checkpoint_every,

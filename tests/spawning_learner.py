@@ -48,3 +48,20 @@ class ForkingCrasher(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return [0.0] * len(X)
+
+
+class EnvironmentRecorder(RegressorMixin, BaseEstimator):
+    """Writes the environment its fit sees (as JSON) to ``path``; predicts 0."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+
+    def fit(self, X, y):
+        import json
+        import os
+
+        Path(self.path).write_text(json.dumps(dict(os.environ)))
+        return self
+
+    def predict(self, X):
+        return [0.0] * len(X)

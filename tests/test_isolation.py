@@ -19,7 +19,7 @@ from mpi_helpers import (
 )
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import ShuffleSplit
-from spawning_learner import ForkingCrasher, SpawningLearner
+from spawning_learner import EnvironmentRecorder, ForkingCrasher, SpawningLearner
 
 import mpibench as mb
 from mpibench.gridfile import GridFile
@@ -241,3 +241,18 @@ def test_a_crash_is_seen_even_when_a_forked_child_holds_the_executors_pipe(tmp_p
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{child}").exists(), "the learner's child outlived its executor"
+
+
+@pytest.mark.mpi
+def test_the_executor_keeps_the_users_environment_but_not_the_mpi_job(tmp_path):
+    import json
+
+    seen = tmp_path / "environment.json"
+    path = project(tmp_path, {"env": EnvironmentRecorder(path=str(seen))}, n_splits=1)
+    run_ok(path, "--threads", "2", env={"PYTHONPATH": str(Path(__file__).parent),
+                                        "MPIBENCH_TEST_MARK": "kept"})
+    environment = json.loads(seen.read_text())
+    assert environment["MPIBENCH_TEST_MARK"] == "kept"
+    assert environment["PATH"] and environment["OMP_NUM_THREADS"] == "2"
+    assert not [k for k in environment if k.startswith(("PMI_", "HYDRA_", "OMPI_", "PMIX_"))]
+    assert environment["MPI4PY_RC_INITIALIZE"] == "false"
