@@ -238,11 +238,13 @@ class Supervisor:
         self._private.update((jobs_w, results_r))
         return Executor(pid, jobs_w, results_r)
 
-    def _forget(self, executor: Executor) -> None:
-        """Close our ends of ``executor``'s pipes (it exits at EOF) and reap it later."""
+    def _forget(self, executor: Executor, reaped: bool = False) -> None:
+        """Close our ends of ``executor``'s pipes (it exits at EOF) and reap it later
+        (unless it is ``reaped`` already)."""
         self._private.difference_update((executor.jobs_fd, executor.results_fd))
         close_quietly(executor.jobs_fd, executor.results_fd)
-        self._retired.append(executor.pid)
+        if not reaped:
+            self._retired.append(executor.pid)
 
     def reap(self, block: bool = False) -> None:
         """Collect retired executors (``block``: wait for every one, killing stragglers)."""
@@ -289,10 +291,10 @@ class Supervisor:
             result = pickle.loads(data)  # noqa: S301 - from our own executor
             self._after_split(executor, result.status)
             return result
-        kill_group(executor.pid, signal.SIGKILL)
+        kill_group(executor.pid, signal.SIGKILL)  # it and whatever it started
         _, status = os.waitpid(executor.pid, 0)
         self._current = None
-        self._forget(executor)
+        self._forget(executor, reaped=True)
         return self.runner.failure(job, start, *self._classify(verdict, status))
 
     def _after_split(self, executor: Executor, status: str) -> None:
