@@ -177,6 +177,7 @@ def executor_loop(runner, jobs_fd: int, results_fd: int, memory_limit: int | Non
     die_with_parent()
     set_process_name("mpibench-exec")
     runner.pid = os.getpid()
+    runner.warm_up()  # copies the pages its first split would write: not in its timings
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     while True:
         try:
@@ -257,6 +258,12 @@ class Supervisor:
                     continue
             kill_group(pid, signal.SIGKILL)  # whatever its learners left running
             self._retired.remove(pid)
+
+    def prepare(self) -> None:
+        """Fork the executor and its spare now, before the first split arrives."""
+        self._ready()
+        if self._spare is None:
+            self._spare = self._fork()
 
     def _ready(self) -> Executor:
         """The executor for the next split: the current one, else the spare, else new."""
@@ -396,8 +403,10 @@ def serve(frames_in: int, frames_out: int) -> None:
     limit_threads(config["threads"])
     runner = SplitRunner(GridFile(Path(config["grid_path"])), config["rank"],
                          config["threads"], fallback=config["fallback"])
+    runner.preload()  # executors and spares start with the task data (if the grid is small)
     runner.warm_up()
     supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out))
+    supervisor.prepare()
     try:
         while True:
             try:

@@ -77,6 +77,9 @@ class EstimatorFactory:
                                        **dict.fromkeys(self.names, random_state)})
 
 
+PRELOAD_PAIRS = 64
+"""The isolation supervisor loads every task up front when the grid has at most this
+many (task, resampling) pairs (else each executor loads what its splits need)."""
 RSS_SAMPLE_SECONDS = 1e-3
 """In-process, a split's ``max_rss_bytes`` is read from the kernel when the last reading
 is this many seconds old (a reading costs a system call; a split shorter than this
@@ -171,12 +174,20 @@ class SplitRunner:
             self._kinds[task_i] = self.grid_file.task_kind(task_i)
         return self._kinds[task_i]
 
-    def preload(self, job: Assignment) -> None:
-        """Load what ``job`` needs into the caches (before forking a child for it)."""
-        self._task(job.task_i)
-        self._learner(job.learner_i)
-        self._split_index(job.task_i, job.resampling_i)
-        self._kind(job.task_i)
+    def preload(self, max_pairs: int = PRELOAD_PAIRS) -> bool:
+        """Load every task's data and split index into the caches, if the grid has at
+        most ``max_pairs`` (task, resampling) pairs; processes forked from this one
+        then start with them (shared, copy-on-write). Returns True if it did."""
+        n_tasks = len(self.grid_file.names("tasks"))
+        n_resamplings = len(self.grid_file.names("resamplings"))
+        if n_tasks * n_resamplings > max_pairs:
+            return False
+        for task_i in range(n_tasks):
+            self._task(task_i)
+            self._kind(task_i)
+            for resampling_i in range(n_resamplings):
+                self._split_index(task_i, resampling_i)
+        return True
 
     def warm_up(self) -> None:
         """Load every learner and run the grid's scorers once on tiny data (after
