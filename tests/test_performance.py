@@ -198,3 +198,33 @@ def test_workers_ask_ahead_by_round_trips_and_for_long_last_splits():
     # 10 us splits and a fast rank 0: at least 1 ms ahead (100 splits)
     assert not should_ask_ahead(101, 9, 1e-5, 1e-5, 1e-5)
     assert should_ask_ahead(99, 9, 1e-5, 1e-5, 1e-5)
+
+
+def test_rank_0_learns_a_new_learner_from_the_request_before_replying(tmp_path):
+    from mpibench.batch import EncodedResults
+    from mpibench.dispatcher import Dispatcher
+    from mpibench.paths import ProjectPaths
+    from mpibench.protocol import SplitResult, WorkRequest
+
+    path = mb.create_project(tmp_path / "p", noop_grid(10))  # 2 learners x 10 splits
+    dispatcher = Dispatcher(ProjectPaths(path), 3, order="lpt", chunk_size="auto",
+                            checkpoint_every=300, progress_every=0, grace=5,
+                            max_attempts=2, mpi_library="test")
+    try:
+        first = [dispatcher.handle(WorkRequest(rank)) for rank in (1, 2)]
+        jobs = [int(chunk[0][0]) for chunk in first]
+        learners = {int(dispatcher.costs.learner[j]) for j in jobs}
+        assert learners == {0, 1}  # the first wave: one split of each learner
+        job = jobs[0]
+        done = SplitResult(job, "ok", "", (0.0,), 1, "h", 1, 100.0, 100.5, 0.5, 0.0, 0.0,
+                           0, 1)
+        results = EncodedResults([done])
+        learner = int(dispatcher.costs.learner[job])
+        dispatcher.handle(WorkRequest(1, results))
+        assert dispatcher.costs.knows(learner)  # learned before the reply was chosen
+        dispatcher.keep(1, results)  # ... and not counted twice when kept
+        assert dispatcher.costs.expected(job) == pytest.approx(0.5)
+        assert dispatcher.costs._seconds[learner] == pytest.approx(0.5)
+    finally:
+        dispatcher.store.close()
+        dispatcher.close()
