@@ -159,8 +159,7 @@ class Dispatcher:
         self._last_checkpoint = time.monotonic()
         self._stop_file_checked = 0.0
         self._n_learners = len(learners)
-        self._unknown_learners = self._n_learners - sum(map(self.costs.knows,
-                                                            range(self._n_learners)))
+        self._unknown_learners = self._count_unknown()
         self._learned_early = False
         self.comes_back: dict[int, float] = {}
         """perf_counter() time at which each worker told ``[]`` is expected back."""
@@ -243,8 +242,11 @@ class Dispatcher:
             return
         self.costs.add_columns(*results.summary())
         self._learned_early = True
-        self._unknown_learners = self._n_learners - sum(
-            map(self.costs.knows, range(self._n_learners)))
+        self._unknown_learners = self._count_unknown()
+
+    def _count_unknown(self) -> int:
+        """Learners with no finished split."""
+        return sum(not self.costs.knows(i) for i in range(self._n_learners))
 
     def next_assignments(self, rank: int, busy: bool = False) -> np.ndarray | list | None:
         """The next chunk for ``rank``, ``[]`` (ask again when idle) or ``STOP``.

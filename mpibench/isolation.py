@@ -116,10 +116,8 @@ class SupervisorProcess:
         return self.wait(timeout)
 
     def wait(self, timeout: float = 10.0) -> int:
-        """Reap it (SIGKILL after ``timeout`` seconds); its status as ``Popen`` gives it."""
-        if self._popen is not None:
-            self.exit_code = self._popen.wait()
-            return self.exit_code
+        """Reap a forked supervisor (SIGKILL after ``timeout`` seconds); its status as
+        ``Popen`` gives it."""
         deadline = time.monotonic() + timeout
         while self.exit_code is None:
             try:
@@ -236,17 +234,14 @@ class IsolatedExecutor:
 
     def _crash(self, job: object, start: float, message: str) -> object:
         from .gridfile import GridFile
-        from .protocol import SplitResult
+        from .protocol import failed_result
 
         if self._n_scores is None:
             self._n_scores = len(GridFile(Path(self._config["grid_path"])).scorer_names())
         rank, host = self._config["rank"], socket.gethostname()
-        return SplitResult(
-            job_id=job.job_id, status="crash", scores=(float("nan"),) * self._n_scores,
-            error=f"rank {rank} on {host}: {message}", rank=rank, host=host,
-            pid=os.getpid(), start_time=start, end_time=time.time(), fit_seconds=0.0,
-            predict_seconds=0.0, score_seconds=0.0, max_rss_bytes=0,
-            threads=self._config["threads"], attempt=job.attempt)
+        return failed_result(job, "crash", f"rank {rank} on {host}: {message}",
+                             self._n_scores, rank, host, os.getpid(), start,
+                             self._config["threads"])
 
     def close(self) -> None:
         """Stop the supervisor and its executors."""

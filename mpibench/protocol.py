@@ -11,6 +11,7 @@ in message bodies, never in MPI tags.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -109,6 +110,16 @@ class RankStats:
     def idle_seconds(self) -> float:
         """Seconds alive and not running a split."""
         return max(0.0, (self.end_time - self.start_time) - self.busy_seconds)
+
+
+def failed_result(job: Assignment, status: str, error: str, n_scores: int, rank: int,
+                  host: str, pid: int, start: float, threads: int,
+                  max_rss_bytes: int = 0) -> SplitResult:
+    """The result of a split that produced no scores (NaN for each of ``n_scores``),
+    ended now; ``start`` in Unix seconds."""
+    return SplitResult(job.job_id, status, error, (float("nan"),) * n_scores, rank, host,
+                       pid, start, time.time(), 0.0, 0.0, 0.0, max_rss_bytes, threads,
+                       job.attempt)
 
 
 @dataclass(frozen=True)

@@ -352,10 +352,16 @@ def settle_project(transport: MPITransport, project: object, folder: object) -> 
             create_project(folder, project)
         except MpibenchError as exc:
             error = str(exc)
+    share_refusal(transport, error)
+    return folder
+
+
+def share_refusal(transport: MPITransport, error: str | None) -> None:
+    """Every rank learns rank 0's ``error`` (None: go on); a refusal raises
+    :class:`MpibenchError` on rank 0 and :class:`PeerRefused` elsewhere."""
     error = transport.share(error, TAG_SETUP)
     if error is not None:
         raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
-    return folder
 
 
 ORPHAN_CHECK_SECONDS = 1.0
@@ -401,9 +407,7 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
             dispatcher = Dispatcher(paths, transport.size, **options)
         except MpibenchError as exc:
             error = str(exc)
-    error = transport.share(error, TAG_SETUP)
-    if error is not None:
-        raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
+    share_refusal(transport, error)
     try:
         if dispatcher is None or transport.size == 1:  # rank 0 of a job runs no split:
             limit_threads(threads)  # finding the thread pools costs it 10-90 ms of CPU

@@ -126,10 +126,10 @@ class CostModel:
         above every known one (``UNKNOWN_FACTOR`` x the highest known rate; 1 while
         nothing is known), so its splits start early and it is learned first."""
         if learner in self._rows:
-            return self._seconds[learner] / self._rows[learner]
+            return self.rate(learner)
         if not self._rows:
             return 1.0
-        return UNKNOWN_FACTOR * max(self._seconds[k] / self._rows[k] for k in self._rows)
+        return UNKNOWN_FACTOR * max(map(self.rate, self._rows))
 
 
 class _Queue:
@@ -294,9 +294,10 @@ class Scheduler:
         """Expected relative cost of the queue's head (rows when nothing is known)."""
         return self._rate(queue.learner) * float(queue.rows[queue.head])
 
-    def _rank_cost(self, queue: _Queue) -> float:
-        """The queue head's cost for ordering (unknown learners first)."""
-        return self.model.ranking_rate(queue.learner) * float(queue.rows[queue.head])
+    def _rank_cost(self, learner: int, rows: float) -> float:
+        """Cost for ordering of a split of ``learner`` on ``rows`` train rows (unknown
+        learners first)."""
+        return self.model.ranking_rate(learner) * float(rows)
 
     def _best(self) -> tuple[_Queue | None, float]:
         """The queue to serve next, and the best head cost among the others (queues
@@ -307,7 +308,7 @@ class Scheduler:
         candidates = [q for q in self._queues if q.priority == top]
         if self.order != "lpt" or len(candidates) == 1:
             return candidates[0], 0.0
-        costs = [self._rank_cost(q) for q in candidates]
+        costs = [self._rank_cost(q.learner, q.rows[q.head]) for q in candidates]
         known = self.model.knows
         # ties between unknown learners go round-robin (most splits pending first), so
         # that workers freed together do not all take more of the same unknown learner
@@ -349,7 +350,7 @@ class Scheduler:
         if self._queues and max(q.priority for q in self._queues) > top:
             return None
         model = self.model
-        costs = [model.ranking_rate(int(model.learner[job])) * float(model.n_train[job])
+        costs = [self._rank_cost(int(model.learner[job]), model.n_train[job])
                  if prio == top else -1.0
                  for job, prio in zip(self._probe_ids, self._probe_prio, strict=True)]
         return int(np.argmax(costs))

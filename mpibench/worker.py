@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from .gridfile import GridFile, SplitIndex
-from .protocol import INTERRUPTED, Assignment, SplitResult, peak_rss_bytes
+from .protocol import INTERRUPTED, Assignment, SplitResult, failed_result, peak_rss_bytes
 from .scorers import bind_scorers, score_split
 
 
@@ -210,14 +210,9 @@ class SplitRunner:
 
     def failure(self, job: Assignment, start: float, status: str, message: str) -> SplitResult:
         """A result for a split that produced no scores."""
-        return SplitResult(
-            job_id=job.job_id, status=status,
-            error=f"rank {self.rank} on {self.host}: {message}",
-            scores=self._no_scores, rank=self.rank,
-            host=self.host, pid=self.pid, start_time=start, end_time=time.time(),
-            fit_seconds=0.0, predict_seconds=0.0, score_seconds=0.0,
-            max_rss_bytes=peak_rss_bytes(), threads=self.threads, attempt=job.attempt,
-        )
+        return failed_result(job, status, f"rank {self.rank} on {self.host}: {message}",
+                             len(self.scorers), self.rank, self.host, self.pid, start,
+                             self.threads, peak_rss_bytes())
 
     def _invalid(self, task_i: int, y_train: np.ndarray) -> str:
         if len(y_train) == 0:
