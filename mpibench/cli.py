@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except MpibenchError as exc:
         if not exc.quiet:
             print(f"mpibench: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("mpibench: interrupted", file=sys.stderr)
         return 130

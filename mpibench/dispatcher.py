@@ -22,6 +22,7 @@ from .progress import Progress, summary
 from .protocol import (
     INTERRUPTED,
     STOP,
+    TAG_INTERRUPT,
     TAG_REPLY,
     TAG_REQUEST,
     RankStats,
@@ -58,6 +59,9 @@ COMES_BACK_MARGIN = 2e-3
 again when idle is expected back."""
 STOP_FILE_SECONDS = 0.5
 """How often rank 0 looks for ``PROJECT/stop.request``."""
+INTERRUPT_WAIT = 5.0
+"""Seconds (beyond ``kill_grace``) rank 0 waits for interrupted splits to come back
+before it ends the job without them."""
 
 
 TEST_RUN_WEIGHT = 1e-3
@@ -87,7 +91,7 @@ def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[st
 
 
 class GraceExpired(Exception):
-    """Splits were still running when the stop grace period ended."""
+    """Splits were still running after the stop grace period and the interrupt."""
 
 
 def log(message: str) -> None:
@@ -119,15 +123,32 @@ class Dispatcher:
         self.lock = ProjectLock(paths.lock)
         self.lock.acquire()
         try:
+            self._clear_stop_request()
             self._load()
         except BaseException:
             self.lock.release()
             raise
 
+    def _clear_stop_request(self) -> None:
+        """A ``stop.request`` asked an earlier run to stop (that run may have been
+        killed before it could remove it): this run starts without it."""
+        stop = self.paths.stop_request
+        if stop.exists():
+            owner = stop.read_text(errors="replace").strip()[:80] or "unnamed"
+            stop.unlink(missing_ok=True)
+            log(f"removed {stop} left by an earlier run ({owner}); to stop this run, "
+                "create it again")
+
     def _load(self) -> None:
         grid_file = GridFile(self.paths.grid)
-        attrs = grid_file.attrs()
-        jobs = compact(grid_file.job_table())
+        try:
+            attrs = grid_file.attrs()
+            jobs = compact(grid_file.job_table())
+        except (OSError, KeyError) as exc:
+            raise MpibenchError(
+                f"{self.paths.grid} is damaged or incomplete ({str(exc)[:160]}). Restore it "
+                "from a copy, or create the project again (same grid, new folder); "
+                "results.journal is kept.") from None
         self.store = ResultStore(self.paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(),
                                  attrs, repair=bool(self.options.get("repair", False)))
         self.n_total = len(jobs)
@@ -156,6 +177,8 @@ class Dispatcher:
         self.progress = Progress(len(todo), self.n_total, float(self.options["progress_every"]))
         self.stop_reason: str | None = None
         self._stop_started = 0.0
+        self._interrupted_at: float | None = None
+        self.transport: MPITransport | None = None
         self._last_checkpoint = time.monotonic()
         self._stop_file_checked = 0.0
         self._n_learners = len(learners)
@@ -225,8 +248,10 @@ class Dispatcher:
             return
         job_ids, status, seconds = results.summary()
         if INTERRUPTED in status:
-            log(f"{sum(s == INTERRUPTED for s in status)} split(s) stopped from outside on "
-                f"rank {rank}; they run again on resume")
+            stopped = [r.job_id for r in results.results() if r.status == INTERRUPTED]
+            self.store.mark_returned(np.asarray(stopped, dtype=np.int64))  # not an attempt
+            log(f"{len(stopped)} split(s) interrupted on rank {rank}; they run again on "
+                "resume")
             results = EncodedResults([r for r in results.results() if r.status != INTERRUPTED])
             job_ids, status, seconds = results.summary()
         self.store.add(results)
@@ -325,9 +350,33 @@ class Dispatcher:
         if time.monotonic() - self._last_checkpoint >= float(self.options["checkpoint_every"]):
             self.checkpoint(complete=False)
         if self.stop_reason is not None and self.scheduler.n_in_flight:
-            waited = time.monotonic() - self._stop_started
-            if waited >= min(float(self.options["grace"]), self.deadline.seconds_left() + 25):
-                raise GraceExpired
+            self._end_grace()
+
+    def _end_grace(self) -> None:
+        """When the grace period is over, interrupt the splits still running (each is
+        ``interrupted``: no attempt counted, runs again on resume); if some are still
+        out ``kill_grace + INTERRUPT_WAIT`` seconds later, raise :class:`GraceExpired`."""
+        now = time.monotonic()
+        if self._interrupted_at is None:
+            grace = min(float(self.options["grace"]), self.deadline.seconds_left() + 25)
+            if now - self._stop_started < grace:
+                return
+            self._interrupted_at = now
+            holders = [r for r in range(1, self.n_ranks) if self.scheduler.in_flight(r)]
+            log(f"{self.scheduler.n_in_flight} split(s) still running after the grace "
+                f"period; interrupting them (they run again on resume)")
+            for rank in holders if self.transport is not None else ():
+                self.transport.send(None, rank, TAG_INTERRUPT)
+        elif now - self._interrupted_at >= float(self.options["kill_grace"]) + INTERRUPT_WAIT:
+            raise GraceExpired
+
+    def give_back_in_flight(self) -> int:
+        """Hand back every split still in flight as not started (the job ends without
+        them: no attempt counted); returns how many."""
+        stuck = [j for r in range(self.n_ranks) for j in self.scheduler.in_flight(r)]
+        if stuck:
+            self.store.mark_returned(np.asarray(stuck, dtype=np.int64))
+        return len(stuck)
 
     def checkpoint(self, complete: bool) -> None:
         """Commit the journal and rewrite ``results.h5`` atomically."""
@@ -348,6 +397,7 @@ class Dispatcher:
         cost model) rank 0 polls at its fastest.
         """
         active = set(range(1, transport.size))
+        self.transport = transport
         gc.freeze()  # a full collection would walk the job table: tens of ms of silence
         while active:
             due = min(self.comes_back.values(), default=float("inf")) - COMES_BACK_MARGIN
@@ -390,8 +440,8 @@ class Dispatcher:
         cpu = time.process_time() - self._cpu_at_start
         log(f"results: {self.paths.results} (rank 0: {cpu:.1f} s CPU in "
             f"{time.time() - me.start_time:.1f} s, peak memory {peak_rss_bytes() / 2**20:.0f} MB)")
-        if self.stop_reason and self.stop_reason.startswith("found"):
-            self.paths.stop_request.unlink(missing_ok=True)  # honoured
+        if self.stop_reason:
+            self.paths.stop_request.unlink(missing_ok=True)  # honoured (if there is one)
         if not complete:
             log(f"stopped early ({self.stop_reason or 'unfinished splits'}); "
                 f"{self.n_total - n_done} split(s) left. Rerun the same command to resume.")

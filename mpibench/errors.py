@@ -11,6 +11,18 @@ class MpibenchError(ValueError):
     """
 
     quiet = False
+    exit_code = 2
+    """Exit code of the command line (2: bad input or refused)."""
+
+
+class WriteFailed(MpibenchError):
+    """A project file could not be written (disk full, quota, I/O error): exit code 1.
+
+    Nothing already recorded is lost; the message names the file, the space left and
+    the fix.
+    """
+
+    exit_code = 1
 
 
 def invalid_parameter(owner: str, name: str, expected: str, got: object) -> MpibenchError:

@@ -104,49 +104,72 @@ def _read_x(group: h5py.Group) -> object:
     return read_pickle(group["X"])
 
 
+def data_bytes(grid: object) -> int:
+    """Bytes of the grid's task data (X and y), a lower bound on ``grid.h5``'s size."""
+    total = 0
+    for task in grid.tasks:
+        for values in (task.X, task.y):
+            if isinstance(values, pd.DataFrame):
+                total += int(values.memory_usage(index=False).sum())
+            else:
+                total += int(getattr(values, "nbytes", 0))
+    return total
+
+
 def write_grid_file(path: Path, grid: object, jobs: pd.DataFrame, attrs: dict) -> None:
-    """Write the whole grid to ``path`` (a temp file; the caller renames it)."""
-    with h5py.File(path, "w") as h5:
-        h5.attrs.update(attrs)
-        h5.attrs["schema_version"] = SCHEMA_VERSION
-        tasks = h5.create_group("tasks")
-        for i, task in enumerate(grid.tasks):
-            group = tasks.create_group(str(i))
-            group.attrs.update({"name": task.name, "kind": task.kind})
-            _write_x(group, task.X)
-            write_column(group, "y", task.y)
-            for role in ("subset", "groups", "stratum", "fold"):
-                values = getattr(task, role)
-                if isinstance(values, pd.DataFrame):  # one stratum per combination
-                    values = values.astype(str).agg("\x1f".join, axis=1)
-                if values is not None:
-                    write_column(group, role, np.asarray(values))
-        learners = h5.create_group("learners")
-        for i, (name, estimator) in enumerate(grid.learners.items()):
-            dataset = write_pickle(learners, str(i), estimator)
-            dataset.attrs.update({"name": name, "repr": repr(estimator)})
-        resamplings = h5.create_group("resamplings")
-        for i, (name, cv) in enumerate(grid.resamplings.items()):
-            dataset = write_pickle(resamplings, str(i), cv)
-            dataset.attrs.update({"name": name, "repr": repr(cv)[:1000]})
-        if grid.fallback is not None:
-            write_pickle(h5, "fallback", grid.fallback).attrs["repr"] = repr(grid.fallback)
-        write_pickle(h5, "scorers", grid.scorers).attrs["names"] = [
-            s.name for s in grid.scorers
-        ]
-        splits = h5.create_group("splits")
-        for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
-            group = splits.create_group(f"{task_i}_{res_i}")
-            for side in ("train", "test"):
-                arrays = getattr(split_set, side)
-                lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
-                group.create_dataset(f"{side}_ptr", data=np.concatenate([[0], np.cumsum(lengths)]))
-                flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-                group.create_dataset(f"{side}_idx", data=flat.astype(np.int64))
-        table = h5.create_group("jobs")
-        table.attrs["order"] = [str(c) for c in jobs.columns]
-        for column in jobs.columns:
-            write_column(table, column, jobs[column].to_numpy())
+    """Write the whole grid to ``path`` atomically (a full disk: one
+    :class:`~mpibench.errors.WriteFailed`, nothing left behind)."""
+    from .paths import write_hdf5_atomically
+
+    write_hdf5_atomically(
+        path, lambda h5: _fill_grid_file(h5, grid, jobs, attrs),
+        fix="Free space (or choose a folder with more) and create the project again.",
+        expected_bytes=data_bytes(grid))
+
+
+def _fill_grid_file(h5: h5py.File, grid: object, jobs: pd.DataFrame, attrs: dict) -> None:
+    h5.attrs.update(attrs)
+    h5.attrs["schema_version"] = SCHEMA_VERSION
+    tasks = h5.create_group("tasks")
+    for i, task in enumerate(grid.tasks):
+        group = tasks.create_group(str(i))
+        group.attrs.update({"name": task.name, "kind": task.kind})
+        _write_x(group, task.X)
+        write_column(group, "y", task.y)
+        for role in ("subset", "groups", "stratum", "fold"):
+            values = getattr(task, role)
+            if isinstance(values, pd.DataFrame):  # one stratum per combination
+                values = values.astype(str).agg("\x1f".join, axis=1)
+            if values is not None:
+                write_column(group, role, np.asarray(values))
+    learners = h5.create_group("learners")
+    for i, (name, estimator) in enumerate(grid.learners.items()):
+        dataset = write_pickle(learners, str(i), estimator)
+        dataset.attrs.update({"name": name, "repr": repr(estimator)})
+    resamplings = h5.create_group("resamplings")
+    for i, (name, cv) in enumerate(grid.resamplings.items()):
+        dataset = write_pickle(resamplings, str(i), cv)
+        dataset.attrs.update({"name": name, "repr": repr(cv)[:1000]})
+    if grid.fallback is not None:
+        write_pickle(h5, "fallback", grid.fallback).attrs["repr"] = repr(grid.fallback)
+    write_pickle(h5, "scorers", grid.scorers).attrs["names"] = [
+        s.name for s in grid.scorers
+    ]
+    splits = h5.create_group("splits")
+    for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
+        group = splits.create_group(f"{task_i}_{res_i}")
+        for side in ("train", "test"):
+            arrays = getattr(split_set, side)
+            lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+            group.create_dataset(f"{side}_ptr", data=np.concatenate([[0], np.cumsum(lengths)]))
+            flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+            group.create_dataset(f"{side}_idx", data=flat.astype(np.int64))
+    table = h5.create_group("jobs")
+    table.attrs["order"] = [str(c) for c in jobs.columns]
+    for column in jobs.columns:
+        write_column(table, column, jobs[column].to_numpy())
+
+
 
 
 @dataclass

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import THREAD_VARIABLES
 from .supervisor import (
+    INTERRUPT,
     STOP_SIGNALS,
     IsolationLimits,
     close_quietly,
@@ -34,6 +37,8 @@ from .supervisor import (
 
 MPI_VARIABLE_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPIR_", "I_MPI_", "MPICH_",
                          "PRTE_", "OPAL_")
+INTERRUPT_POLL = 0.25
+"""Seconds between a worker's checks for an interrupt while a split runs."""
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 __all__ = ["IsolatedExecutor", "IsolationLimits", "SupervisorProcess", "child_environment",
            "fork_supervisor"]
@@ -209,6 +214,9 @@ class IsolatedExecutor:
                         "environment": {name: str(threads) for name in THREAD_VARIABLES}}
         self._env = child_environment(threads)
         self._n_scores: int | None = None
+        self.interrupt_check: Callable[[], bool] | None = None
+        """Asked every ``INTERRUPT_POLL`` seconds while a split runs: True stops it
+        (status ``interrupted``). Set by the worker loop."""
         self._supervisor = supervisor
         if supervisor is not None:
             supervisor.configure(self._config)
@@ -224,13 +232,26 @@ class IsolatedExecutor:
         start = time.time()
         supervisor = self._started()
         try:
-            return supervisor.send(job)
+            write_frame(supervisor.to_fd, job)
+            self._wait_for_result(supervisor)
+            return read_frame(supervisor.from_fd)
         except (EOFError, OSError):
             self._supervisor = None
             code = supervisor.close(timeout=5.0)
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         return self._crash(job, start, f"the isolation supervisor (pid {supervisor.pid}) "
                                        f"died ({how}); a fresh one takes over")
+
+    def _wait_for_result(self, supervisor: SupervisorProcess) -> None:
+        """Until the supervisor's reply is there, ask :attr:`interrupt_check` every
+        ``INTERRUPT_POLL`` seconds; on True tell the supervisor to stop the split."""
+        if self.interrupt_check is None:
+            return
+        asked = False
+        while not select.select([supervisor.from_fd], [], [], INTERRUPT_POLL)[0]:
+            if not asked and self.interrupt_check():
+                write_frame(supervisor.to_fd, INTERRUPT)
+                asked = True
 
     def _crash(self, job: object, start: float, message: str) -> object:
         from .gridfile import GridFile

@@ -33,8 +33,8 @@ from .batch import (
     batch_from_columns_record,
     json_bytes,
 )
-from .errors import MpibenchError
-from .paths import fsync_directory, replace_atomically
+from .errors import MpibenchError, WriteFailed
+from .paths import fsync_directory, replace_atomically, write_failed
 from .protocol import SplitResult
 
 MAGIC = b"MPIBENCH-JOURNAL 1\n"
@@ -246,18 +246,27 @@ class JournalWriter:
 
     def __init__(self, path: Path, header: dict) -> None:
         self.path = path
-        fresh = not path.exists()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fresh = not path.exists() or path.stat().st_size == 0  # an empty one is absent
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self.failed(exc) from None
         self._unsynced = 0
         self._oldest = 0.0
         self._staged: list[bytes] | None = None
         self._committing: threading.Thread | None = None
         self._commit_error: OSError | None = None
         if fresh:
-            os.write(self._fd, MAGIC + encode({"t": "header", **header,
-                                               "result_fields": list(RESULT_FIELDS)}))
-            os.fsync(self._fd)
-            fsync_directory(path.parent)
+            try:
+                os.ftruncate(self._fd, 0)
+                os.write(self._fd, MAGIC + encode({"t": "header", **header,
+                                                   "result_fields": list(RESULT_FIELDS)}))
+                os.fsync(self._fd)
+                fsync_directory(path.parent)
+            except OSError as exc:
+                os.close(self._fd)
+                path.unlink(missing_ok=True)
+                raise self.failed(exc) from None
 
     @contextlib.contextmanager
     def one_write(self) -> Iterator[None]:
@@ -268,13 +277,27 @@ class JournalWriter:
         finally:
             staged, self._staged = self._staged, None
             if staged:
-                os.write(self._fd, b"".join(staged))
+                self._write_now(b"".join(staged))
 
     def _write(self, record: bytes) -> None:
         if self._staged is not None:
             self._staged.append(record)
         else:
-            os.write(self._fd, record)
+            self._write_now(record)
+
+    def _write_now(self, data: bytes) -> None:
+        """``write`` (a full disk or an I/O error: :class:`WriteFailed`; a torn tail
+        record is dropped when the journal is next read)."""
+        try:
+            os.write(self._fd, data)
+        except OSError as exc:
+            raise self.failed(exc) from None
+
+    def failed(self, error: OSError) -> WriteFailed:
+        """The one-line error for a failed write or fsync of the journal."""
+        return write_failed(self.path, error, "Free space and rerun the same command: "
+                            "every split the journal holds is kept, the ones in flight "
+                            "run again.")
 
     def _append(self, body: bytes, n_splits: int = 1) -> None:
         """Write one record now (no fsync); ``n_splits`` count towards the group commit."""
@@ -312,7 +335,10 @@ class JournalWriter:
         self._wait_for_commit()
         committed = self._unsynced
         if committed:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise self.failed(exc) from None
             self._unsynced = 0
         return committed
 
@@ -341,7 +367,7 @@ class JournalWriter:
             self._committing = None
         error, self._commit_error = self._commit_error, None
         if error is not None:
-            raise error
+            raise self.failed(error)
 
     def close(self) -> None:
         """Commit and close."""

@@ -86,6 +86,11 @@ class ProjectLock:
             except FileExistsError:
                 self._take_over_if_stale()
                 continue
+            except OSError as exc:
+                raise MpibenchError(
+                    f"Cannot create {self.path}: {exc.strerror}. A run writes into the "
+                    "project folder: make it writable (chmod u+w) or copy the project to "
+                    "a folder you can write, and rerun.") from None
             with os.fdopen(fd, "w") as handle:
                 json.dump(self.info, handle)
                 handle.write("\n")

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import WriteFailed
+
+WRITE_CHUNK = 1 << 22
+"""Bytes per ``write`` call when a file image goes to disk."""
+IN_MEMORY_LIMIT = 1 << 30
+"""HDF5 files expected below this many bytes are built in memory, then written."""
 
 
 @dataclass(frozen=True)
@@ -67,3 +77,89 @@ def replace_atomically(tmp: Path, target: Path) -> None:
         os.fsync(handle.fileno())
     Path(tmp).replace(target)
     fsync_directory(target.parent)
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``.
+
+    Examples
+    --------
+    >>> format_bytes(1536), format_bytes(3 * 2**30)
+    ('1.5 KiB', '3.0 GiB')
+    """
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(n_bytes) < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} GiB"  # pragma: no cover
+
+
+def write_failed(path: Path, error: OSError, fix: str) -> WriteFailed:
+    """The one-line error for a failed write of ``path``: the cause, the space left on
+    that file system, and ``fix``."""
+    try:
+        free = f"{format_bytes(shutil.disk_usage(Path(path).parent).free)} free there"
+    except OSError:
+        free = "free space unknown"
+    cause = error.strerror or str(error)
+    return WriteFailed(f"Could not write {path}: {cause} ({free}). {fix}")
+
+
+def write_bytes_atomically(target: Path, data: bytes | memoryview, fix: str,
+                           fault: str | None = None) -> None:
+    """Write ``data`` to a temp file beside ``target``, fsync it and rename it over
+    ``target``; on any error remove the temp file and raise :class:`WriteFailed`
+    (``fault``: the ``MPIBENCH_FAULT`` test hook's name for the moment before the
+    rename)."""
+    tmp = ProjectPaths(target.parent).temporary(target)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view[:WRITE_CHUNK]):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if fault is not None:
+            from .config import inject_fault
+
+            inject_fault(fault, 0)
+        Path(tmp).replace(target)
+        fsync_directory(target.parent)
+    except OSError as exc:
+        raise write_failed(target, exc, fix) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_hdf5_atomically(target: Path, fill: Callable[[object], None], fix: str,
+                          expected_bytes: int = 0, fault: str | None = None) -> None:
+    """Build an HDF5 file with ``fill(h5)`` and put it at ``target`` atomically.
+
+    A file expected below ``IN_MEMORY_LIMIT`` bytes is built in memory and written with
+    plain ``write`` calls: a full disk is then one :class:`WriteFailed` (HDF5 writing to
+    a full disk prints pages of errors and can crash the process). A larger one is
+    written in place after checking that the file system has room for it.
+    """
+    import h5py
+
+    if expected_bytes < IN_MEMORY_LIMIT:
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as h5:
+            fill(h5)
+        write_bytes_atomically(target, buffer.getbuffer(), fix, fault)
+        return
+    free = shutil.disk_usage(target.parent).free
+    if free < expected_bytes:
+        raise write_failed(target, OSError(28, f"needs about {format_bytes(expected_bytes)}"),
+                           fix)
+    tmp = ProjectPaths(target.parent).temporary(target)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            fill(h5)
+        replace_atomically(tmp, target)
+    except OSError as exc:
+        raise write_failed(target, exc, fix) from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from ._version import __version__
 from .errors import MpibenchError
 from .grid import derive_seed
 from .gridfile import GridFile, write_grid_file
-from .paths import ProjectPaths, replace_atomically
+from .paths import ProjectPaths
 from .storage import FINGERPRINT_PARTS
 
 
@@ -186,12 +186,7 @@ def create_project(path: str | os.PathLike, grid: object, *,
         "mpibench_version": __version__, "created": time.time(),
         **{f"fingerprint_{k}": v for k, v in parts.items()},
     }
-    tmp = paths.temporary(paths.grid)
-    try:
-        write_grid_file(tmp, grid, jobs, attrs)
-        replace_atomically(tmp, paths.grid)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_grid_file(paths.grid, grid, jobs, attrs)
     return paths.root
 
 

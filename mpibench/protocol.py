@@ -7,6 +7,10 @@ exactly one reply: a block of assignments (one
 object per split, or for a few a list of lists), ``[]`` (ask again later), or
 ``STOP`` (``None``: finish, after sending any result still held). Job ids travel
 in message bodies, never in MPI tags.
+
+Around the run: rank 0's word on the project before it (``TAG_SETUP``), and the exit
+code after it (``TAG_DONE``); during a stop, ``TAG_INTERRUPT`` ends a split that
+outlived the grace period.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ TAG_REQUEST = 1
 TAG_REPLY = 2
 """Rank 0 -> worker: a block of assignments, ``[]``, or ``STOP``."""
 TAG_SETUP = 3
-"""Rank 0 -> every rank, before the run: ``None``, or why it refused the project."""
+"""Rank 0 -> every rank, before the run: ``None``, or ``(exit code, message)`` when it
+could not start (every rank then ends with that code)."""
+TAG_INTERRUPT = 4
+"""Rank 0 -> a worker, when the stop grace period ends: stop the running split now
+(it is ``interrupted``, runs again on resume) and hand back the rest."""
+TAG_DONE = 5
+"""Rank 0 -> every worker, after ``results.h5`` is written and the lock released: the
+run's exit code. Workers wait for it with their stop handlers still installed, so a
+stop signal at the end of a run cannot kill a rank that has finished."""
 STOP = None
 """Reply that tells a worker to finish."""
 INTERRUPTED = "interrupted"

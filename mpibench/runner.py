@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .batch import EncodedResults
 from .config import check_launch, inject_fault, limit_threads, resolve_threads
-from .errors import MpibenchError
+from .errors import MpibenchError, invalid_parameter
 from .isolation import (
     IsolatedExecutor,
     IsolationLimits,
@@ -28,7 +28,10 @@ from .isolation import (
 )
 from .paths import ProjectPaths
 from .protocol import (
+    INTERRUPTED,
     STOP,
+    TAG_DONE,
+    TAG_INTERRUPT,
     TAG_REPLY,
     TAG_REQUEST,
     TAG_SETUP,
@@ -140,6 +143,17 @@ class Worker:
         """Moving average of the seconds from a request to its reply."""
         self._asked_at = 0.0
         self._reply_seen = True
+        self.interrupted = False
+        """Rank 0 said to stop the running split (``TAG_INTERRUPT``): run no more."""
+        if hasattr(executor, "interrupt_check"):
+            executor.interrupt_check = self.interrupt_arrived
+
+    def interrupt_arrived(self) -> bool:
+        """True once rank 0 has said to interrupt (the message is taken on the way)."""
+        if not self.interrupted and self.transport.has_message(0, TAG_INTERRUPT):
+            self.transport.receive(0, TAG_INTERRUPT, spin=0.0)
+            self.interrupted = True
+        return self.interrupted
 
     def request(self, busy: bool = False, returned: list[int] | None = None) -> None:
         """Send the results so far (and a request for more) to rank 0."""
@@ -167,13 +181,16 @@ class Worker:
         """Run ``jobs``; True if a request was sent on the way."""
         ahead = False
         for i, job in enumerate(jobs):
-            if self.signals is not None and self.signals.received:
+            if (self.signals is not None and self.signals.received) or self.interrupted:
                 self.request(returned=[j.job_id for j in jobs[i:]])
                 return True
             if not ahead and self._ask_ahead(len(jobs) - i):
                 self.request(busy=True)
                 ahead = True
             result = self.executor.run(job)
+            if result.status == INTERRUPTED:
+                self.interrupt_arrived()  # (an executor stopped from outside: the same)
+                self.interrupted = True
             seconds = self._last_seconds = result.end_time - result.start_time
             self._split_seconds += (0.1 if self.stats.n_splits else 1.0) * (
                 seconds - self._split_seconds)
@@ -203,7 +220,9 @@ def work(transport: MPITransport, executor: object,
          signals: StopSignals | None = None) -> None:
     """Worker loop (see :class:`Worker`)."""
     gc.freeze()  # what is loaded stays: full collections then skip it (no 20 ms stalls)
-    Worker(transport, executor, signals).loop()
+    worker = Worker(transport, executor, signals)
+    worker.loop()
+    worker.interrupt_arrived()  # one sent as the last split ended is not left unread
 
 
 def run(
@@ -285,26 +304,55 @@ def run(
     >>> mpibench.run(project, progress_every=0)
     0
     """
-    if max_attempts < 1:
-        raise MpibenchError(f"--max-attempts must be >= 1. Got {max_attempts} instead.")
-    if recycle_after < 1:
-        raise MpibenchError(f"--recycle-after must be >= 1. Got {recycle_after} instead.")
-    if not isolate and (timeout is not None or memory_limit is not None):
-        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")
+    check_run_options(max_attempts=max_attempts, recycle_after=recycle_after,
+                      isolate=isolate, timeout=timeout, memory_limit=memory_limit,
+                      grace=grace, kill_grace=kill_grace)
     threads = resolve_threads(threads)
+    signals = StopSignals()
+    signals.install()  # from here on a stop signal is a clean stop, whatever the rank does
     supervisor = None
-    if isolate and comm is None and not mpi_initialized() and not runs_no_split():
-        supervisor = fork_supervisor(threads)  # before MPI starts: no second interpreter
     try:
+        if isolate and comm is None and not mpi_initialized() and not runs_no_split():
+            supervisor = fork_supervisor(threads)  # before MPI starts: no second interpreter
         return _launch(project, folder, threads, supervisor, comm, {
             "order": order, "chunk_size": chunk_size, "checkpoint_every": checkpoint_every,
             "progress_every": progress_every, "grace": grace, "max_attempts": max_attempts,
             "repair": repair, "isolate": isolate, "timeout": timeout,
             "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
-            "recycle_after": recycle_after, "test": test})
+            "recycle_after": recycle_after, "test": test, "signals": signals})
     finally:
+        signals.restore()
         if supervisor is not None and not supervisor.configured:
             supervisor.kill()  # unused: rank 0, or a refused run
+
+
+def check_run_options(*, max_attempts: int, recycle_after: int, isolate: bool,
+                      timeout: float | None, memory_limit: int | None, grace: float,
+                      kill_grace: float) -> None:
+    """Refuse option values :func:`run` cannot honour, before anything starts.
+
+    Examples
+    --------
+    >>> try:
+    ...     check_run_options(max_attempts=2, recycle_after=1000, isolate=True,
+    ...                       timeout=-1, memory_limit=None, grace=20, kill_grace=2)
+    ... except MpibenchError as exc:
+    ...     print(exc)
+    The 'timeout' parameter of run must be a number of seconds > 0. Got -1 instead.
+    """
+    checks = (("max_attempts", max_attempts, max_attempts >= 1, "an int >= 1"),
+              ("recycle_after", recycle_after, recycle_after >= 1, "an int >= 1"),
+              ("timeout", timeout, timeout is None or timeout > 0,
+               "a number of seconds > 0"),
+              ("memory_limit", memory_limit, memory_limit is None or memory_limit > 0,
+               "a number of bytes > 0"),
+              ("grace", grace, grace >= 0, "a number of seconds >= 0"),
+              ("kill_grace", kill_grace, kill_grace >= 0, "a number of seconds >= 0"))
+    for name, value, valid, expected in checks:
+        if not valid:
+            raise invalid_parameter("run", name, expected, value)
+    if not isolate and (timeout is not None or memory_limit is not None):
+        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")
 
 
 def _launch(project: object, folder: object, threads: int,
@@ -318,16 +366,11 @@ def _launch(project: object, folder: object, threads: int,
     project = settle_project(transport, project, folder)
     test = options.pop("test")
     paths = ProjectPaths(Path(project) / "test" if test else project)
-    signals = StopSignals()
-    signals.install()
     if transport.size > 1:
         exit_when_orphaned()
-    try:
-        return _start(transport, paths, threads, {
-            **options, "signals": signals, "supervisor": supervisor,
-            "test_source": project if test else None, "mpi_library": library_name(MPI)})
-    finally:
-        signals.restore()
+    return _start(transport, paths, threads, {
+        **options, "supervisor": supervisor, "test_source": project if test else None,
+        "mpi_library": library_name(MPI)})
 
 
 def settle_project(transport: MPITransport, project: object, folder: object) -> object:
@@ -344,24 +387,39 @@ def settle_project(transport: MPITransport, project: object, folder: object) -> 
     if folder is None:
         raise MpibenchError("run(grid, folder): name the project folder, e.g. "
                             "mpibench.run(grid, 'proj').")
-    error = None
+    outcome = None
     if transport.rank == 0:
         from .project import create_project
 
         try:
             create_project(folder, project)
-        except MpibenchError as exc:
-            error = str(exc)
-    share_refusal(transport, error)
+        except Exception as exc:  # every rank must learn of it
+            outcome = refusal(exc)
+    share_refusal(transport, outcome)
     return folder
 
 
-def share_refusal(transport: MPITransport, error: str | None) -> None:
-    """Every rank learns rank 0's ``error`` (None: go on); a refusal raises
-    :class:`MpibenchError` on rank 0 and :class:`PeerRefused` elsewhere."""
-    error = transport.share(error, TAG_SETUP)
-    if error is not None:
-        raise (MpibenchError if transport.rank == 0 else PeerRefused)(error)
+def refusal(error: Exception) -> tuple[int, str]:
+    """``(exit code, one-line message)`` for an error rank 0 met before the run: the
+    error's own for bad input (2) or a failed write (1); an unexpected one is an
+    internal error (1), its traceback printed here."""
+    if isinstance(error, MpibenchError):
+        return error.exit_code, str(error)
+    traceback.print_exc()
+    return 1, (f"internal error while opening the project ({type(error).__name__}: "
+               f"{error}); the traceback is above. Please report it.")
+
+
+def share_refusal(transport: MPITransport, outcome: tuple[int, str] | None) -> None:
+    """Every rank learns rank 0's ``outcome`` (None: go on); a refusal raises
+    :class:`MpibenchError` on rank 0 and :class:`PeerRefused` elsewhere, both with the
+    refusal's exit code."""
+    outcome = transport.share(outcome, TAG_SETUP)
+    if outcome is not None:
+        code, message = outcome
+        error = (MpibenchError if transport.rank == 0 else PeerRefused)(message)
+        error.exit_code = code
+        raise error
 
 
 ORPHAN_CHECK_SECONDS = 1.0
@@ -391,37 +449,63 @@ def library_name(mpi: object) -> str:
 
 
 def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: dict) -> int:
-    """Rank 0 opens the project (all ranks learn if it refused), then each plays its role."""
-    dispatcher, error = None, None
+    """Rank 0 opens the project (all ranks learn if it could not), each rank plays its
+    role, and all end together with rank 0's exit code."""
+    dispatcher, outcome = None, None
     if transport.rank != 0 and not options["isolate"]:
         import mpibench.worker  # noqa: F401 - loads while rank 0 opens the project
     if transport.rank == 0:
-        from .dispatcher import Dispatcher, log
-        from .testmode import create_test_project
-
         try:
-            if options["test_source"] is not None:
-                create_test_project(options["test_source"])
-                log(f"test mode: {paths.root} (first split of each task x learner x "
-                    "resampling, small data)")
-            dispatcher = Dispatcher(paths, transport.size, **options)
-        except MpibenchError as exc:
-            error = str(exc)
-    share_refusal(transport, error)
+            dispatcher = open_dispatcher(paths, transport.size, options)
+        except Exception as exc:  # every rank must learn of it
+            outcome = refusal(exc)
+    share_refusal(transport, outcome)
     try:
         if dispatcher is None or transport.size == 1:  # rank 0 of a job runs no split:
             limit_threads(threads)  # finding the thread pools costs it 10-90 ms of CPU
-        return _run_role(transport, dispatcher, paths, threads, options)
-    except Exception:
+        code = _run_role(transport, dispatcher, paths, threads, options)
+    except Exception as exc:
         if transport.size == 1:
             raise
-        _abort(transport, f"rank {transport.rank} of {transport.size} on "
-                          f"{socket.gethostname()} failed; aborting the job:\n"
-                          f"{traceback.format_exc()}", 1)
+        if dispatcher is not None:
+            dispatcher.close()  # the lock goes before the job does
+        _abort(transport, failure_message(transport, exc), getattr(exc, "exit_code", 1))
         raise
     finally:
         if dispatcher is not None:
             dispatcher.close()
+    return end_together(transport, code)
+
+
+def open_dispatcher(paths: ProjectPaths, n_ranks: int, options: dict) -> Dispatcher:
+    """Rank 0's dispatcher for ``paths`` (first the ``--test`` sub-project, if asked)."""
+    from .dispatcher import Dispatcher, log
+
+    if options["test_source"] is not None:
+        from .testmode import create_test_project
+
+        create_test_project(options["test_source"])
+        log(f"test mode: {paths.root} (first split of each task x learner x "
+            "resampling, small data)")
+    return Dispatcher(paths, n_ranks, **options)
+
+
+def end_together(transport: MPITransport, code: int) -> int:
+    """Rank 0 tells every worker the run's exit code (after ``results.h5`` is written
+    and the lock released); workers wait for it with their stop handlers installed, so
+    a stop signal at the end of a run cannot kill a rank that finished early."""
+    code = transport.share(code, TAG_DONE)
+    transport.flush()
+    return code
+
+
+def failure_message(transport: MPITransport, error: Exception) -> str:
+    """What a failing rank prints before it ends the job: one line for a refusal or a
+    failed write, the traceback for anything else."""
+    where = f"rank {transport.rank} of {transport.size} on {socket.gethostname()}"
+    if isinstance(error, MpibenchError):
+        return f"{where}: {error} Ending the job.\n"
+    return f"{where} failed; ending the job:\n{traceback.format_exc()}"
 
 
 def _abort(transport: MPITransport, message: str, code: int) -> None:
@@ -457,10 +541,11 @@ def _play(transport: MPITransport, dispatcher: Dispatcher | None, executor: obje
         else:
             dispatcher.serve(transport)
             transport.flush()
-    except GraceExpired:
+    except GraceExpired:  # splits that could not be interrupted (--no-isolate)
+        n_stuck = dispatcher.give_back_in_flight()
         code = dispatcher.finish()
-        log(f"{dispatcher.scheduler.n_in_flight} split(s) still running after the grace "
-            "period; ending the job.")
+        log(f"{n_stuck} split(s) still running after the grace period and the interrupt "
+            "(--no-isolate cannot stop a split); ending the job. They run again on resume.")
         dispatcher.close()
         if transport.size > 1:
             _abort(transport, "", code)

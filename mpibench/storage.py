@@ -10,6 +10,7 @@ Layout (plain datasets and attributes, no pickles)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -20,11 +21,10 @@ import numpy as np
 import pandas as pd
 
 from .batch import EncodedResults, ResultBatch, ResultColumns
-from .config import inject_fault
 from .errors import MpibenchError
 from .gridfile import SCHEMA_VERSION, read_column, write_column
 from .journal import JournalWriter, read_journal
-from .paths import ProjectPaths, replace_atomically
+from .paths import ProjectPaths, write_hdf5_atomically
 from .protocol import RankStats
 
 FINGERPRINT_PARTS = ("data", "splits", "learners", "scorers", "seed")
@@ -99,7 +99,7 @@ class ResultStore:
 
     def _read_previous(self, repair: bool) -> ResultBatch | None:
         """Load the journal; without one, adopt the rows of an existing results.h5."""
-        if self.paths.journal.exists():
+        if self.paths.journal.exists() and self.paths.journal.stat().st_size:
             contents = read_journal(self.paths.journal, self.parts, repair=repair)
             for batch in contents.batches:
                 self._results.append(batch)
@@ -183,25 +183,24 @@ class ResultStore:
         """
         self.journal.commit()
         n_rows, columns = self.columns()
-        target = self.paths.results
-        tmp = self.paths.temporary(target)
-        try:
-            with h5py.File(tmp, "w") as h5:
-                h5.attrs.update({
-                    "fingerprint": self.fingerprint, "n_total": len(self.jobs),
-                    "n_done": n_rows, "schema_version": SCHEMA_VERSION, **attrs,
-                })
-                splits = h5.create_group("splits")
-                splits.attrs["order"] = result_columns(self.scorer_names)
-                for name, values in columns:
-                    write_column(splits, name, values)
-                _write_table(h5.create_group("ranks"), pd.DataFrame(
-                    {c: [getattr(r, c) for r in ranks] for c in RANK_COLUMNS}))
-            inject_fault("consolidate", 0)
-            replace_atomically(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return target
+
+        def fill(h5: h5py.File) -> None:
+            h5.attrs.update({
+                "fingerprint": self.fingerprint, "n_total": len(self.jobs),
+                "n_done": n_rows, "schema_version": SCHEMA_VERSION, **attrs,
+            })
+            splits = h5.create_group("splits")
+            splits.attrs["order"] = result_columns(self.scorer_names)
+            for name, values in columns:
+                write_column(splits, name, values)
+            _write_table(h5.create_group("ranks"), pd.DataFrame(
+                {c: [getattr(r, c) for r in ranks] for c in RANK_COLUMNS}))
+
+        write_hdf5_atomically(
+            self.paths.results, fill, fault="consolidate",
+            fix=f"Free space and rerun `mpibench run {self.paths.root}`: it rebuilds "
+                f"{self.paths.results.name} from the journal, which keeps every split.")
+        return self.paths.results
 
     def close(self) -> None:
         """Commit and close the journal."""
@@ -224,14 +223,39 @@ def _results_path(path: str | os.PathLike) -> Path:
     return target
 
 
+def damaged_results(target: Path, cause: object) -> MpibenchError:
+    """The one-line error for a ``results.h5`` that cannot be read, with the fix."""
+    journal = ProjectPaths(target.parent).journal
+    fix = (f"`mpibench run {target.parent}` rebuilds it from {journal.name}"
+           if journal.exists() and journal.stat().st_size else
+           f"there is no journal to rebuild it from: move it aside (mv {target} "
+           f"{target}.damaged) and `mpibench run {target.parent}` computes its splits again")
+    return MpibenchError(f"{target} is damaged or incomplete ({cause}); {fix}.")
+
+
+@contextlib.contextmanager
+def _open_results(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """``results.h5`` open for reading; damage is one :class:`MpibenchError`."""
+    target = _results_path(path)
+    try:
+        h5 = h5py.File(target, "r")
+    except OSError as exc:
+        raise damaged_results(target, str(exc)[:160]) from None
+    try:
+        with h5:
+            yield h5
+    except (KeyError, OSError, ValueError) as exc:
+        raise damaged_results(target, f"{type(exc).__name__}: {exc}") from None
+
+
 def read_attrs(path: str | os.PathLike) -> dict:
     """Root attributes of ``results.h5`` (a project folder or the file itself)."""
-    with h5py.File(_results_path(path), "r") as h5:
+    with _open_results(path) as h5:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
 
 
 def _read_table(path: str | os.PathLike, name: str) -> pd.DataFrame:
-    with h5py.File(_results_path(path), "r") as h5:
+    with _open_results(path) as h5:
         group = h5[name]
         return pd.DataFrame({c: read_column(group[c]) for c in group.attrs["order"]})
 

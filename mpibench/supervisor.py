@@ -56,6 +56,8 @@ RECYCLE_GROWTH = 1 << 30
 RSS_CHECK_EVERY = 16
 """An executor's growth is read after every this many splits (a ``/proc`` read)."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+INTERRUPT = "mpibench-interrupt"
+"""Frame from the worker while a split runs: stop it now (the run's grace is over)."""
 OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
@@ -214,11 +216,16 @@ class Supervisor:
         Timeout, kill grace, memory limit and recycling.
     private_fds : list of int
         This process's own descriptors, closed in every executor.
+    control_fd : int, optional
+        The pipe from the worker: an :data:`INTERRUPT` frame there stops the running
+        split (status ``interrupted``); EOF (the worker died) too.
     """
 
-    def __init__(self, runner, limits: IsolationLimits, private_fds: tuple = ()) -> None:
+    def __init__(self, runner, limits: IsolationLimits, private_fds: tuple = (),
+                 control_fd: int | None = None) -> None:
         self.runner, self.limits = runner, limits
         self._private = set(private_fds)
+        self._control = [] if control_fd is None else [control_fd]
         self._current: Executor | None = None
         self._spare: Executor | None = None
         self._retired: list[int] = []
@@ -327,14 +334,21 @@ class Supervisor:
         verdict, term_sent = None, 0.0
         deadline = start + limits.timeout if limits.timeout else None
         while True:
-            ready, _, _ = select.select([fd], [], [], POLL_SECONDS if polling else LIVENESS_SECONDS)
-            if ready:
+            ready, _, _ = select.select([fd, *self._control], [], [],
+                                        POLL_SECONDS if polling else LIVENESS_SECONDS)
+            if fd in ready:
                 try:
                     payload = _read_exactly(fd, FRAME.unpack(_read_exactly(fd, FRAME.size))[0])
                 except EOFError:
                     return None, verdict
-                if verdict is None:
+                if verdict in (None, INTERRUPTED):  # (done before the interrupt took)
                     return payload, None
+                continue
+            if ready:  # the worker: an interrupt (or it is gone)
+                self._read_control()
+                if verdict is None:
+                    verdict, term_sent = INTERRUPTED, time.time()
+                    kill_group(pid, signal.SIGTERM)  # SIGKILL kill_grace seconds later
                 continue
             if has_exited(pid):  # dead, but a process it started holds its pipe open
                 kill_group(pid, signal.SIGKILL)
@@ -350,7 +364,16 @@ class Supervisor:
                 verdict = "oom"
                 kill_group(pid, signal.SIGKILL)
 
+    def _read_control(self) -> None:
+        """Take the worker's frame (EOF: it is gone; serve() ends after this split)."""
+        try:
+            read_frame(self._control[0])
+        except EOFError:
+            self._control = []
+
     def _classify(self, verdict: str | None, status: int) -> tuple[str, str]:
+        if verdict == INTERRUPTED:
+            return INTERRUPTED, "interrupted: the run stopped and its grace period ended"
         if verdict == "timeout":
             return "timeout", f"exceeded --timeout {self.limits.timeout:g}s"
         if verdict == "oom":
@@ -405,7 +428,7 @@ def serve(frames_in: int, frames_out: int) -> None:
                          config["threads"], fallback=config["fallback"])
     runner.preload()  # executors and spares start with the task data (if the grid is small)
     runner.warm_up()
-    supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out))
+    supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out), frames_in)
     supervisor.prepare()
     try:
         while True:
@@ -413,6 +436,8 @@ def serve(frames_in: int, frames_out: int) -> None:
                 job = read_frame(frames_in)
             except EOFError:
                 return
+            if isinstance(job, str) and job == INTERRUPT:
+                continue  # it crossed the result of the split it was meant for
             write_frame(frames_out, run_with_fallback(supervisor.run, runner, job))
     finally:
         supervisor.close()
