@@ -77,8 +77,8 @@ def inject_fault(where: str, rank: int) -> None:
     ``MPIBENCH_FAULT=WHERE:RANK`` raises :class:`InjectedFault`;
     ``WHERE:RANK:kill`` sends this process SIGKILL. ``where`` is ``worker`` (the
     worker loop, after its first results), ``dispatcher`` (rank 0's loop, after its
-    first request) or ``consolidate`` (after writing the temp results file, before
-    the rename).
+    first request), ``setup`` (rank 0, before it opens the project) or
+    ``consolidate`` (after writing the temp results file, before the rename).
     """
     spec = os.environ.get("MPIBENCH_FAULT", "")
     if not spec.startswith(f"{where}:{rank}"):

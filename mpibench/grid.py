@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 import zlib
@@ -294,6 +295,54 @@ def _check_learner(name: str, estimator: object) -> None:
             f"Learner {name!r} cannot be pickled ({type(exc).__name__}: {exc}). Define its "
             "classes and functions at module level, not inside a function or lambda."
         ) from exc
+
+
+SCRIPT_MODULES = ("__main__", "__mp_main__")
+
+
+class _ReferenceRecorder(pickle.Unpickler):
+    """Loads a pickle and records every class or function it names."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.references: list[tuple[str, str]] = []
+
+    def find_class(self, module: str, name: str) -> object:
+        self.references.append((module, name))
+        return super().find_class(module, name)
+
+
+def script_references(obj: object) -> list[str]:
+    """Classes and functions that ``obj`` pickles by reference to the running script
+    (``__main__``): a worker started by ``mpibench run`` cannot import them.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import Ridge
+    >>> script_references(Ridge())
+    []
+    """
+    recorder = _ReferenceRecorder(pickle.dumps(obj, protocol=5))
+    recorder.load()
+    return sorted({name for module, name in recorder.references if module in SCRIPT_MODULES})
+
+
+def check_importable(grid: Grid) -> None:
+    """Refuse learners, the fallback and scorers that need the creating script's own
+    classes or functions (with the fix: move them into an importable module)."""
+    parts = [(f"Learner {name!r}", est) for name, est in grid.learners.items()]
+    if grid.fallback is not None and grid.fallback != "featureless":
+        parts.append(("The fallback learner", grid.fallback))
+    parts += [(f"Scorer {scorer.name!r}", scorer) for scorer in grid.scorers]
+    for what, obj in parts:
+        names = script_references(obj)
+        if names:
+            listed = ", ".join(names)
+            raise MpibenchError(
+                f"{what} uses {listed}, defined in the script that creates the project "
+                "(__main__); the processes of `mpibench run` cannot import it. Move "
+                f"{listed} into an importable module (a .py file on PYTHONPATH or in an "
+                "installed package) and import it from there.")
 
 
 def expand_splits(task: Task, cv: object, seed: int) -> SplitSet:

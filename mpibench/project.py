@@ -13,7 +13,7 @@ import pandas as pd
 
 from ._version import __version__
 from .errors import MpibenchError
-from .grid import derive_seed
+from .grid import check_importable, derive_seed
 from .gridfile import GridFile, write_grid_file
 from .paths import ProjectPaths
 from .storage import FINGERPRINT_PARTS
@@ -161,6 +161,7 @@ def create_project(path: str | os.PathLike, grid: object, *,
         Bad grid, or a different project already at ``path``.
     """
     paths = ProjectPaths(path)
+    check_importable(grid)
     jobs = grid.job_table()
     if select_jobs is None:
         validate_jobs(grid, jobs)

@@ -481,6 +481,7 @@ def open_dispatcher(paths: ProjectPaths, n_ranks: int, options: dict) -> Dispatc
     """Rank 0's dispatcher for ``paths`` (first the ``--test`` sub-project, if asked)."""
     from .dispatcher import Dispatcher, log
 
+    inject_fault("setup", 0)
     if options["test_source"] is not None:
         from .testmode import create_test_project
 
@@ -504,7 +505,7 @@ def failure_message(transport: MPITransport, error: Exception) -> str:
     failed write, the traceback for anything else."""
     where = f"rank {transport.rank} of {transport.size} on {socket.gethostname()}"
     if isinstance(error, MpibenchError):
-        return f"{where}: {error} Ending the job.\n"
+        return f"error on {where}: {error} Ending the job.\n"
     return f"{where} failed; ending the job:\n{traceback.format_exc()}"
 
 

@@ -159,3 +159,75 @@ def test_time_limit_stops_with_exit_3_and_resubmits_until_complete(tmp_path):
     assert (results["status"] == "ok").all(), slurm_state(project)
     expected = mb.read_results(reference)
     assert results["rmse"].tolist() == expected["rmse"].tolist()
+
+
+def slow_project(path: Path, seconds: float, n_splits: int) -> Path:
+    import numpy as np
+    from sklearn.model_selection import ShuffleSplit
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(100, 2)), y=rng.normal(size=100))
+    grid = mb.Grid([task], {"slow": mb.DebugLearner(sleep_fit=seconds)},
+                   resamplings=[ShuffleSplit(n_splits, test_size=0.2)])
+    return mb.create_project(path, grid)
+
+
+def job_ids(name: str) -> list[str]:
+    queue = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True,
+                           text=True, timeout=20)
+    return [line.split()[0] for line in queue.stdout.splitlines() if line.strip()]
+
+
+def wait_until(condition, timeout: float, project: Path, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout}s\n{slurm_state(project)}")
+        time.sleep(1)
+
+
+def logs(project: Path) -> str:
+    return "".join(p.read_text() for p in sorted(project.glob("slurm-*.out")))
+
+
+@slurm
+@pytest.mark.slurm
+def test_scancel_stops_the_run_and_ends_the_chain(tmp_path):
+    project = slow_project(tmp_path / "cancel", 2.0, 40)
+    name = f"mpibench-{project.name}"
+    assert main(["sbatch", str(project), "--ntasks", "3", "--time", "00:05:00",
+                 "--submit"]) == 0
+    journal = project / "results.journal"
+    wait_until(lambda: journal.exists() and b'"t": "r"' in journal.read_bytes(), 120,
+               project, "a first result")
+    (first,) = job_ids(name)
+    subprocess.run(["scancel", first], check=True, timeout=20)
+    wait_until(lambda: not job_ids(name), 90, project, "the cancelled job gone")
+    time.sleep(5)  # a resubmission would be queued by now
+    assert not job_ids(name), slurm_state(project)
+    text = logs(project)
+    assert "cancelled (SIGTERM before the time limit" in text, slurm_state(project)
+    assert "submitting attempt" not in text, slurm_state(project)
+    assert not (project / "run.lock").exists()
+    assert 0 < mb.read_attrs(project)["n_done"] < 40
+
+
+@slurm
+@pytest.mark.slurm
+def test_split_longer_than_the_grace_at_the_time_limit_still_resubmits(tmp_path):
+    project = slow_project(tmp_path / "long", 600.0, 4)  # no split can finish
+    name = f"mpibench-{project.name}"
+    assert main(["sbatch", str(project), "--ntasks", "3", "--time", "00:01:00",
+                 "--signal-seconds", "40", "--submit"]) == 0
+    wait_until(lambda: "submitting attempt 2" in logs(project), 150, project,
+               "the resubmission")
+    for job in job_ids(name):  # attempt 2 would only repeat attempt 1
+        subprocess.run(["scancel", job], timeout=20)
+    wait_until(lambda: not job_ids(name), 90, project, "the jobs gone")
+    first = sorted(project.glob("slurm-*.out"))[0].read_text()
+    assert "time limit near: stopping" in first, slurm_state(project)
+    assert "interrupting them" in first and "exit 3" in first, slurm_state(project)
+    journal = (project / "results.journal").read_bytes()
+    assert journal.count(b'"t": "u"') >= 1  # the interrupted splits were not counted
+    assert not (project / "stop.request").exists()
+    assert not (project / "run.lock").exists()
