@@ -45,26 +45,28 @@ def assert_no_orphans(path) -> None:
 # -- rank 0 cannot open the project -------------------------------------------------
 
 
-def test_truncated_grid_ends_every_rank_with_exit_2(tmp_path):
-    path = mb.create_demo(tmp_path / "demo")
+def truncate_grid(path: Path) -> tuple[str, str]:
     grid = path / "grid.h5"
     grid.write_bytes(grid.read_bytes()[:5000])
-    done = run_mpibench(3, "run", path, timeout=SETUP_TIMEOUT)
-    assert done.returncode == 2, done.stderr
-    assert_one_line_error(done, "grid.h5 is damaged", "create the project again")
-    assert not (path / "run.lock").exists()
-    assert_no_orphans(path)
+    return "grid.h5 is damaged", "create the project again"
 
 
-def test_truncated_results_without_journal_ends_every_rank_with_exit_2(tmp_path):
-    path = mb.create_demo(tmp_path / "demo")
+def truncate_results_without_journal(path: Path) -> tuple[str, str]:
     assert run_mpibench(None, "run", path, "--progress-every", "0").returncode == 0
     (path / "results.journal").unlink()
     results = path / "results.h5"
     results.write_bytes(results.read_bytes()[:3000])
+    return "results.h5 is damaged", "move it aside"
+
+
+@pytest.mark.parametrize("damage", [truncate_grid, truncate_results_without_journal],
+                         ids=lambda f: f.__name__)
+def test_damaged_project_ends_every_rank_with_exit_2(tmp_path, damage):
+    path = mb.create_demo(tmp_path / "demo")
+    problem, fix = damage(path)
     done = run_mpibench(3, "run", path, timeout=SETUP_TIMEOUT)
     assert done.returncode == 2, done.stderr
-    assert_one_line_error(done, "results.h5 is damaged", "move it aside")
+    assert_one_line_error(done, problem, fix)
     assert not (path / "run.lock").exists()
     assert_no_orphans(path)
 
@@ -295,7 +297,7 @@ def test_readers_of_a_damaged_results_file_say_how_to_rebuild_it(tmp_path, verb)
     done = run_mpibench(None, args[0], path, *args[1:], timeout=60)
     assert done.returncode == 2, done.stderr
     assert_one_line_error(done, "results.h5 is damaged", f"mpibench run {path}` rebuilds")
-    with pytest.raises(mb.MpibenchError, match="rebuilds it from results.journal"):
+    with pytest.raises(mb.MpibenchError, match=r"rebuilds it from results\.journal"):
         mb.read_results(path)
     rebuilt = run_mpibench(3, "run", path, "--progress-every", "0")
     assert rebuilt.returncode == 0, rebuilt.stderr
