@@ -141,6 +141,15 @@ def write_hdf5_atomically(target: Path, fill: Callable[[object], None], fix: str
     plain ``write`` calls: a full disk is then one :class:`WriteFailed` (HDF5 writing to
     a full disk prints pages of errors and can crash the process). A larger one is
     written in place after checking that the file system has room for it.
+
+    Examples
+    --------
+    >>> import tempfile, h5py
+    >>> target = Path(tempfile.mkdtemp()) / "x.h5"
+    >>> write_hdf5_atomically(target, lambda h5: h5.attrs.update(n=3), fix="Free space.")
+    >>> with h5py.File(target, "r") as h5:
+    ...     int(h5.attrs["n"]), [p.name for p in target.parent.iterdir()]
+    (3, ['x.h5'])
     """
     import h5py
 

@@ -394,12 +394,12 @@ def settle_project(transport: MPITransport, project: object, folder: object) -> 
         try:
             create_project(folder, project)
         except Exception as exc:  # every rank must learn of it
-            outcome = refusal(exc)
+            outcome = _refusal(exc)
     share_refusal(transport, outcome)
     return folder
 
 
-def refusal(error: Exception) -> tuple[int, str]:
+def _refusal(error: Exception) -> tuple[int, str]:
     """``(exit code, one-line message)`` for an error rank 0 met before the run: the
     error's own for bad input (2) or a failed write (1); an unexpected one is an
     internal error (1), its traceback printed here."""
@@ -456,9 +456,9 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
         import mpibench.worker  # noqa: F401 - loads while rank 0 opens the project
     if transport.rank == 0:
         try:
-            dispatcher = open_dispatcher(paths, transport.size, options)
+            dispatcher = _open_dispatcher(paths, transport.size, options)
         except Exception as exc:  # every rank must learn of it
-            outcome = refusal(exc)
+            outcome = _refusal(exc)
     share_refusal(transport, outcome)
     try:
         if dispatcher is None or transport.size == 1:  # rank 0 of a job runs no split:
@@ -469,15 +469,15 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
             raise
         if dispatcher is not None:
             dispatcher.close()  # the lock goes before the job does
-        _abort(transport, failure_message(transport, exc), getattr(exc, "exit_code", 1))
+        _abort(transport, _failure_message(transport, exc), getattr(exc, "exit_code", 1))
         raise
     finally:
         if dispatcher is not None:
             dispatcher.close()
-    return end_together(transport, code)
+    return _end_together(transport, code)
 
 
-def open_dispatcher(paths: ProjectPaths, n_ranks: int, options: dict) -> Dispatcher:
+def _open_dispatcher(paths: ProjectPaths, n_ranks: int, options: dict) -> Dispatcher:
     """Rank 0's dispatcher for ``paths`` (first the ``--test`` sub-project, if asked)."""
     from .dispatcher import Dispatcher, log
 
@@ -491,7 +491,7 @@ def open_dispatcher(paths: ProjectPaths, n_ranks: int, options: dict) -> Dispatc
     return Dispatcher(paths, n_ranks, **options)
 
 
-def end_together(transport: MPITransport, code: int) -> int:
+def _end_together(transport: MPITransport, code: int) -> int:
     """Rank 0 tells every worker the run's exit code (after ``results.h5`` is written
     and the lock released); workers wait for it with their stop handlers installed, so
     a stop signal at the end of a run cannot kill a rank that finished early."""
@@ -500,7 +500,7 @@ def end_together(transport: MPITransport, code: int) -> int:
     return code
 
 
-def failure_message(transport: MPITransport, error: Exception) -> str:
+def _failure_message(transport: MPITransport, error: Exception) -> str:
     """What a failing rank prints before it ends the job: one line for a refusal or a
     failed write, the traceback for anything else."""
     where = f"rank {transport.rank} of {transport.size} on {socket.gethostname()}"

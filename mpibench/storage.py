@@ -223,7 +223,7 @@ def _results_path(path: str | os.PathLike) -> Path:
     return target
 
 
-def damaged_results(target: Path, cause: object) -> MpibenchError:
+def _damaged_results(target: Path, cause: object) -> MpibenchError:
     """The one-line error for a ``results.h5`` that cannot be read, with the fix."""
     journal = ProjectPaths(target.parent).journal
     fix = (f"`mpibench run {target.parent}` rebuilds it from {journal.name}"
@@ -240,12 +240,12 @@ def _open_results(path: str | os.PathLike) -> Iterator[h5py.File]:
     try:
         h5 = h5py.File(target, "r")
     except OSError as exc:
-        raise damaged_results(target, str(exc)[:160]) from None
+        raise _damaged_results(target, str(exc)[:160]) from None
     try:
         with h5:
             yield h5
     except (KeyError, OSError, ValueError) as exc:
-        raise damaged_results(target, f"{type(exc).__name__}: {exc}") from None
+        raise _damaged_results(target, f"{type(exc).__name__}: {exc}") from None
 
 
 def read_attrs(path: str | os.PathLike) -> dict:

@@ -56,6 +56,8 @@ RECYCLE_GROWTH = 1 << 30
 RSS_CHECK_EVERY = 16
 """An executor's growth is read after every this many splits (a ``/proc`` read)."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+OUTPUT_TAIL = 4096
+"""Bytes of a split's output kept to explain its failure."""
 INTERRUPT = "mpibench-interrupt"
 """Frame from the worker while a split runs: stop it now (the run's grace is over)."""
 OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
@@ -201,8 +203,32 @@ class Executor:
     pid: int
     jobs_fd: int
     results_fd: int
+    output_fd: int
+    """Read end of the executor's stdout and stderr (forwarded to ours)."""
     n_splits: int = 0
     first_rss: int = 0
+    output_tail: bytes = b""
+    """The last ``OUTPUT_TAIL`` bytes it wrote during the current split."""
+
+    def take_output(self) -> bool:
+        """Forward what the executor wrote (without waiting) and keep its tail; False
+        once its output is closed."""
+        while True:
+            try:
+                data = os.read(self.output_fd, 1 << 16)
+            except (BlockingIOError, OSError):
+                return True
+            if not data:
+                return False
+            with contextlib.suppress(OSError):
+                os.write(2, data)
+            self.output_tail = (self.output_tail + data)[-OUTPUT_TAIL:]
+
+    def last_lines(self, n_lines: int = 3) -> str:
+        """``; last output: a | b | c`` from the current split ('' if it wrote none)."""
+        lines = [line.strip() for line in self.output_tail.decode(errors="replace")
+                 .splitlines() if line.strip()][-n_lines:]
+        return f"; last output: {' | '.join(line[:200] for line in lines)}" if lines else ""
 
 
 class Supervisor:
@@ -233,24 +259,29 @@ class Supervisor:
     def _fork(self) -> Executor:
         jobs_r, jobs_w = os.pipe()
         results_r, results_w = os.pipe()
+        output_r, output_w = os.pipe()
+        os.set_blocking(output_r, False)
         gc.freeze()  # the executor's garbage collector then leaves shared pages alone
-        private = (*self._private, jobs_w, results_r)
+        private = (*self._private, jobs_w, results_r, output_r)
 
         def executor() -> None:
             close_quietly(*private)
+            os.dup2(output_w, 1)  # what the split prints: through us, tail kept
+            os.dup2(output_w, 2)
+            os.close(output_w)
             executor_loop(self.runner, jobs_r, results_w, self.limits.memory_limit)
 
         pid = fork_child(executor)
-        os.close(jobs_r)
-        os.close(results_w)
-        self._private.update((jobs_w, results_r))
-        return Executor(pid, jobs_w, results_r)
+        close_quietly(jobs_r, results_w, output_w)
+        self._private.update((jobs_w, results_r, output_r))
+        return Executor(pid, jobs_w, results_r, output_r)
 
     def _forget(self, executor: Executor, reaped: bool = False) -> None:
         """Close our ends of ``executor``'s pipes (it exits at EOF) and reap it later
         (unless it is ``reaped`` already)."""
-        self._private.difference_update((executor.jobs_fd, executor.results_fd))
-        close_quietly(executor.jobs_fd, executor.results_fd)
+        fds = (executor.jobs_fd, executor.results_fd, executor.output_fd)
+        self._private.difference_update(fds)
+        close_quietly(*fds)
         if not reaped:
             self._retired.append(executor.pid)
 
@@ -297,19 +328,25 @@ class Supervisor:
             else 0
         start = time.time()
         executor = self._send(job, learner)
+        executor.output_tail = b""
         if self._spare is None:
             self._spare = self._fork()  # while the split runs: off the critical path
         base_rss = base_rss or (rss_bytes(executor.pid) if self.limits.memory_limit else 0)
         data, verdict = self._watch(executor, start, base_rss)
+        executor.take_output()
         if verdict is None and data is not None:
             result = pickle.loads(data)  # noqa: S301 - from our own executor
             self._after_split(executor, result.status)
             return result
         kill_group(executor.pid, signal.SIGKILL)  # it and whatever it started
         _, status = os.waitpid(executor.pid, 0)
+        executor.take_output()
         self._current = None
         self._forget(executor, reaped=True)
-        return self.runner.failure(job, start, *self._classify(verdict, status))
+        status_name, message = self._classify(verdict, status)
+        if status_name != INTERRUPTED:
+            message += executor.last_lines()
+        return self.runner.failure(job, start, status_name, message)
 
     def _after_split(self, executor: Executor, status: str) -> None:
         """Count the split; retire the executor when it is due for recycling."""
@@ -324,18 +361,22 @@ class Supervisor:
 
     def _watch(self, executor: Executor, start: float,
                base_rss: int) -> tuple[bytes | None, str | None]:
-        """Wait for the executor's result frame while enforcing the limits.
+        """Wait for the executor's result frame while forwarding its output, taking
+        the worker's interrupt and enforcing the limits (every ``POLL_SECONDS``, or
+        ``LIVENESS_SECONDS`` without limits).
 
         Returns the payload (None if the executor ended without a whole frame) and the
-        verdict (``"timeout"``, ``"oom"`` or None).
+        verdict (``"timeout"``, ``"oom"``, ``"interrupted"`` or None).
         """
-        limits, fd, pid = self.limits, executor.results_fd, executor.pid
-        polling = limits.timeout is not None or limits.memory_limit is not None
+        limits, fd = self.limits, executor.results_fd
+        interval = POLL_SECONDS if limits.timeout or limits.memory_limit else LIVENESS_SECONDS
         verdict, term_sent = None, 0.0
         deadline = start + limits.timeout if limits.timeout else None
+        output, next_check = [executor.output_fd], time.monotonic() + interval
         while True:
-            ready, _, _ = select.select([fd, *self._control], [], [],
-                                        POLL_SECONDS if polling else LIVENESS_SECONDS)
+            ready, _, _ = select.select([fd, *output, *self._control], [], [], interval)
+            if output and output[0] in ready and not executor.take_output():
+                output = []  # closed: nothing more to forward
             if fd in ready:
                 try:
                     payload = _read_exactly(fd, FRAME.unpack(_read_exactly(fd, FRAME.size))[0])
@@ -343,26 +384,35 @@ class Supervisor:
                     return None, verdict
                 if verdict in (None, INTERRUPTED):  # (done before the interrupt took)
                     return payload, None
-                continue
-            if ready:  # the worker: an interrupt (or it is gone)
+            if self._control and self._control[0] in ready:  # the worker's interrupt
                 self._read_control()
                 if verdict is None:
                     verdict, term_sent = INTERRUPTED, time.time()
-                    kill_group(pid, signal.SIGTERM)  # SIGKILL kill_grace seconds later
-                continue
-            if has_exited(pid):  # dead, but a process it started holds its pipe open
-                kill_group(pid, signal.SIGKILL)
-                return None, verdict
-            now = time.time()
-            if term_sent and now - term_sent >= limits.kill_grace:
-                kill_group(pid, signal.SIGKILL)
-            elif verdict is None and deadline is not None and now > deadline:
-                verdict, term_sent = "timeout", now
-                kill_group(pid, signal.SIGTERM)
-            elif (verdict is None and limits.memory_limit
-                  and rss_bytes(pid) > limits.memory_limit + base_rss):
-                verdict = "oom"
-                kill_group(pid, signal.SIGKILL)
+                    kill_group(executor.pid, signal.SIGTERM)  # SIGKILL after kill_grace
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + interval
+                if has_exited(executor.pid):  # dead; a process it started holds the pipe
+                    kill_group(executor.pid, signal.SIGKILL)
+                    return None, verdict
+                verdict, term_sent = self._enforce(executor.pid, verdict, term_sent,
+                                                   deadline, base_rss)
+
+    def _enforce(self, pid: int, verdict: str | None, term_sent: float,
+                 deadline: float | None, base_rss: int) -> tuple[str | None, float]:
+        """One check of the limits: SIGKILL after the kill grace, SIGTERM past the
+        deadline, SIGKILL over the memory limit. Returns the verdict and when SIGTERM
+        went out."""
+        now, limits = time.time(), self.limits
+        if term_sent and now - term_sent >= limits.kill_grace:
+            kill_group(pid, signal.SIGKILL)
+        elif verdict is None and deadline is not None and now > deadline:
+            verdict, term_sent = "timeout", now
+            kill_group(pid, signal.SIGTERM)
+        elif (verdict is None and limits.memory_limit
+              and rss_bytes(pid) > limits.memory_limit + base_rss):
+            verdict = "oom"
+            kill_group(pid, signal.SIGKILL)
+        return verdict, term_sent
 
     def _read_control(self) -> None:
         """Take the worker's frame (EOF: it is gone; serve() ends after this split)."""

@@ -132,16 +132,19 @@ def processes_mentioning(text: str) -> list[str]:
 
 def processes_named(*names: str) -> list[str]:
     """Live processes whose name (``/proc/PID/comm``) is one of ``names``: mpibench's
-    isolation supervisors and executors are named ``mpibench-super``/``mpibench-exec``."""
+    isolation supervisors and executors are named ``mpibench-super``/``mpibench-exec``.
+    Zombies (dead, waiting for a parent that does not reap, e.g. a container's init)
+    are not live."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             name = (entry / "comm").read_text().strip()
-        except OSError:
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except (OSError, IndexError):
             continue
-        if name in names:
+        if name in names and state not in ("Z", "X"):
             found.append(f"{entry.name}: {name}")
     return found
 

@@ -65,3 +65,21 @@ class EnvironmentRecorder(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return [0.0] * len(X)
+
+
+class NoisyExit(RegressorMixin, BaseEstimator):
+    """Prints a few lines to stderr in fit, then ends its process (``os._exit(7)``)."""
+
+    def __init__(self, message: str = "") -> None:
+        self.message = message
+
+    def fit(self, X, y):
+        import os
+        import sys
+
+        for i in range(5):
+            print(f"{self.message} line {i}", file=sys.stderr, flush=True)
+        os._exit(7)
+
+    def predict(self, X):
+        return [0.0] * len(X)

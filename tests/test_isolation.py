@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from mpi_helpers import (
 )
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import ShuffleSplit
-from spawning_learner import EnvironmentRecorder, ForkingCrasher, SpawningLearner
+from spawning_learner import EnvironmentRecorder, ForkingCrasher, NoisyExit, SpawningLearner
 
 import mpibench as mb
 from mpibench.gridfile import GridFile
@@ -256,3 +258,39 @@ def test_the_executor_keeps_the_users_environment_but_not_the_mpi_job(tmp_path):
     assert environment["PATH"] and environment["OMP_NUM_THREADS"] == "2"
     assert not [k for k in environment if k.startswith(("PMI_", "HYDRA_", "OMPI_", "PMIX_"))]
     assert environment["MPI4PY_RC_INITIALIZE"] == "false"
+
+
+@pytest.mark.mpi
+def test_a_dead_executor_is_recorded_with_its_exit_code_and_last_output(tmp_path):
+    path = project(tmp_path, {"noisy": NoisyExit(message="cuda says no")}, n_splits=2)
+    results, done = run_ok(path, "--chunk-size", "1", timeout=60,
+                           env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert results["status"].tolist() == ["error", "error"]
+    for error in results["error"]:
+        assert "exit code 7" in error
+        assert error.endswith("last output: cuda says no line 2 | cuda says no line 3 | "
+                              "cuda says no line 4"), error
+    assert done.stderr.count("cuda says no line 0") == 2  # the output still reaches stderr
+
+
+@pytest.mark.mpi
+def test_a_killed_supervisor_is_recorded_with_its_signal_and_replaced(tmp_path):
+    from mpi_helpers import processes_named, start_mpibench
+
+    path = project(tmp_path, {"slow": mb.DebugLearner(sleep_fit=1.0)}, n_splits=4)
+    proc = start_mpibench(2, "run", path, "--progress-every", "0")
+    deadline = time.monotonic() + 60
+    while not (path / "results.journal").exists() or \
+            b'"t": "s"' not in (path / "results.journal").read_bytes():
+        assert time.monotonic() < deadline, "no split was handed out"
+        time.sleep(0.05)
+    (supervisor,) = [int(p.split(":")[0]) for p in processes_named("mpibench-super")]
+    os.kill(supervisor, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    results = mb.read_results(path)
+    crashed = results[results["status"] == "crash"]
+    assert len(crashed) == 1 and (results["status"] == "ok").sum() == 3
+    (error,) = crashed["error"]
+    assert f"isolation supervisor (pid {supervisor}) died (signal SIGKILL)" in error
+    assert "stderr" not in error
