@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from mpibench import MpibenchError
+from mpibench.errors import WriteFailed
 from mpibench.journal import (
     MAGIC,
     JournalCorrupt,
@@ -83,8 +84,8 @@ def test_background_group_commit_covers_what_was_appended_and_reports_failure(
     writer.append_results([result(4097)])
     monkeypatch.setattr(journal_module.os, "fsync", failing_fsync)
     assert writer.commit_in_background() == 1  # returns at once ...
-    with pytest.raises(OSError, match="Input/output error"):
-        writer.commit()  # ... and the failure is not lost
+    with pytest.raises(WriteFailed, match=r"Could not write .*j: Input/output error \("):
+        writer.commit()  # ... and the failure is not lost: one line naming the file
     monkeypatch.undo()
     writer.close()
     assert len(read_journal(tmp_path / "j", PARTS).results) == 4098
