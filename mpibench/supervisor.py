@@ -333,8 +333,8 @@ class Supervisor:
             self._spare = self._fork()  # while the split runs: off the critical path
         base_rss = base_rss or (rss_bytes(executor.pid) if self.limits.memory_limit else 0)
         data, verdict = self._watch(executor, start, base_rss)
-        executor.take_output()
-        if verdict is None and data is not None:
+        if verdict is None and data is not None:  # (output written before the result
+            # was reported ready with it: _watch has forwarded it)
             result = pickle.loads(data)  # noqa: S301 - from our own executor
             self._after_split(executor, result.status)
             return result
