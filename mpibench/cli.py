@@ -39,7 +39,7 @@ def _status(args: argparse.Namespace) -> int:
 def _results(args: argparse.Namespace) -> int:
     from .storage import read_results
 
-    frame = read_results(args.project)
+    frame = read_results(args.project, names="mlr3" if args.mlr3 else "mpibench")
     if args.output and str(args.output).endswith(".parquet"):
         try:
             frame.to_parquet(args.output, index=False)
@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     results = verbs.add_parser("results", help="results as CSV (stdout or -o FILE)")
     results.add_argument("project")
     results.add_argument("-o", "--output", help="file to write: .csv, or .parquet (pyarrow)")
+    results.add_argument("--mlr3", action="store_true",
+                         help="mlr3resampling's column names (task_id, test.subset, "
+                              "regr.rmse, ...), for R's mlr3resampling::pvalue()")
     results.set_defaults(func=_results)
     plot = verbs.add_parser("plot", help="a figure: pvalue, timeline or scores")
     plot.add_argument("project")

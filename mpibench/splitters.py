@@ -377,10 +377,13 @@ def _downsample_scores(
     pool: np.ndarray, group_codes: np.ndarray, stratum_codes: np.ndarray,
     full_size: int, rng: np.random.Generator,
 ) -> np.ndarray:
-    """Score per pool row: ``full_size * k / L_s`` for the k-th of L_s (group, stratum) pairs.
+    """Score per pool row: the train set of size n is the rows with a score <= n.
 
-    Pairs are taken in a random order; rows with a score <= n form the train set of
-    size n, so train sets are nested across sizes and proportional across strata.
+    The (group, stratum) pairs of the pool are taken in a random order; within each
+    stratum the k-th of L_s pairs scores ``full_size * k / L_s``, so sizes are
+    proportional across strata and train sets nested across sizes. A group enters
+    whole with its best-scoring pair (every row of the group gets that score, whatever
+    its stratum): no train set holds part of a group.
     """
     if len(pool) == 0:
         return np.zeros(0)
@@ -393,4 +396,7 @@ def _downsample_scores(
     for s in np.unique(pair_stratum):
         members = shuffled[pair_stratum == s]
         position[members] = full_size * (np.arange(1, len(members) + 1) / len(members))
-    return position[inverse]
+    groups, group_of_pair = np.unique(pairs // n_strata, return_inverse=True)
+    best = np.full(len(groups), np.inf)
+    np.minimum.at(best, group_of_pair, position)
+    return best[group_of_pair][inverse]

@@ -260,7 +260,43 @@ def _read_table(path: str | os.PathLike, name: str) -> pd.DataFrame:
         return pd.DataFrame({c: read_column(group[c]) for c in group.attrs["order"]})
 
 
-def read_results(path: str | os.PathLike, *, categorical: bool = True) -> pd.DataFrame:
+MLR3_COLUMNS = {
+    "task": "task_id", "learner": "learner_id", "resampling": "resampling_id",
+    "test_subset": "test.subset", "train_subsets": "train.subsets",
+    "test_fold": "test.fold", "n_train_groups": "n.train.groups", "n_train": "n.train",
+    "n_test": "n.test",
+}
+"""mpibench's result columns under mlr3resampling's names (``score()`` output)."""
+MLR3_MEASURES = {
+    "rmse": "regr.rmse", "mse": "regr.mse", "mae": "regr.mae", "medae": "regr.medae",
+    "r2": "regr.rsq", "accuracy": "classif.acc", "balanced_accuracy": "classif.bacc",
+    "f1": "classif.fbeta", "error": "classif.ce", "auc": "classif.auc",
+    "logloss": "classif.logloss",
+}
+"""Scorer names as mlr3 measure ids."""
+
+
+def mlr3_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with mlr3resampling's column names: ``task_id``, ``learner_id``,
+    ``test.subset``, ``train.subsets``, ``test.fold``, ``n.train.groups``, ``groups``,
+    ``seed``, measures such as ``regr.rmse`` (in the grid's scorer order: R's
+    ``pvalue()`` takes the first ``classif|regr`` column), and ``algorithm`` (the
+    learner name). The other columns keep their names.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"task": ["t"], "learner": ["ridge"], "rmse": [1.0]})
+    >>> list(mlr3_names(frame).columns)
+    ['task_id', 'learner_id', 'regr.rmse', 'algorithm']
+    """
+    out = frame.rename(columns={**MLR3_COLUMNS, **MLR3_MEASURES})
+    if "learner_id" in out:
+        out["algorithm"] = out["learner_id"].astype(str)
+    return out
+
+
+def read_results(path: str | os.PathLike, *, categorical: bool = True,
+                 names: str = "mpibench") -> pd.DataFrame:
     """Results of a project as a pandas DataFrame, one row per finished split.
 
     Parameters
@@ -269,6 +305,9 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True) -> pd.Dat
         Project folder (or its ``results.h5``).
     categorical : bool, default=True
         Make task, learner, resampling, subset and status columns categorical.
+    names : {"mpibench", "mlr3"}, default="mpibench"
+        Column names: mpibench's, or mlr3resampling's (see :func:`mlr3_names`), so that
+        R's ``mlr3resampling::pvalue()`` reads the table as it is.
 
     Returns
     -------
@@ -276,11 +315,14 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True) -> pd.Dat
         Columns of DESIGN.md section 3: job metadata, status, one column per scorer,
         rank/host/pid, Unix start/end times and per-stage seconds.
     """
+    if names not in ("mpibench", "mlr3"):
+        raise MpibenchError(f"The 'names' parameter of read_results must be 'mpibench' or "
+                            f"'mlr3'. Got {names!r} instead.")
     frame = _read_table(path, "splits")
     if categorical:
         for column in CATEGORICAL:
             frame[column] = frame[column].astype("category")
-    return frame
+    return mlr3_names(frame) if names == "mlr3" else frame
 
 
 def read_ranks(path: str | os.PathLike) -> pd.DataFrame:

@@ -42,13 +42,15 @@ def test_pvalue_matches_scipy():
     assert stat["label"] == f"{np.mean(other):.3f} ± {np.std(other, ddof=1):.3f}"
 
 
-def test_downsampled_and_failed_rows_are_left_out():
+def test_downsampled_rows_are_left_out_and_failed_ones_show():
     table = score_table([1.0, 1.2, 0.9], [2.0, 2.5, 1.7])
     noise = table.assign(n_train_groups=5, rmse=100.0)
-    failed = table.assign(status="error", rmse=np.nan, test_fold=table["test_fold"] + 10)
     plain = mb.pvalue(table, "rmse").pvalues
-    mixed = mb.pvalue(pd.concat([table, noise, failed]), "rmse").pvalues
-    pd.testing.assert_frame_equal(plain, mixed)
+    pd.testing.assert_frame_equal(plain, mb.pvalue(pd.concat([table, noise]), "rmse").pvalues)
+    failed = table.assign(status="error", rmse=np.nan, test_fold=table["test_fold"] + 10)
+    mixed = mb.pvalue(pd.concat([table, failed]), "rmse").pvalues.iloc[0]
+    assert mixed["n"] == 6 and np.isnan(mixed["same_mean"]) and np.isnan(mixed["compare_mean"])
+    assert mixed["p_paired"] == pytest.approx(plain["p_paired"].iloc[0])  # complete pairs
 
 
 @pytest.mark.parametrize(("same", "other", "why"), [
@@ -58,8 +60,8 @@ def test_downsampled_and_failed_rows_are_left_out():
 def test_paired_p_value_is_nan_where_r_fails(same, other, why):
     row = mb.pvalue(score_table(same, other), "rmse").pvalues.iloc[0]
     assert np.isnan(row["p_paired"]), why
-    assert row["label"] == "P = NA"
-    assert row["mean_diff"] == pytest.approx(np.mean(other) - np.mean(same))
+    assert row["label"] == "P = NaN"
+    assert np.isnan(row["mean_diff"]), why  # estimate and p-value are NA together (M2)
 
 
 def test_welch_survives_where_the_paired_test_fails():
@@ -153,3 +155,98 @@ def test_test_mode_runs_first_splits_on_small_data(tmp_path):
     assert "test mode" in done.stderr
     again = run_mpibench(None, "run", project, "--test")
     assert again.returncode == 0 and "this run: 0 " in again.stderr
+
+
+# -- issue 16: the same answers as mlr3resampling (expected values from R) ---------
+
+
+def comparison(result, name: str) -> pd.Series:
+    return result.pvalues.set_index("comparison").loc[name]
+
+
+def test_m2_one_fold_gives_no_estimate():
+    result = mb.pvalue(score_table([1.0], [2.0], [1.5]), "rmse")
+    for name in ("other-same", "all-same"):
+        assert np.isnan(comparison(result, name)["mean_diff"])
+        assert np.isnan(comparison(result, name)["p_paired"])
+
+
+@pytest.mark.parametrize("same", [[1.0, 2.0], [1.0, 1.0 + 1e-16]])
+def test_m2_constant_or_near_constant_differences_give_no_estimate(same):
+    other = [v + 0.5 for v in same]
+    row = mb.pvalue(score_table(same, other), "rmse").pvalues.iloc[0]
+    assert np.isnan(row["mean_diff"]) and np.isnan(row["p_paired"])
+
+
+def test_m3_a_missing_all_row_counts_and_makes_the_mean_na():
+    table = score_table([1.0, 1.2, 0.9], [2.0, 2.5, 1.7], [1.5, 1.9])  # no fold 3 'all'
+    row = comparison(mb.pvalue(table, "rmse"), "all-same")
+    assert row["n"] == 3 and np.isnan(row["compare_mean"])
+    assert row["same_mean"] == pytest.approx(np.mean([1.0, 1.2, 0.9]))
+    assert row["mean_diff"] == pytest.approx(np.mean([0.5, 0.7]))  # complete pairs
+
+
+def test_m3_a_missing_same_row_counts_and_makes_same_mean_na():
+    table = score_table([1.0, 1.2, 0.9], [2.0, 2.5, 1.7])
+    table = table.drop(index=table.index[(table["train_subsets"] == "same")
+                                         & (table["test_fold"] == 2)])
+    row = comparison(mb.pvalue(table, "rmse"), "other-same")
+    assert row["n"] == 3 and np.isnan(row["same_mean"])
+
+
+def test_m3_a_nan_score_counts_in_n_and_makes_mean_and_sd_na():
+    result = mb.pvalue(score_table([1.0, 1.2, 0.9], [2.0, np.nan, 1.7]), "rmse")
+    row = comparison(result, "other-same")
+    assert row["n"] == 3 and np.isnan(row["compare_mean"])
+    stat = result.stats.set_index("train_subsets").loc["other"]
+    assert stat["n"] == 3 and np.isnan(stat["mean"]) and np.isnan(stat["sd"])
+    assert stat["label"] == "NA ± NA"
+
+
+def test_m3_a_task_without_all_rows_gets_a_row_with_n_and_no_estimate():
+    with_all = score_table([1.0, 1.2, 0.9], [2.0, 2.5, 1.7], [1.5, 1.9, 1.2], task="t1")
+    without = score_table([1.0, 1.2, 0.9], [2.0, 2.5, 1.7], task="t2")
+    pvalues = mb.pvalue(pd.concat([with_all, without]), "rmse").pvalues
+    row = pvalues.query("task == 't2' and comparison == 'all-same'").iloc[0]
+    assert row["n"] == 3 and np.isnan(row["mean_diff"]) and np.isnan(row["compare_mean"])
+
+
+def test_m4_pvalue_downsample_refuses_results_without_down_sampling():
+    with pytest.raises(mb.MpibenchError, match=r"no down-sampled splits .*sizes=0"):
+        mb.pvalue_downsample(score_table([1.0, 1.2, 0.9], [2.0, 2.5, 1.7]), "rmse")
+
+
+def test_labels_as_r_writes_them():
+    result = mb.pvalue(score_table([1.0], [2.0]), "rmse")
+    assert result.stats.set_index("train_subsets").loc["same", "label"] == "1.000 ± NA"
+    assert result.pvalues["label"].tolist() == ["P = NaN"]
+
+
+def test_two_rows_for_one_cell_are_refused_not_picked():
+    table = score_table([1.0, 1.2, 0.9], [2.0, 2.5, 1.7]).drop(columns="seed")
+    with pytest.raises(mb.MpibenchError, match="Add a 'seed' column"):
+        mb.pvalue(pd.concat([table, table.assign(rmse=table["rmse"] + 1)]), "rmse")
+
+
+def test_a_table_without_n_train_groups_is_one_line():
+    table = score_table([1.0, 1.2], [2.0, 2.5]).drop(columns="n_train_groups")
+    with pytest.raises(mb.MpibenchError, match="'n_train_groups'"):
+        mb.pvalue(table, "rmse")
+
+
+def test_full_panel_labels_end_with_the_size(demo_results):
+    _, results = demo_results
+    full = mb.pvalue_downsample(results, "rmse").stats.query("panel == 'full size'")
+    for label, size in zip(full["label"], full["n_train_groups"], strict=True):
+        assert label.endswith(f", N = {size}")
+
+
+def test_mlr3_names_for_r(demo_results, tmp_path):
+    project, results = demo_results
+    r_table = mb.read_results(project, names="mlr3")
+    for column in ("task_id", "learner_id", "test.subset", "train.subsets", "test.fold",
+                   "n.train.groups", "groups", "seed", "regr.rmse", "algorithm"):
+        assert column in r_table, column
+    assert r_table["regr.rmse"].tolist() == results["rmse"].tolist()
+    assert main(["results", str(project), "--mlr3", "-o", str(tmp_path / "s.csv")]) == 0
+    assert "regr.rmse" in pd.read_csv(tmp_path / "s.csv").columns

@@ -225,3 +225,63 @@ def test_rss_fold_assignment_reduces_to_balanced_kfold():
     folds = assign_folds_rss(np.arange(10), np.zeros(10, dtype=np.int64), 3,
                              np.random.default_rng(0))
     assert sorted(np.bincount(folds)[1:].tolist()) == [3, 3, 4]
+
+
+# -- issue 16, M1: down-sampling keeps whole groups (as mlr3resampling) ------------
+
+
+def test_down_sampling_with_groups_across_strata_keeps_whole_groups():
+    # 8 rows, 4 groups of 2 rows, one 'lo' and one 'hi' row each; g1, g2 in fold 1,
+    # g3, g4 in fold 2. R's train sets at n_train_groups=1 are 2 rows of 1 group or 4
+    # rows of 2 groups, never halves of two groups.
+    groups = np.repeat([1, 2, 3, 4], 2)
+    stratum = np.tile(["lo", "hi"], 4)
+    fold = np.repeat([1, 1, 2, 2], 2)
+    cv = SameOtherSizesCV(folds=2, sizes=1, seeds=20)
+    splits = cv.iterations(np.zeros((8, 1)), groups=groups, stratum=stratum, fold=fold,
+                           random_state=0)
+    small = [s for s in splits if s.n_train_groups == 1]
+    assert len(small) == 40
+    sizes = set()
+    for split in small:
+        train_groups = set(groups[split.train].tolist())
+        assert len(split.train) == 2 * len(train_groups), split
+        sizes.add(len(split.train))
+    assert sizes == {2, 4}
+
+
+def pools(split, folds, subset_codes):
+    """Rows a split's train set is drawn from."""
+    outside = folds != split.test_fold
+    if split.train_subsets == "same":
+        return outside & (subset_codes == split.test_subset)
+    if split.train_subsets == "other":
+        return outside & (subset_codes != split.test_subset)
+    return outside
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_down_sampled_train_sets_hold_whole_groups_and_nest_in_the_full_set(seed):
+    rng = np.random.default_rng(seed)
+    n_rows = int(rng.integers(60, 140))
+    n_groups = int(rng.integers(10, 35))
+    groups = rng.integers(0, n_groups, n_rows)
+    subset = np.array(["a", "b", "c"])[rng.integers(0, 2 + seed % 2, n_groups)][groups]
+    stratum = rng.integers(0, 3, n_rows)  # varies inside groups
+    cv = SameOtherSizesCV(folds=3, sizes=2, seeds=2)
+    splits = cv.iterations(np.zeros((n_rows, 1)), groups=groups, subset=subset,
+                           stratum=stratum, random_state=seed)
+    folds = np.empty(n_rows, dtype=np.int64)
+    for split in splits:
+        folds[split.test] = split.test_fold
+    full = {(s.test_fold, s.test_subset, s.train_subsets, s.seed): set(s.train.tolist())
+            for s in splits if s.n_train_groups == s.groups}
+    assert any(s.n_train_groups < s.groups for s in splits)
+    for split in splits:
+        train = set(split.train.tolist())
+        assert not train & set(split.test.tolist())
+        assert train <= full[(split.test_fold, split.test_subset, split.train_subsets,
+                              split.seed)]
+        pool = np.flatnonzero(pools(split, folds, subset))
+        for group in set(groups[split.train].tolist()):
+            assert set(pool[groups[pool] == group].tolist()) <= train, (split, group)
