@@ -17,7 +17,7 @@ def _run(args: argparse.Namespace) -> int:
                max_attempts=args.max_attempts, repair=args.repair, isolate=args.isolate,
                timeout=args.timeout, memory_limit=args.memory_limit,
                kill_grace=args.kill_grace, fallback=args.fallback, test=args.test,
-               recycle_after=args.recycle_after)
+               recycle_after=args.recycle_after, retry=args.retry)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fallback", choices=("featureless",), default=None,
                      help="train a featureless baseline where a learner fails and record "
                           "its scores (flagged in the 'fallback' column)")
+    run.add_argument("--retry", metavar="STATUS[,STATUS...]", default=None,
+                     help="run again the splits with these statuses (error, timeout, "
+                          "crash, oom, invalid), with this run's options; earlier "
+                          "attempts are kept as history")
     run.add_argument("--test", action="store_true",
                      help="dry run: first split of each task x learner x resampling on "
                           "small data, into PROJECT/test/results.h5")

@@ -162,11 +162,12 @@ class Dispatcher:
         learners = grid_file.names("learners")
         if self.options.get("test_source") is None:
             learn_from_test_run(self.costs, self.paths, learners)
+        self._mark_retries()
         self._retire_exhausted()
         history = self.store.all_results()
         self.costs.add_columns(history.job_ids, history.status,
                                history.columns["end_time"] - history.columns["start_time"])
-        todo = np.setdiff1d(jobs["job_id"].to_numpy(), history.job_ids)
+        todo = np.setdiff1d(jobs["job_id"].to_numpy(), self.store.done_ids())
         priority = jobs["priority"].to_numpy() if "priority" in jobs else None
         self.scheduler = Scheduler(
             todo, self.costs, priority=priority, order=str(self.options["order"]),
@@ -187,10 +188,22 @@ class Dispatcher:
         self.comes_back: dict[int, float] = {}
         """perf_counter() time at which each worker told ``[]`` is expected back."""
 
+    def _mark_retries(self) -> None:
+        """``--retry STATUS,...``: splits whose result has one of those statuses run
+        again (their results so far stay in the journal and ``/history``)."""
+        statuses = tuple(self.options.get("retry") or ())
+        if not statuses:
+            return
+        latest = self.store.latest_status()
+        again = latest.index[latest.isin(statuses)].to_numpy(dtype=np.int64)
+        if len(again):
+            self.store.mark_retry(again)
+        log(f"--retry {','.join(statuses)}: {len(again)} split(s) run again")
+
     def _retire_exhausted(self) -> None:
         """Record as ``crash`` the splits in flight in ``max_attempts`` runs that died."""
         limit = int(self.options["max_attempts"])
-        started = self.store.started
+        started = self.store.attempts_since_retry()
         exhausted = np.setdiff1d(np.flatnonzero(started >= limit), self.store.done_ids())
         if not len(exhausted):
             return
@@ -201,7 +214,7 @@ class Dispatcher:
                   f"(--max-attempts {limit})",
             rank=0, host=self.ranks[0].host, pid=self.ranks[0].pid, start_time=now,
             end_time=now, fit_seconds=0.0, predict_seconds=0.0, score_seconds=0.0,
-            max_rss_bytes=0, threads=0, attempt=int(started[j]),
+            max_rss_bytes=0, threads=0, attempt=int(self.store.started[j]),
         ) for j in exhausted.tolist()]))
         log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
 
@@ -209,7 +222,7 @@ class Dispatcher:
         """Pending splits that were handed out in a run that died: each goes out alone,
         to an idle worker, so that if this run dies too they were running, not queued
         behind other splits (only what was running is blamed)."""
-        suspects = todo[self.store.started[todo] > 0]
+        suspects = todo[self.store.attempts_since_retry()[todo] > 0]
         if len(suspects):
             log(f"{len(suspects)} split(s) were in flight when an earlier run died; "
                 "each runs again on its own, so that a split that ends the run is singled out")

@@ -3,9 +3,10 @@
 Format: the line ``MPIBENCH-JOURNAL 1\\n``, then records, each a little-endian
 ``uint32`` payload length, a ``uint32`` CRC-32 of the payload, and the payload: one
 JSON object. The first record is the header (the grid's fingerprint); then ``"t":
-"s"`` records list job ids handed out (``"u"``: handed back unstarted) and ``"t":
-"r"`` records hold the finished splits of one worker message as ``"rows"``, each in
-the field order the header's ``"result_fields"`` names. Records reach the file with
+"s"`` records list job ids handed out (``"u"``: handed back unstarted, ``"x"``: to run
+again, by ``--retry``: their earlier results become history) and ``"t": "r"`` records
+hold the finished splits of one worker message as ``"rows"``, each in the field order
+the header's ``"result_fields"`` names. Records reach the file with
 one ``write`` each (a killed process loses none) and are fsynced in groups (a machine
 crash loses at most the last group). ``strings results.journal`` shows them.
 """
@@ -77,6 +78,10 @@ class JournalContents:
     batches: list[ResultBatch] = field(default_factory=list)
     started_ids: list[list[int]] = field(default_factory=list)
     returned_ids: list[list[int]] = field(default_factory=list)
+    retries: list[tuple[int, int, int, list[int]]] = field(default_factory=list)
+    """``--retry`` marks, in order: (result rows, hand-out records and return records
+    before the mark, job ids). Earlier results of those jobs are history."""
+    n_rows: int = 0
     torn_at: int | None = None
     damaged: list[tuple[int, int]] = field(default_factory=list)
 
@@ -93,6 +98,19 @@ class JournalContents:
             return np.bincount(flat, minlength=n_jobs)
 
         return (count(self.started_ids) - count(self.returned_ids)).astype(np.int32)
+
+    def retry_marks(self, n_jobs: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per job: the result rows before its latest ``--retry`` mark (-1: none), and
+        its hand-outs before that mark (attempts are counted anew from there)."""
+        rows_before = np.full(n_jobs, -1, dtype=np.int64)
+        started_before = np.zeros(n_jobs, dtype=np.int32)
+        for n_rows, n_started, n_returned, jobs in self.retries:
+            ids = np.asarray(jobs, dtype=np.int64)
+            upto = JournalContents(started_ids=self.started_ids[:n_started],
+                                   returned_ids=self.returned_ids[:n_returned])
+            rows_before[ids] = n_rows
+            started_before[ids] = upto.started_counts(n_jobs)[ids]
+        return rows_before, started_before
 
 
 def _valid_record(data: bytes, pos: int) -> tuple[dict, int] | None:
@@ -149,10 +167,13 @@ def parse(data: bytes) -> JournalContents:
 
 def _apply(contents: JournalContents, record: dict) -> None:
     kind = record.get("t")
-    if kind == "r":
-        contents.batches.append(batch_from_record(record))
-    elif kind == "c":
-        contents.batches.append(batch_from_columns_record(record))
+    if kind in ("r", "c"):
+        batch = batch_from_record(record) if kind == "r" else batch_from_columns_record(record)
+        contents.batches.append(batch)
+        contents.n_rows += len(batch)
+    elif kind == "x":
+        contents.retries.append((contents.n_rows, len(contents.started_ids),
+                                 len(contents.returned_ids), record["jobs"]))
     elif kind == "s":
         contents.started_ids.append(record["jobs"])
     elif kind == "u":
@@ -311,7 +332,8 @@ class JournalWriter:
         self._append(json_bytes(payload))
 
     def append_ids(self, kind: str, job_ids: np.ndarray | list[int]) -> None:
-        """One ``{"t": kind, "jobs": [...]}`` record (hand-outs ``"s"``, returns ``"u"``)."""
+        """One ``{"t": kind, "jobs": [...]}`` record (hand-outs ``"s"``, returns ``"u"``,
+        ``--retry`` marks ``"x"``)."""
         ids = job_ids if isinstance(job_ids, list) else job_ids.tolist()
         self._append(b'{"t": "%s", "jobs": %s}' % (kind.encode(), str(ids).encode()))
 

@@ -232,7 +232,7 @@ def run(
     grace: float = 20.0, max_attempts: int = 2, repair: bool = False, isolate: bool = True,
     timeout: float | None = None, memory_limit: int | None = None, kill_grace: float = 2.0,
     fallback: object = None, test: bool = False, recycle_after: int = RECYCLE_AFTER,
-    comm: object = None,
+    retry: str | list[str] | None = None, comm: object = None,
 ) -> int:
     """Run every split of a project that has no result yet.
 
@@ -288,6 +288,11 @@ def run(
     recycle_after : int, default=1000
         Splits an executor runs before a fresh one replaces it (it is also replaced
         after an ``oom`` split and when its memory grew by 1 GiB).
+    retry : str or list of str, optional
+        Run again the splits whose result has one of these statuses (``"error"``,
+        ``"timeout"``, ``"crash"``, ``"oom"``, ``"invalid"``; a comma-separated string
+        or a list), with this run's options. Their earlier results stay as history
+        (``read_results(attempts="all")``); ``attempt`` counts on.
     comm : mpi4py.MPI.Comm, optional
         Communicator (default ``COMM_WORLD``).
 
@@ -307,6 +312,7 @@ def run(
     check_run_options(max_attempts=max_attempts, recycle_after=recycle_after,
                       isolate=isolate, timeout=timeout, memory_limit=memory_limit,
                       grace=grace, kill_grace=kill_grace)
+    retry = parse_retry(retry)
     threads = resolve_threads(threads)
     signals = StopSignals()
     signals.install()  # from here on a stop signal is a clean stop, whatever the rank does
@@ -319,11 +325,32 @@ def run(
             "progress_every": progress_every, "grace": grace, "max_attempts": max_attempts,
             "repair": repair, "isolate": isolate, "timeout": timeout,
             "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
-            "recycle_after": recycle_after, "test": test, "signals": signals})
+            "recycle_after": recycle_after, "test": test, "signals": signals,
+            "retry": retry})
     finally:
         signals.restore()
         if supervisor is not None and not supervisor.configured:
             supervisor.kill()  # unused: rank 0, or a refused run
+
+
+RETRY_STATUSES = ("error", "timeout", "crash", "oom", "invalid")
+
+
+def parse_retry(retry: str | list[str] | None) -> tuple[str, ...]:
+    """The statuses of ``--retry`` (a comma-separated string or a list), checked.
+
+    Examples
+    --------
+    >>> parse_retry("error, timeout"), parse_retry(None)
+    (('error', 'timeout'), ())
+    """
+    if retry is None:
+        return ()
+    names = [s.strip() for s in (retry.split(",") if isinstance(retry, str) else retry)]
+    wrong = [name for name in names if name not in RETRY_STATUSES]
+    if wrong or not names:
+        raise invalid_parameter("run", "retry", f"statuses among {RETRY_STATUSES}", retry)
+    return tuple(dict.fromkeys(names))
 
 
 def check_run_options(*, max_attempts: int, recycle_after: int, isolate: bool,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .batch import EncodedResults, ResultBatch, ResultColumns
-from .errors import MpibenchError
+from .errors import MpibenchError, invalid_parameter
 from .gridfile import SCHEMA_VERSION, read_column, write_column
 from .journal import JournalWriter, read_journal
 from .paths import ProjectPaths, write_hdf5_atomically
@@ -86,6 +86,10 @@ class ResultStore:
         self.parts = {k: str(grid_attrs[f"fingerprint_{k}"]) for k in FINGERPRINT_PARTS}
         self._results = ResultColumns(len(self.scorer_names))
         self.started = np.zeros(len(jobs), dtype=np.int32)
+        self.rows_before_retry = np.full(len(jobs), -1, dtype=np.int64)
+        """Per job: result rows recorded before its latest ``--retry`` mark (-1: none);
+        its results among them are history."""
+        self.started_before_retry = np.zeros(len(jobs), dtype=np.int32)
         for leftover in paths.root.glob(f".{paths.results.name}.*.tmp"):
             leftover.unlink()  # from a run killed while consolidating; we hold the lock
         seed = self._read_previous(repair)
@@ -104,6 +108,8 @@ class ResultStore:
             for batch in contents.batches:
                 self._results.append(batch)
             self.started = contents.started_counts(len(self.jobs))
+            self.rows_before_retry, self.started_before_retry = contents.retry_marks(
+                len(self.jobs))
             return None
         if not self.paths.results.exists():
             return None
@@ -118,8 +124,35 @@ class ResultStore:
         return seed
 
     def done_ids(self) -> np.ndarray:
-        """Job ids with a recorded result (previous runs and this one)."""
-        return self._results.joined().job_ids
+        """Job ids with a current result (not one made history by ``--retry``)."""
+        return self._current(self._results.joined())[0]
+
+    def _current(self, batch: ResultBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Job ids with a current result and the row of each (its last, if recorded
+        after the job's latest retry mark), sorted by job id."""
+        reversed_ids = batch.job_ids[::-1]
+        job_ids, last = np.unique(reversed_ids, return_index=True)
+        rows = len(batch) - 1 - last  # row of the last result of each job id
+        keep = rows >= self.rows_before_retry[job_ids]
+        return job_ids[keep], rows[keep]
+
+    def latest_status(self) -> pd.Series:
+        """Status of each job's current result, indexed by job id."""
+        batch = self._results.joined()
+        job_ids, rows = self._current(batch)
+        return pd.Series(batch.columns["status"][rows], index=job_ids)
+
+    def mark_retry(self, job_ids: np.ndarray) -> None:
+        """Run these splits again (``--retry``): their results so far become history,
+        and attempts are counted anew for ``--max-attempts``."""
+        self.journal.append_ids("x", job_ids)
+        self.journal.commit()
+        self.rows_before_retry[job_ids] = len(self._results)
+        self.started_before_retry[job_ids] = self.started[job_ids]
+
+    def attempts_since_retry(self) -> np.ndarray:
+        """Hand-outs of each job since its latest ``--retry`` mark (all, without one)."""
+        return self.started - self.started_before_retry
 
     def add(self, results: EncodedResults) -> None:
         """Journal finished splits (fsynced by the next group commit) and keep them."""
@@ -148,16 +181,22 @@ class ResultStore:
         """Results recorded by this run, in arrival order."""
         return self._results.joined(self.n_previous)
 
-    def columns(self) -> tuple[int, Iterator[tuple[str, np.ndarray]]]:
+    def columns(self, history: bool = False) -> tuple[int, Iterator[tuple[str, np.ndarray]]]:
         """Rows of ``/splits``: their number, and ``(name, values)`` column by column.
 
-        One row per job id (the last result wins), sorted by job id; each column is
-        built only when asked for, so a million rows never sit in memory twice.
+        One row per job id (its current result: the last, unless ``--retry`` made it
+        history), sorted by job id; with ``history``, the other rows instead (earlier
+        attempts). Each column is built only when asked for, so a million rows never
+        sit in memory twice.
         """
         batch = self._results.joined()
-        reversed_ids = batch.job_ids[::-1]
-        job_ids, last = np.unique(reversed_ids, return_index=True)
-        rows = len(batch) - 1 - last  # row of the last result of each job id
+        job_ids, rows = self._current(batch)
+        if history:
+            others = np.ones(len(batch), dtype=bool)
+            others[rows] = False
+            rows = np.flatnonzero(others)
+            rows = rows[np.lexsort((batch.columns["attempt"][rows], batch.job_ids[rows]))]
+            job_ids = batch.job_ids[rows]
 
         def generate() -> Iterator[tuple[str, np.ndarray]]:
             for name in result_columns(self.scorer_names):
@@ -193,6 +232,12 @@ class ResultStore:
             splits.attrs["order"] = result_columns(self.scorer_names)
             for name, values in columns:
                 write_column(splits, name, values)
+            n_history, earlier = self.columns(history=True)
+            if n_history:  # attempts that --retry replaced
+                group = h5.create_group("history")
+                group.attrs["order"] = result_columns(self.scorer_names)
+                for name, values in earlier:
+                    write_column(group, name, values)
             _write_table(h5.create_group("ranks"), pd.DataFrame(
                 {c: [getattr(r, c) for r in ranks] for c in RANK_COLUMNS}))
 
@@ -254,8 +299,11 @@ def read_attrs(path: str | os.PathLike) -> dict:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
 
 
-def _read_table(path: str | os.PathLike, name: str) -> pd.DataFrame:
+def _read_table(path: str | os.PathLike, name: str,
+                missing_ok: bool = False) -> pd.DataFrame | None:
     with _open_results(path) as h5:
+        if missing_ok and name not in h5:
+            return None
         group = h5[name]
         return pd.DataFrame({c: read_column(group[c]) for c in group.attrs["order"]})
 
@@ -296,7 +344,7 @@ def mlr3_names(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_results(path: str | os.PathLike, *, categorical: bool = True,
-                 names: str = "mpibench") -> pd.DataFrame:
+                 names: str = "mpibench", attempts: str = "latest") -> pd.DataFrame:
     """Results of a project as a pandas DataFrame, one row per finished split.
 
     Parameters
@@ -308,6 +356,9 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True,
     names : {"mpibench", "mlr3"}, default="mpibench"
         Column names: mpibench's, or mlr3resampling's (see :func:`mlr3_names`), so that
         R's ``mlr3resampling::pvalue()`` reads the table as it is.
+    attempts : {"latest", "all"}, default="latest"
+        One row per split (its latest attempt), or also the earlier attempts that
+        ``mpibench run --retry`` replaced (sorted by job id and ``attempt``).
 
     Returns
     -------
@@ -315,10 +366,16 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True,
         Columns of DESIGN.md section 3: job metadata, status, one column per scorer,
         rank/host/pid, Unix start/end times and per-stage seconds.
     """
-    if names not in ("mpibench", "mlr3"):
-        raise MpibenchError(f"The 'names' parameter of read_results must be 'mpibench' or "
-                            f"'mlr3'. Got {names!r} instead.")
+    for name, value, allowed in (("names", names, ("mpibench", "mlr3")),
+                                 ("attempts", attempts, ("latest", "all"))):
+        if value not in allowed:
+            raise invalid_parameter("read_results", name, f"one of {allowed}", value)
     frame = _read_table(path, "splits")
+    if attempts == "all":
+        earlier = _read_table(path, "history", missing_ok=True)
+        if earlier is not None:
+            frame = pd.concat([frame, earlier], ignore_index=True).sort_values(
+                ["job_id", "attempt"], ignore_index=True, kind="stable")
     if categorical:
         for column in CATEGORICAL:
             frame[column] = frame[column].astype("category")

@@ -183,3 +183,13 @@ def test_returned_hand_outs_do_not_count_as_attempts(tmp_path):
     with open(path, "ab") as handle:
         handle.write(encode({"t": "s", "jobs": [5, 6]}) + encode({"t": "u", "jobs": [6]}))
     assert read_journal(path, PARTS).started_counts(7).tolist() == [1, 1, 1, 0, 0, 1, 0]
+
+
+def test_retry_marks_make_earlier_results_history_and_count_attempts_anew(tmp_path):
+    path = journal_with(tmp_path / "j", 3)  # jobs 0-2 handed out once, 3 result rows
+    with open(path, "ab") as handle:
+        handle.write(encode({"t": "x", "jobs": [1, 2]}) + encode({"t": "s", "jobs": [1]}))
+    rows_before, started_before = read_journal(path, PARTS).retry_marks(4)
+    assert rows_before.tolist() == [-1, 3, 3, -1]  # results of 1 and 2 so far: history
+    assert started_before.tolist() == [0, 1, 1, 0]
+    assert read_journal(path, PARTS).started_counts(4).tolist() == [1, 2, 1, 0]

@@ -1,0 +1,54 @@
+"""The experiment's life (issue 15): retrying failed splits, under a real mpiexec."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpi_helpers import run_mpibench
+from sklearn.model_selection import ShuffleSplit
+
+import mpibench as mb
+
+pytestmark = pytest.mark.mpi
+
+
+def slow_grid() -> mb.Grid:
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(60, 2)), y=rng.normal(size=60))
+    learners = {"slow": mb.DebugLearner(sleep_fit=0.6), "fast": mb.DebugLearner()}
+    return mb.Grid([task], learners, resamplings=[ShuffleSplit(4, test_size=0.25)])
+
+
+def run(path, *args):
+    done = run_mpibench(3, "run", path, "--progress-every", "0", *args, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_retry_runs_failed_splits_again_and_keeps_the_earlier_attempts(tmp_path):
+    path = mb.create_project(tmp_path / "p", slow_grid())
+    run(path, "--timeout", "0.2")
+    first = mb.read_results(path)
+    assert sorted(first.groupby("learner", observed=True)["status"].first()) == \
+        ["ok", "timeout"]
+    assert "this run: 0 (" in run(path, "--timeout", "5").stderr  # a plain rerun: none
+    done = run(path, "--retry", "timeout", "--timeout", "5")
+    assert "--retry timeout: 4 split(s) run again" in done.stderr
+    latest = mb.read_results(path)
+    assert len(latest) == 8 and (latest["status"] == "ok").all()
+    slow = latest[latest["learner"] == "slow"]
+    assert (slow["attempt"] == 2).all()
+    every = mb.read_results(path, attempts="all")
+    assert len(every) == 12
+    earlier = every[(every["learner"] == "slow") & (every["attempt"] == 1)]
+    assert (earlier["status"] == "timeout").all() and len(earlier) == 4
+    again = run(path, "--retry", "error")  # nothing has that status: nothing runs
+    assert "--retry error: 0 split(s) run again" in again.stderr
+    assert len(mb.read_results(path, attempts="all")) == 12
+
+
+def test_retry_names_only_statuses_it_knows(tmp_path):
+    path = mb.create_project(tmp_path / "p", slow_grid())
+    done = run_mpibench(3, "run", path, "--retry", "ok", timeout=60)
+    assert done.returncode == 2 and "'retry' parameter of run" in done.stderr
+    assert not (path / "results.journal").exists()
