@@ -4,7 +4,8 @@ Format: the line ``MPIBENCH-JOURNAL 1\\n``, then records, each a little-endian
 ``uint32`` payload length, a ``uint32`` CRC-32 of the payload, and the payload: one
 JSON object. The first record is the header (the grid's fingerprint); then ``"t":
 "s"`` records list job ids handed out (``"u"``: handed back unstarted, ``"x"``: to run
-again, by ``--retry``: their earlier results become history) and ``"t": "r"`` records
+again, by ``--retry``: their earlier results become history), ``"k"`` records hold a
+run's rank table (at each checkpoint; the latest of a run wins) and ``"t": "r"`` records
 hold the finished splits of one worker message as ``"rows"``, each in the field order
 the header's ``"result_fields"`` names. Records reach the file with
 one ``write`` each (a killed process loses none) and are fsynced in groups (a machine
@@ -82,6 +83,8 @@ class JournalContents:
     """``--retry`` marks, in order: (result rows, hand-out records and return records
     before the mark, job ids). Earlier results of those jobs are history."""
     n_rows: int = 0
+    ranks: dict = field(default_factory=dict)
+    """Per run (rank 0's start time): its ranks' ``/ranks`` rows, latest record wins."""
     torn_at: int | None = None
     damaged: list[tuple[int, int]] = field(default_factory=list)
 
@@ -171,6 +174,8 @@ def _apply(contents: JournalContents, record: dict) -> None:
         batch = batch_from_record(record) if kind == "r" else batch_from_columns_record(record)
         contents.batches.append(batch)
         contents.n_rows += len(batch)
+    elif kind == "k":
+        contents.ranks[record["run"]] = record["rows"]
     elif kind == "x":
         contents.retries.append((contents.n_rows, len(contents.started_ids),
                                  len(contents.returned_ids), record["jobs"]))

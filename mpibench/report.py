@@ -88,8 +88,9 @@ def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
                   str(summary["n_workers"]), f"{summary['efficiency']:.3f}",
                   html.escape(str(attrs.get("mpi_library", ""))), str(attrs.get("n_ranks"))]})
     parts = ["<h2>Run</h2>", _table(facts),
-             "<h2>Ranks</h2>", _table(ranks[["rank", "host", "n_splits", "busy_seconds",
-                                             "idle_seconds", "busy_fraction"]])]
+             "<h2>Ranks</h2>", _table(ranks[[c for c in (
+                 "run", "rank", "host", "n_splits", "busy_seconds", "idle_seconds",
+                 "busy_fraction") if c in ranks]])]
     failures = _failures(results)
     parts += ["<h2>Failures</h2>",
               _table(failures) if len(failures) else "<p>None: every split is ok.</p>"]

@@ -90,6 +90,8 @@ class ResultStore:
         """Per job: result rows recorded before its latest ``--retry`` mark (-1: none);
         its results among them are history."""
         self.started_before_retry = np.zeros(len(jobs), dtype=np.int32)
+        self.run_ranks: dict = {}
+        """Per run (rank 0's start time, Unix seconds): its ``/ranks`` rows."""
         for leftover in paths.root.glob(f".{paths.results.name}.*.tmp"):
             leftover.unlink()  # from a run killed while consolidating; we hold the lock
         seed = self._read_previous(repair)
@@ -110,6 +112,7 @@ class ResultStore:
             self.started = contents.started_counts(len(self.jobs))
             self.rows_before_retry, self.started_before_retry = contents.retry_marks(
                 len(self.jobs))
+            self.run_ranks = {float(k): v for k, v in contents.ranks.items()}
             return None
         if not self.paths.results.exists():
             return None
@@ -220,8 +223,12 @@ class ResultStore:
         attrs : dict
             Extra root attributes (``complete``, ``n_ranks``, ``mpi_library``, ...).
         """
+        run = float(min(r.start_time for r in ranks))
+        self.run_ranks[run] = [[_plain(getattr(r, c)) for c in RANK_COLUMNS] for r in ranks]
+        self.journal.append({"t": "k", "run": run, "rows": self.run_ranks[run]})
         self.journal.commit()
         n_rows, columns = self.columns()
+        rank_table = self.rank_table()
 
         def fill(h5: h5py.File) -> None:
             h5.attrs.update({
@@ -238,8 +245,7 @@ class ResultStore:
                 group.attrs["order"] = result_columns(self.scorer_names)
                 for name, values in earlier:
                     write_column(group, name, values)
-            _write_table(h5.create_group("ranks"), pd.DataFrame(
-                {c: [getattr(r, c) for r in ranks] for c in RANK_COLUMNS}))
+            _write_table(h5.create_group("ranks"), rank_table)
 
         write_hdf5_atomically(
             self.paths.results, fill, fault="consolidate",
@@ -247,9 +253,25 @@ class ResultStore:
                 f"{self.paths.results.name} from the journal, which keeps every split.")
         return self.paths.results
 
+    def rank_table(self) -> pd.DataFrame:
+        """``/ranks``: the ranks of every run that ran splits (``run`` 1, 2, ... in
+        start order; a run that found nothing to do adds no rows unless no run did)."""
+        frames = []
+        for number, run in enumerate(sorted(self.run_ranks), start=1):
+            frame = pd.DataFrame(self.run_ranks[run], columns=list(RANK_COLUMNS))
+            frame.insert(0, "run", number)
+            frames.append(frame)
+        worked = [f for f in frames if f["n_splits"].sum() > 0] or frames[-1:]
+        return pd.concat(worked, ignore_index=True)
+
     def close(self) -> None:
         """Commit and close the journal."""
         self.journal.close()
+
+
+def _plain(value: object) -> object:
+    """A JSON-ready scalar (numpy numbers to Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _write_table(group: h5py.Group, frame: pd.DataFrame) -> None:
@@ -383,5 +405,6 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True,
 
 
 def read_ranks(path: str | os.PathLike) -> pd.DataFrame:
-    """The ``/ranks`` table: one row per rank of the latest run (seconds, Unix times)."""
+    """The ``/ranks`` table: one row per rank of each run that ran splits (``run`` 1,
+    2, ... in start order; seconds, Unix times)."""
     return _read_table(path, "ranks")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from mpi_helpers import run_mpibench
 from sklearn.model_selection import ShuffleSplit
@@ -52,3 +53,16 @@ def test_retry_names_only_statuses_it_knows(tmp_path):
     done = run_mpibench(3, "run", path, "--retry", "ok", timeout=60)
     assert done.returncode == 2 and "'retry' parameter of run" in done.stderr
     assert not (path / "results.journal").exists()
+
+
+def test_ranks_keep_one_table_per_run_and_a_run_with_nothing_to_do_adds_none(tmp_path):
+    path = mb.create_project(tmp_path / "p", slow_grid())
+    run(path, "--timeout", "0.2")
+    first = mb.read_ranks(path)
+    assert set(first["run"]) == {1} and first["n_splits"].sum() == 8
+    run(path)  # nothing to do: /ranks is not overwritten with zeros
+    pd.testing.assert_frame_equal(mb.read_ranks(path), first)
+    run(path, "--retry", "timeout", "--timeout", "5")
+    ranks = mb.read_ranks(path)
+    assert ranks.groupby("run")["n_splits"].sum().to_dict() == {1: 8, 3: 4}
+    assert (ranks["busy_seconds"] >= 0).all()
