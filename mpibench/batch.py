@@ -21,7 +21,10 @@ _DTYPES = {
     "host": object, "pid": np.int64, "start_time": np.float64, "end_time": np.float64,
     "fit_seconds": np.float64, "predict_seconds": np.float64, "score_seconds": np.float64,
     "max_rss_bytes": np.int64, "threads": np.int32, "attempt": np.int32, "fallback": bool,
+    "n_warnings": np.int32, "warning": object,
 }
+DEFAULTS = {"attempt": 1, "fallback": False, "n_warnings": 0, "warning": ""}
+"""Values of the fields that journals of older versions do not hold."""
 _INTERNED = ("status", "host")
 
 
@@ -51,8 +54,10 @@ class ResultBatch:
     @classmethod
     def from_columns(cls, columns: dict[str, list]) -> ResultBatch:
         """From lists (a journal record): one list per field, ``scores`` a list of rows."""
-        out = {name: _column(columns[name], name) for name in RESULT_FIELDS
-               if name != "scores"}
+        n = len(columns["job_id"])
+        out = {name: _column(columns[name] if name in columns else [DEFAULTS[name]] * n,
+                             name)
+               for name in RESULT_FIELDS if name != "scores"}
         scores = np.array(columns["scores"], dtype=np.float64)
         out["scores"] = scores if scores.ndim == 2 else scores.reshape(len(scores), 0)
         return cls(out)
@@ -63,7 +68,7 @@ class ResultBatch:
         if not rows:
             return cls.from_columns({name: [] for name in RESULT_FIELDS})
         columns = map(list, zip(*rows, strict=True))
-        return cls.from_columns(dict(zip(RESULT_FIELDS, columns, strict=True)))
+        return cls.from_columns(dict(zip(RESULT_FIELDS, columns, strict=False)))  # older: fewer
 
     @classmethod
     def concatenate(cls, batches: list[ResultBatch], n_scores: int) -> ResultBatch:
@@ -168,7 +173,7 @@ def batch_from_columns_record(record: dict) -> ResultBatch:
         elif name in SECOND_FIELDS:
             columns[name] = np.array(full(values[name]), dtype=np.int64) / 1e9
         else:
-            columns[name] = _column(full(values[name]), name)
+            columns[name] = _column(full(values.get(name, DEFAULTS.get(name))), name)
     return ResultBatch(columns)
 
 

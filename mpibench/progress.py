@@ -122,4 +122,13 @@ def summary(results: ResultBatch, ranks: list[RankStats], n_total: int,
     if failed:
         lines.append("[mpibench] failures (recorded as results):")
         lines.extend(error_groups(results.status, results.columns["error"]))
+    warned = results.columns["n_warnings"] > 0
+    if warned.any():
+        counts = Counter(results.columns["warning"][warned].tolist())
+        lines.append(f"[mpibench] {int(warned.sum())} split(s) raised warnings "
+                     f"({int(results.columns['n_warnings'].sum())} in all; columns "
+                     "n_warnings, warning):")
+        lines.extend(f"  {n} x {text}" for text, n in counts.most_common(3))
+        if len(counts) > 3:
+            lines.append(f"  ... and {len(counts) - 3} more kinds of warning")
     return "\n".join(lines)

@@ -79,6 +79,8 @@ class SplitResult(NamedTuple):
     A named tuple: cheap to pickle, and a list of them is a list of journal rows.
     Times are Unix seconds (``start_time``, ``end_time``) or wall-clock seconds
     (``*_seconds``); ``max_rss_bytes`` is the worker's peak resident memory in bytes.
+    ``n_warnings`` counts the Python warnings fit, predict and the scorers raised, and
+    ``warning`` is the first of them (``Category: message``).
     """
 
     job_id: int
@@ -97,6 +99,8 @@ class SplitResult(NamedTuple):
     threads: int
     attempt: int = 1
     fallback: bool = False
+    n_warnings: int = 0
+    warning: str = ""
 
 
 @dataclass

@@ -94,6 +94,13 @@ def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
     failures = _failures(results)
     parts += ["<h2>Failures</h2>",
               _table(failures) if len(failures) else "<p>None: every split is ok.</p>"]
+    if "n_warnings" in results and (results["n_warnings"] > 0).any():
+        warned = results[results["n_warnings"] > 0]
+        table = pd.DataFrame({"learner": warned["learner"].astype(str),
+                              "first warning": warned["warning"].astype(str)})
+        parts += ["<h2>Warnings</h2>", "<p>Splits whose fit, predict or scorers raised "
+                  "Python warnings (first warning of each split).</p>",
+                  _table(table.value_counts().rename("splits").reset_index())]
     parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results))]
     if {"same"} <= set(results["train_subsets"].astype(str)) and (
             {"other", "all"} & set(results["train_subsets"].astype(str))):

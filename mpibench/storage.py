@@ -34,7 +34,7 @@ JOB_COLUMNS = (
     "train_subsets", "groups", "n_train_groups", "n_train", "n_test", "seed", "random_state",
 )
 """Columns copied from the job table into every result row."""
-STATUS_COLUMNS = ("status", "error", "attempt", "fallback")
+STATUS_COLUMNS = ("status", "error", "attempt", "fallback", "n_warnings", "warning")
 RUN_COLUMNS = (
     "rank", "host", "pid", "start_time", "end_time", "fit_seconds", "predict_seconds",
     "score_seconds", "max_rss_bytes", "threads",
@@ -55,7 +55,7 @@ def result_columns(scorer_names: list[str]) -> list[str]:
 def batch_from_frame(frame: pd.DataFrame, scorer_names: list[str]) -> ResultBatch:
     """Rows of ``/splits`` back into result columns (to seed a journal)."""
     columns = {name: frame[name].tolist() for name in ["job_id", *STATUS_COLUMNS,
-                                                      *RUN_COLUMNS]}
+                                                      *RUN_COLUMNS] if name in frame}
     columns["scores"] = frame[list(scorer_names)].to_numpy(dtype=np.float64)
     return ResultBatch.from_columns(columns)
 

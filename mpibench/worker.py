@@ -8,6 +8,7 @@ import os
 import socket
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from time import perf_counter_ns
 
@@ -19,6 +20,9 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from .gridfile import GridFile, SplitIndex
 from .protocol import INTERRUPTED, Assignment, SplitResult, failed_result, peak_rss_bytes
 from .scorers import bind_scorers, score_split
+
+WARNING_CHARS = 500
+"""Characters of a split's first warning kept in the ``warning`` column."""
 
 
 def unset_random_states(estimator: object) -> list[str]:
@@ -228,6 +232,16 @@ class SplitRunner:
         in whole nanoseconds (``perf_counter_ns``), which the journal stores exactly.
         """
         start = time.time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # every warning counts, none reaches stderr
+            result = self._run(job, learner, start)
+        if caught:
+            first = caught[0]
+            text = f"{first.category.__name__}: {first.message}".replace("\n", " ")
+            result = result._replace(n_warnings=len(caught), warning=text[:WARNING_CHARS])
+        return result
+
+    def _run(self, job: Assignment, learner: object, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
         scores, status, error, stage = self._no_scores, "ok", "", "fit"
         try:

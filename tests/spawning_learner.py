@@ -83,3 +83,23 @@ class NoisyExit(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return [0.0] * len(X)
+
+
+class Warner(RegressorMixin, BaseEstimator):
+    """Predicts the mean; ``fit`` raises ``n`` UserWarnings (the first says ``text``)."""
+
+    def __init__(self, n: int = 2, text: str = "careful") -> None:
+        self.n = n
+        self.text = text
+
+    def fit(self, X, y):
+        import warnings
+
+        for i in range(self.n):
+            warnings.warn(self.text if i == 0 else f"{self.text} {i}", UserWarning,
+                          stacklevel=2)
+        self.mean_ = float(sum(y) / len(y))
+        return self
+
+    def predict(self, X):
+        return [self.mean_] * len(X)

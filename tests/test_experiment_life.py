@@ -66,3 +66,26 @@ def test_ranks_keep_one_table_per_run_and_a_run_with_nothing_to_do_adds_none(tmp
     ranks = mb.read_ranks(path)
     assert ranks.groupby("run")["n_splits"].sum().to_dict() == {1: 8, 3: 4}
     assert (ranks["busy_seconds"] >= 0).all()
+
+
+@pytest.mark.parametrize("mode", [[], ["--no-isolate"]], ids=["isolated", "no-isolate"])
+def test_warnings_are_counted_per_split_and_kept_off_stderr(tmp_path, mode):
+    from pathlib import Path
+
+    from spawning_learner import Warner
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(40, 2)), y=rng.normal(size=40))
+    grid = mb.Grid([task], {"warns": Warner(n=3, text="watch out"),
+                            "quiet": mb.DebugLearner()},
+                   resamplings=[ShuffleSplit(3, test_size=0.25)])
+    path = mb.create_project(tmp_path / "p", grid)
+    done = run_mpibench(3, "run", path, "--progress-every", "0", *mode, timeout=120,
+                        env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert done.returncode == 0, done.stderr
+    results = mb.read_results(path).set_index("learner")
+    assert (results.loc["warns", "n_warnings"] == 3).all()
+    assert (results.loc["warns", "warning"] == "UserWarning: watch out").all()
+    assert (results.loc["quiet", "n_warnings"] == 0).all()
+    assert "3 split(s) raised warnings (9 in all" in done.stderr
+    assert "watch out 1" not in done.stderr  # the warnings themselves stay off stderr
