@@ -30,9 +30,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    import json
+
     from .status import project_status
 
-    print(project_status(args.project).format())
+    status = project_status(args.project)
+    print(json.dumps(status.to_dict(), indent=1) if args.json else status.format())
     return 0
 
 
@@ -190,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="create the built-in example project")
     demo.add_argument("project", help="project folder to create")
     demo.set_defaults(func=_demo)
-    status = verbs.add_parser("status", help="done / failed / todo counts and ETA")
+    status = verbs.add_parser("status", help="done / failed / in flight / pending, the "
+                                             "running run and its ETA (live)")
     status.add_argument("project")
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     status.set_defaults(func=_status)
     results = verbs.add_parser("results", help="results as CSV (stdout or -o FILE)")
     results.add_argument("project")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import socket
 import sys
@@ -59,6 +60,8 @@ COMES_BACK_MARGIN = 2e-3
 again when idle is expected back."""
 STOP_FILE_SECONDS = 0.5
 """How often rank 0 looks for ``PROJECT/stop.request``."""
+HEARTBEAT_SECONDS = 2.0
+"""How often rank 0 rewrites ``PROJECT/run.status`` (what ``mpibench status`` shows)."""
 INTERRUPT_WAIT = 5.0
 """Seconds (beyond ``kill_grace``) rank 0 waits for interrupted splits to come back
 before it ends the job without them."""
@@ -176,6 +179,8 @@ class Dispatcher:
         self.deadline = Deadline()
         self.signals = self.options.get("signals") or StopSignals()
         self.progress = Progress(len(todo), self.n_total, float(self.options["progress_every"]))
+        self._failed_before = int((self.store.latest_status() != "ok").sum())
+        self._last_heartbeat = 0.0
         self.stop_reason: str | None = None
         self._stop_started = 0.0
         self._interrupted_at: float | None = None
@@ -360,10 +365,38 @@ class Dispatcher:
         if self.store.journal.commit_due:
             self.store.journal.commit_in_background()
         self.progress.maybe_print()
+        self.heartbeat()
         if time.monotonic() - self._last_checkpoint >= float(self.options["checkpoint_every"]):
             self.checkpoint(complete=False)
         if self.stop_reason is not None and self.scheduler.n_in_flight:
             self._end_grace()
+
+    def heartbeat(self, force: bool = False) -> None:
+        """Rewrite ``run.status`` (at most every ``HEARTBEAT_SECONDS``): who runs, when
+        it last wrote, done / failed / in flight / pending and the ETA of the cost
+        model (seconds; null while no learner is known). Best effort: a failed write
+        is skipped (the journal's would end the run)."""
+        now = time.time()
+        if not force and now - self._last_heartbeat < HEARTBEAT_SECONDS:
+            return
+        self._last_heartbeat = now
+        workers = max(self.n_ranks - 1, 1)
+        known = self.costs.known
+        in_flight = [j for r in range(self.n_ranks) for j in self.scheduler.in_flight(r)]
+        eta = ((self.scheduler.pending_cost() + sum(map(self.costs.expected, in_flight)))
+               / workers if known else None)
+        state = {**self.lock.info, "updated": now, "n_ranks": self.n_ranks,
+                 "n_total": self.n_total,
+                 "n_done": self.progress.n_before + self.progress.done,
+                 "n_failed": self._failed_before + self.progress.errors,
+                 "n_in_flight": len(in_flight), "n_pending": self.scheduler.n_pending,
+                 "eta_seconds": eta, "stopping": self.stop_reason}
+        tmp = self.paths.temporary(self.paths.heartbeat)
+        try:
+            tmp.write_text(json.dumps(state) + "\n")
+            tmp.replace(self.paths.heartbeat)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     def _end_grace(self) -> None:
         """When the grace period is over, interrupt the splits still running (each is
@@ -461,5 +494,7 @@ class Dispatcher:
         return 0 if complete else 3
 
     def close(self) -> None:
-        """Release the lock (always, even after a failure)."""
+        """Remove the heartbeat and release the lock (always, even after a failure)."""
+        if self.lock.held:
+            self.paths.heartbeat.unlink(missing_ok=True)
         self.lock.release()

@@ -396,7 +396,33 @@ class JournalWriter:
         if error is not None:
             raise self.failed(error)
 
+    @property
+    def size(self) -> int:
+        """Bytes written so far (records staged by :meth:`one_write` excluded)."""
+        return os.fstat(self._fd).st_size
+
     def close(self) -> None:
         """Commit and close."""
         self.commit()
         os.close(self._fd)
+
+
+def read_tail(path: Path, offset: int) -> tuple[dict | None, list[dict]]:
+    """The header and the intact records from byte ``offset`` on (``0``: all), read
+    only: a run may be appending (a record being written is left out) and nothing is
+    repaired. For ``mpibench status``, which reads what came after the last
+    ``results.h5``."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+        if not head.startswith(MAGIC):
+            raise MpibenchError(f"{path} does not start with the mpibench journal header.")
+        first = _valid_record(head, len(MAGIC))
+        header = first[0] if first is not None else None
+        start = max(offset, first[1] if first is not None else len(MAGIC))
+        handle.seek(start)
+        data = handle.read()
+    records, pos = [], 0
+    while (parsed := _valid_record(data, pos)) is not None:
+        record, pos = parsed
+        records.append(record)
+    return header, records

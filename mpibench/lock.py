@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import MpibenchError
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True if ``pid`` runs on this host (a zombie, killed but not reaped, is dead)."""
     try:
         os.kill(pid, 0)
@@ -118,12 +118,17 @@ class ProjectLock:
         """Why the holder is certainly gone, or '' when it may be alive."""
         pid, job = holder.get("pid"), holder.get("slurm_job_id")
         if holder.get("host") == self.info["host"] and isinstance(pid, int):
-            return "" if _alive(pid) else "that process is dead"
+            return "" if pid_alive(pid) else "that process is dead"
         if job and job == self.info["slurm_job_id"]:
             return "an earlier run of this same SLURM job (requeued)"
         if job and not _slurm_job_running(str(job)):
             return f"SLURM job {job} is no longer running"
         return ""
+
+    @property
+    def held(self) -> bool:
+        """True while this object holds the lock."""
+        return self._held
 
     def release(self) -> None:
         """Remove the lock file if we hold it."""

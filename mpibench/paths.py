@@ -53,6 +53,11 @@ class ProjectPaths:
         return self.root / "stop.request"
 
     @property
+    def heartbeat(self) -> Path:
+        """JSON a running run's rank 0 rewrites every few seconds (counts, ETA)."""
+        return self.root / "run.status"
+
+    @property
     def lock(self) -> Path:
         """Present while a run owns the project."""
         return self.root / "run.lock"

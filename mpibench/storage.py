@@ -227,6 +227,7 @@ class ResultStore:
         self.run_ranks[run] = [[_plain(getattr(r, c)) for c in RANK_COLUMNS] for r in ranks]
         self.journal.append({"t": "k", "run": run, "rows": self.run_ranks[run]})
         self.journal.commit()
+        attrs = {**attrs, "journal_offset": self.journal.size}  # status reads on from here
         n_rows, columns = self.columns()
         rank_table = self.rank_table()
 
@@ -301,7 +302,7 @@ def _damaged_results(target: Path, cause: object) -> MpibenchError:
 
 
 @contextlib.contextmanager
-def _open_results(path: str | os.PathLike) -> Iterator[h5py.File]:
+def open_results(path: str | os.PathLike) -> Iterator[h5py.File]:
     """``results.h5`` open for reading; damage is one :class:`MpibenchError`."""
     target = _results_path(path)
     try:
@@ -317,13 +318,13 @@ def _open_results(path: str | os.PathLike) -> Iterator[h5py.File]:
 
 def read_attrs(path: str | os.PathLike) -> dict:
     """Root attributes of ``results.h5`` (a project folder or the file itself)."""
-    with _open_results(path) as h5:
+    with open_results(path) as h5:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
 
 
 def _read_table(path: str | os.PathLike, name: str,
                 missing_ok: bool = False) -> pd.DataFrame | None:
-    with _open_results(path) as h5:
+    with open_results(path) as h5:
         if missing_ok and name not in h5:
             return None
         group = h5[name]

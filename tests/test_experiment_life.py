@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
-from mpi_helpers import run_mpibench
+from mpi_helpers import run_mpibench, start_mpibench
 from sklearn.model_selection import ShuffleSplit
 
 import mpibench as mb
@@ -13,11 +18,13 @@ import mpibench as mb
 pytestmark = pytest.mark.mpi
 
 
-def slow_grid() -> mb.Grid:
+def slow_grid(n_splits: int = 4, learners: tuple = ("slow", "fast")) -> mb.Grid:
+    """A 0.6 s learner ("slow") and a no-op one ("fast")."""
     rng = np.random.default_rng(0)
     task = mb.Task("t", X=rng.normal(size=(60, 2)), y=rng.normal(size=60))
-    learners = {"slow": mb.DebugLearner(sleep_fit=0.6), "fast": mb.DebugLearner()}
-    return mb.Grid([task], learners, resamplings=[ShuffleSplit(4, test_size=0.25)])
+    known = {"slow": mb.DebugLearner(sleep_fit=0.6), "fast": mb.DebugLearner()}
+    return mb.Grid([task], {name: known[name] for name in learners},
+                   resamplings=[ShuffleSplit(n_splits, test_size=0.25)])
 
 
 def run(path, *args):
@@ -89,3 +96,48 @@ def test_warnings_are_counted_per_split_and_kept_off_stderr(tmp_path, mode):
     assert (results.loc["quiet", "n_warnings"] == 0).all()
     assert "3 split(s) raised warnings (9 in all" in done.stderr
     assert "watch out 1" not in done.stderr  # the warnings themselves stay off stderr
+
+
+def status(path, *args):
+    done = run_mpibench(None, "status", path, *args, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_status_is_live_during_a_run_and_after_a_kill(tmp_path):
+    path = mb.create_project(tmp_path / "p", slow_grid(n_splits=40, learners=["slow"]))
+    proc = start_mpibench(3, "run", path, "--progress-every", "0")
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # results.h5 is written only every 300 s: the journal says more
+            live = json.loads(status(path, "--json"))
+            if live["n_done"] >= 4 and live["run"] and live["run"].get("n_in_flight"):
+                break
+            assert time.monotonic() < deadline, live
+            time.sleep(0.3)
+        assert not (path / "results.h5").exists()
+        assert live["run"]["alive"] is True and live["run"]["heartbeat_age_seconds"] < 10
+        assert live["n_in_flight"] >= 1 and live["eta_seconds"] > 0
+        assert live["n_pending"] == 40 - live["n_done"] - live["n_in_flight"]
+        text = status(path)
+        assert "run: active" in text and "in flight" in text
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    after = json.loads(status(path, "--json"))
+    assert after["n_done"] >= live["n_done"] and after["n_in_flight"] == 0
+    assert after["run"]["alive"] is False
+    assert "left by a dead run" in status(path)
+
+
+def test_status_refuses_a_grid_that_no_longer_matches_its_results(tmp_path):
+    path = mb.create_project(tmp_path / "p", slow_grid())
+    run(path, "--timeout", "0.2")
+    rng = np.random.default_rng(5)
+    other = mb.Grid([mb.Task("t", X=rng.normal(size=(60, 2)), y=rng.normal(size=60))],
+                    {"fast": mb.DebugLearner()}, resamplings=[ShuffleSplit(2)])
+    elsewhere = mb.create_project(tmp_path / "q", other)
+    (path / "grid.h5").write_bytes((elsewhere / "grid.h5").read_bytes())
+    done = run_mpibench(None, "status", path, timeout=60)
+    assert done.returncode == 2 and "different grid" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
