@@ -146,7 +146,7 @@ class Dispatcher:
         grid_file = GridFile(self.paths.grid)
         try:
             attrs = grid_file.attrs()
-            jobs = compact(grid_file.job_table())
+            jobs = compact(grid_file.job_table().drop(columns="job_key", errors="ignore"))
         except (OSError, KeyError) as exc:
             raise MpibenchError(
                 f"{self.paths.grid} is damaged or incomplete ({str(exc)[:160]}). Restore it "

@@ -4,7 +4,8 @@ Format: the line ``MPIBENCH-JOURNAL 1\\n``, then records, each a little-endian
 ``uint32`` payload length, a ``uint32`` CRC-32 of the payload, and the payload: one
 JSON object. The first record is the header (the grid's fingerprint); then ``"t":
 "s"`` records list job ids handed out (``"u"``: handed back unstarted, ``"x"``: to run
-again, by ``--retry``: their earlier results become history), ``"k"`` records hold a
+again, by ``--retry``: their earlier results become history), ``"g"`` records give the
+grid's new fingerprint parts after the project grew, ``"k"`` records hold a
 run's rank table (at each checkpoint; the latest of a run wins) and ``"t": "r"`` records
 hold the finished splits of one worker message as ``"rows"``, each in the field order
 the header's ``"result_fields"`` names. Records reach the file with
@@ -185,6 +186,8 @@ def _apply(contents: JournalContents, record: dict) -> None:
         contents.returned_ids.append(record["jobs"])
     elif kind == "header" and contents.header is None:
         contents.header = record
+    elif kind == "g" and contents.header is not None:  # the project grew: new parts
+        contents.header = {**contents.header, "parts": record["parts"]}
 
 
 def changed_parts(header: dict | None, parts: dict[str, str]) -> list[str]:
@@ -425,4 +428,6 @@ def read_tail(path: Path, offset: int) -> tuple[dict | None, list[dict]]:
     while (parsed := _valid_record(data, pos)) is not None:
         record, pos = parsed
         records.append(record)
+        if record.get("t") == "g" and header is not None:
+            header = {**header, "parts": record["parts"]}
     return header, records

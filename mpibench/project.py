@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
+import socket
 import time
 from pathlib import Path
 
@@ -15,6 +17,9 @@ from ._version import __version__
 from .errors import MpibenchError
 from .grid import check_importable, derive_seed
 from .gridfile import GridFile, write_grid_file
+from .growing import job_keys, merge_jobs, name_digests
+from .journal import JournalWriter
+from .lock import describe_holder, pid_alive
 from .paths import ProjectPaths
 from .storage import FINGERPRINT_PARTS
 
@@ -62,13 +67,10 @@ def fingerprint_parts(grid: object, jobs: pd.DataFrame) -> dict[str, str]:
         learners.update(repr((name, type(estimator).__qualname__, params)).encode())
     if grid.fallback is not None:
         learners.update(repr(("fallback", grid.fallback)).encode())
-    scorers = hashlib.sha256(repr([(s.name, s.kind, _spec_id(s.spec)) for s in grid.scorers])
-                             .encode())
-    seed = hashlib.sha256(str(grid.seed).encode())
     return {
         "data": data.hexdigest(), "splits": splits.hexdigest(),
-        "learners": learners.hexdigest(), "scorers": scorers.hexdigest(),
-        "seed": seed.hexdigest(),
+        "learners": learners.hexdigest(), "scorers": _scorer_part(grid),
+        "seed": _seed_part(grid),
     }
 
 
@@ -132,8 +134,12 @@ def create_project(path: str | os.PathLike, grid: object, *,
                    select_jobs: object = None, priority: object = None) -> Path:
     """Validate ``grid`` and write ``PATH/grid.h5``, ready for ``mpibench run PATH``.
 
-    Calling it again with an identical grid is a no-op; a different grid at an
-    existing project is refused, so nothing computed is ever overwritten.
+    Calling it again with an identical grid is a no-op. A grid that adds tasks,
+    learners, resamplings or splits grows the project: every job it already holds keeps
+    its id and its result (jobs are known by content: task data, learner parameters,
+    split rows), and only the new jobs run next time. A grid that changes or drops a
+    job the project holds (other data, learner parameters, splits, scorers or seed) is
+    refused, naming what changed, so nothing computed is ever overwritten.
 
     Parameters
     ----------
@@ -158,7 +164,8 @@ def create_project(path: str | os.PathLike, grid: object, *,
     Raises
     ------
     MpibenchError
-        Bad grid, or a different project already at ``path``.
+        Bad grid, a grid that changes jobs of the project at ``path``, or a run active
+        on it while it would grow.
     """
     paths = ProjectPaths(path)
     check_importable(grid)
@@ -169,34 +176,95 @@ def create_project(path: str | os.PathLike, grid: object, *,
         jobs = select_jobs(jobs).reset_index(drop=True)
         jobs["job_id"] = np.arange(len(jobs))
         jobs["random_state"] = [derive_seed(grid.seed, j) for j in jobs["job_id"]]
-    if priority is not None:
-        jobs["priority"] = _priority(priority, jobs)
-    parts = fingerprint_parts(grid, jobs)
-    fingerprint = combine_fingerprint(parts)
+    jobs["job_key"] = job_keys(grid, jobs)
+    digests = name_digests(grid)
     if paths.grid.exists():
-        _refuse_if_different(paths, parts, fingerprint)
-        return paths.root
-    if paths.root.exists() and any(paths.root.iterdir()):
+        jobs, changed = _grown(paths, grid, jobs, digests)
+        if not changed:
+            return paths.root  # the same grid (or one the project already holds)
+    elif paths.root.exists() and any(paths.root.iterdir()):
         raise MpibenchError(
             f"{paths.root} exists, is not empty and holds no grid.h5. Choose a new "
             "project folder or empty this one."
         )
-    paths.root.mkdir(parents=True, exist_ok=True)
+    if priority is not None:
+        jobs["priority"] = _priority(priority, jobs)
+    parts = fingerprint_parts(grid, jobs)
     attrs = {
-        "fingerprint": fingerprint, "n_jobs": len(jobs), "seed": grid.seed,
+        "fingerprint": combine_fingerprint(parts), "n_jobs": len(jobs), "seed": grid.seed,
         "mpibench_version": __version__, "created": time.time(),
+        "name_digests": json.dumps(digests),
         **{f"fingerprint_{k}": v for k, v in parts.items()},
     }
+    if paths.grid.exists():
+        _journal_growth(paths, parts, attrs["fingerprint"])
+    paths.root.mkdir(parents=True, exist_ok=True)
     write_grid_file(paths.grid, grid, jobs, attrs)
     return paths.root
 
 
-def _refuse_if_different(paths: ProjectPaths, parts: dict, fingerprint: str) -> None:
-    existing = GridFile(paths.grid).attrs()
-    if existing.get("fingerprint") == fingerprint:
-        return
-    changed = [k for k in FINGERPRINT_PARTS if existing.get(f"fingerprint_{k}") != parts[k]]
-    raise MpibenchError(
-        f"{paths.root} already holds a different project (changed: {', '.join(changed)}). "
-        "Create the new grid in another folder; the existing results are kept."
-    )
+def _grown(paths: ProjectPaths, grid: object, jobs: pd.DataFrame,
+           digests: dict) -> tuple[pd.DataFrame, bool]:
+    """The job table of ``grid`` with the project's job ids kept (new jobs after them),
+    and whether it adds anything; refuses a grid that changes what the project holds."""
+    grid_file = GridFile(paths.grid)
+    existing = grid_file.attrs()
+    old = grid_file.job_table()
+    if "job_key" not in old:
+        parts = fingerprint_parts(grid, jobs.drop(columns="job_key"))
+        if existing.get("fingerprint") == combine_fingerprint(parts):
+            return jobs, False
+        changed = [k for k in FINGERPRINT_PARTS if existing.get(f"fingerprint_{k}") != parts[k]]
+        raise MpibenchError(
+            f"{paths.root} already holds a different project (changed: {', '.join(changed)}"
+            "), made by a version of mpibench that cannot grow it. Create the new grid in "
+            "another folder; the existing results are kept.")
+    for part, now in (("scorers", _scorer_part(grid)), ("seed", _seed_part(grid))):
+        if existing.get(f"fingerprint_{part}") != now:
+            raise MpibenchError(
+                f"{paths.root} holds a project with other {part}: every result would "
+                "change. Create this grid in another folder; the existing results are kept.")
+    merged, n_new = merge_jobs(old, jobs, json.loads(existing.get("name_digests", "{}")),
+                               digests)
+    if n_new == 0:
+        return merged, False
+    holder = _live_run(paths)
+    if holder:
+        raise MpibenchError(f"A run is active on {paths.root} ({holder}): grow the project "
+                            "when it has ended.")
+    if paths.results.exists() and not (paths.journal.exists() and paths.journal.stat().st_size):
+        raise MpibenchError(
+            f"{paths.results} has no journal beside it: run `mpibench run {paths.root}` "
+            "once (it rebuilds the journal), then grow the project.")
+    merged["random_state"] = [derive_seed(grid.seed, j) for j in merged["job_id"]]
+    return merged, True
+
+
+def _journal_growth(paths: ProjectPaths, parts: dict, fingerprint: str) -> None:
+    """Tell the journal (if any) the project's new fingerprint, before ``grid.h5`` is
+    replaced (a crash between the two: create the project again with the same grid)."""
+    if paths.journal.exists() and paths.journal.stat().st_size:
+        writer = JournalWriter(paths.journal, {})
+        writer.append({"t": "g", "parts": parts, "fingerprint": fingerprint})
+        writer.close()
+
+
+def _live_run(paths: ProjectPaths) -> str:
+    """Who holds ``run.lock`` if that process may be alive ('' otherwise)."""
+    try:
+        holder = json.loads(paths.lock.read_text() or "{}")
+    except (OSError, ValueError):
+        return ""
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
+            and not pid_alive(holder["pid"]):
+        return ""
+    return describe_holder(holder)
+
+
+def _scorer_part(grid: object) -> str:
+    return hashlib.sha256(repr([(s.name, s.kind, _spec_id(s.spec)) for s in grid.scorers])
+                          .encode()).hexdigest()
+
+
+def _seed_part(grid: object) -> str:
+    return hashlib.sha256(str(grid.seed).encode()).hexdigest()

@@ -159,6 +159,9 @@ def _from_results(paths: ProjectPaths,
     from .storage import open_results
 
     with open_results(paths.root) as h5:
+        has_journal = paths.journal.exists() and paths.journal.stat().st_size
+        if h5.attrs.get("fingerprint") != grid_attrs.get("fingerprint") and has_journal:
+            return {}, 0, 0.0, 1  # (the project grew since: the journal says it all)
         if h5.attrs.get("fingerprint") != grid_attrs.get("fingerprint"):
             raise MpibenchError(
                 f"{paths.results} was written for a different grid than {paths.grid}: "

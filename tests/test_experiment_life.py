@@ -141,3 +141,51 @@ def test_status_refuses_a_grid_that_no_longer_matches_its_results(tmp_path):
     done = run_mpibench(None, "status", path, timeout=60)
     assert done.returncode == 2 and "different grid" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def growing_grid(learners: dict, n_splits: int = 4, tasks: int = 1) -> mb.Grid:
+    rng = np.random.default_rng(0)
+    data = [mb.Task(f"t{i}", X=rng.normal(size=(60, 2)), y=rng.normal(size=60))
+            for i in range(tasks)]
+    return mb.Grid(data, learners, resamplings=[ShuffleSplit(n_splits, test_size=0.25,
+                                                             random_state=0)])
+
+
+def test_a_grid_grows_and_keeps_every_result_whose_job_is_unchanged(tmp_path):
+    path = mb.create_project(tmp_path / "p", growing_grid({"a": mb.DebugLearner()}))
+    run(path)
+    before = mb.read_results(path)
+    grown = growing_grid({"z": mb.DebugLearner(sleep_fit=1e-3), "a": mb.DebugLearner()},
+                         n_splits=6, tasks=2)  # a learner first, more splits, a task
+    assert mb.create_project(path, grown) == path
+    assert json.loads(status(path, "--json"))["n_done"] == 4  # before any run
+    done = run(path)
+    assert "this run: 20 (" in done.stderr  # 24 jobs, 4 kept
+    after = mb.read_results(path)
+    assert len(after) == 24
+    kept = after[after["job_id"].isin(before["job_id"])]
+    for column in ("task", "learner", "rmse", "start_time", "random_state"):
+        assert kept[column].tolist() == before[column].tolist(), column
+    assert mb.create_project(path, grown) == path  # the same grid again: nothing to do
+    assert "this run: 0 (" in run(path).stderr
+    reference = mb.create_project(tmp_path / "ref", grown)
+    run(reference)
+    expected = mb.read_results(reference)
+    by_key = ["task", "learner", "n_train", "test_fold", "rmse"]
+    assert sorted(map(tuple, after[by_key].astype(str).to_numpy())) == \
+        sorted(map(tuple, expected[by_key].astype(str).to_numpy()))
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"a": mb.DebugLearner(sleep_fit=0.5)}, "changed: learner a"),
+    ({"b": mb.DebugLearner()}, "no longer in the grid: learner a"),
+])
+def test_a_grid_that_changes_jobs_is_refused_naming_what(tmp_path, change, named):
+    path = mb.create_project(tmp_path / "p", growing_grid({"a": mb.DebugLearner()}))
+    run(path)
+    journal = (path / "results.journal").read_bytes()
+    grid_file = (path / "grid.h5").read_bytes()
+    with pytest.raises(mb.MpibenchError, match=named):
+        mb.create_project(path, growing_grid(change))
+    assert (path / "results.journal").read_bytes() == journal
+    assert (path / "grid.h5").read_bytes() == grid_file
