@@ -20,6 +20,7 @@ _HOMES = {
     "create_project": "project", "run": "runner", "SameOtherSizesCV": "splitters",
     "project_status": "status",
     "read_attrs": "storage", "read_ranks": "storage", "read_results": "storage",
+    "read_predictions": "storage",
     "plot_pvalue": "plotting", "plot_scores": "plotting", "plot_timeline": "plotting",
     "write_report": "report", "run_summary": "report",
 }
@@ -61,6 +62,7 @@ __all__ = [
     "pvalue",
     "pvalue_downsample",
     "read_attrs",
+    "read_predictions",
     "read_ranks",
     "read_results",
     "run",

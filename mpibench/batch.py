@@ -21,9 +21,9 @@ _DTYPES = {
     "host": object, "pid": np.int64, "start_time": np.float64, "end_time": np.float64,
     "fit_seconds": np.float64, "predict_seconds": np.float64, "score_seconds": np.float64,
     "max_rss_bytes": np.int64, "threads": np.int32, "attempt": np.int32, "fallback": bool,
-    "n_warnings": np.int32, "warning": object,
+    "n_warnings": np.int32, "warning": object, "record": object,
 }
-DEFAULTS = {"attempt": 1, "fallback": False, "n_warnings": 0, "warning": ""}
+DEFAULTS = {"attempt": 1, "fallback": False, "n_warnings": 0, "warning": "", "record": ""}
 """Values of the fields that journals of older versions do not hold."""
 _INTERNED = ("status", "host")
 

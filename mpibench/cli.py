@@ -17,7 +17,8 @@ def _run(args: argparse.Namespace) -> int:
                max_attempts=args.max_attempts, repair=args.repair, isolate=args.isolate,
                timeout=args.timeout, memory_limit=args.memory_limit,
                kill_grace=args.kill_grace, fallback=args.fallback, test=args.test,
-               recycle_after=args.recycle_after, retry=args.retry)
+               recycle_after=args.recycle_after, retry=args.retry,
+               save_predictions=args.save_predictions)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -186,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run again the splits with these statuses (error, timeout, "
                           "crash, oom, invalid), with this run's options; earlier "
                           "attempts are kept as history")
+    run.add_argument("--save-predictions", action="store_true",
+                     help="keep every split's test-row predictions (and class "
+                          "probabilities) in results.h5 /predictions")
     run.add_argument("--test", action="store_true",
                      help="dry run: first split of each task x learner x resampling on "
                           "small data, into PROJECT/test/results.h5")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from .errors import MpibenchError
+from .errors import MpibenchError, invalid_parameter
 from .scorers import CLASSIFICATION_SCORERS, REGRESSION_SCORERS, Scorer, resolve_scoring
 from .splitters import SameOtherSizesCV
 
@@ -167,6 +167,12 @@ class Grid:
         Trained on a split whose learner failed (error, timeout, crash, oom), so the
         split still has scores (flagged in the ``fallback`` column), as in mlr3.
         ``"featureless"`` predicts the training mean (regression) or class prior.
+    record : callable, optional
+        ``f(fitted_estimator) -> dict`` of extra values to keep per split (e.g.
+        ``lambda m: m.best_params_`` is not importable: define a module-level function
+        returning ``{"alpha": m.best_params_["alpha"], "n_iter": m.n_iter_}``); each key
+        becomes a column of :func:`~mpibench.read_results` (non-scalar values as JSON
+        text). Not part of the fingerprint.
 
     Examples
     --------
@@ -180,6 +186,7 @@ class Grid:
     def __init__(
         self, tasks: list[Task], learners: object, resamplings: object = None,
         scoring: object = None, *, seed: int = 0, fallback: object = None,
+        record: object = None,
     ) -> None:
         if isinstance(tasks, Task):
             tasks = [tasks]
@@ -214,6 +221,10 @@ class Grid:
         if fallback is not None and fallback != "featureless":
             _check_learner("fallback", fallback)
         self.fallback = fallback
+        if record is not None and not callable(record):
+            raise invalid_parameter("Grid", "record", "a function f(fitted_estimator) -> "
+                                    "dict of scalars", record)
+        self.record = record
         self._split_sets: dict[tuple[int, int], SplitSet] = {}
 
     def _default_scoring(self) -> list[str]:
@@ -333,6 +344,8 @@ def check_importable(grid: Grid) -> None:
     parts = [(f"Learner {name!r}", est) for name, est in grid.learners.items()]
     if grid.fallback is not None and grid.fallback != "featureless":
         parts.append(("The fallback learner", grid.fallback))
+    if grid.record is not None:
+        parts.append(("The record function", grid.record))
     parts += [(f"Scorer {scorer.name!r}", scorer) for scorer in grid.scorers]
     for what, obj in parts:
         names = script_references(obj)

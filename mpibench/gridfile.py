@@ -152,6 +152,8 @@ def _fill_grid_file(h5: h5py.File, grid: object, jobs: pd.DataFrame, attrs: dict
         dataset.attrs.update({"name": name, "repr": repr(cv)[:1000]})
     if grid.fallback is not None:
         write_pickle(h5, "fallback", grid.fallback).attrs["repr"] = repr(grid.fallback)
+    if getattr(grid, "record", None) is not None:
+        write_pickle(h5, "record", grid.record).attrs["repr"] = repr(grid.record)
     write_pickle(h5, "scorers", grid.scorers).attrs["names"] = [
         s.name for s in grid.scorers
     ]
@@ -263,6 +265,11 @@ class GridFile:
         """The grid's fallback learner (``None``, ``"featureless"`` or an estimator)."""
         with self._open() as h5:
             return read_pickle(h5["fallback"]) if "fallback" in h5 else None
+
+    def record(self) -> object:
+        """The grid's ``record`` function (None when it has none)."""
+        with self._open() as h5:
+            return read_pickle(h5["record"]) if "record" in h5 else None
 
     def split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
         """Index arrays of every split of one (task, resampling)."""

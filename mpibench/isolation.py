@@ -205,12 +205,15 @@ class IsolatedExecutor:
     supervisor : SupervisorProcess, optional
         One forked before MPI was initialised; else one is spawned. A supervisor that
         dies is replaced by a spawned one.
+    predictions : pathlib.Path, optional
+        Folder for each split's predictions (``--save-predictions``).
     """
 
     def __init__(self, grid_path: Path, rank: int, threads: int, limits: IsolationLimits,
-                 fallback: object = None, supervisor: SupervisorProcess | None = None) -> None:
+                 fallback: object = None, supervisor: SupervisorProcess | None = None,
+                 predictions: Path | None = None) -> None:
         self._config = {"grid_path": str(grid_path), "rank": rank, "threads": threads,
-                        "limits": limits, "fallback": fallback,
+                        "limits": limits, "fallback": fallback, "predictions": predictions,
                         "environment": {name: str(threads) for name in THREAD_VARIABLES}}
         self._env = child_environment(threads)
         self._n_scores: int | None = None

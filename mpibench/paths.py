@@ -53,6 +53,11 @@ class ProjectPaths:
         return self.root / "stop.request"
 
     @property
+    def predictions(self) -> Path:
+        """Folder of the per-rank prediction files (``--save-predictions``)."""
+        return self.root / "predictions"
+
+    @property
     def heartbeat(self) -> Path:
         """JSON a running run's rank 0 rewrites every few seconds (counts, ETA)."""
         return self.root / "run.status"

@@ -80,7 +80,8 @@ class SplitResult(NamedTuple):
     Times are Unix seconds (``start_time``, ``end_time``) or wall-clock seconds
     (``*_seconds``); ``max_rss_bytes`` is the worker's peak resident memory in bytes.
     ``n_warnings`` counts the Python warnings fit, predict and the scorers raised, and
-    ``warning`` is the first of them (``Category: message``).
+    ``warning`` is the first of them (``Category: message``); ``record`` is the JSON of
+    what the grid's ``record`` function returned for the fitted learner.
     """
 
     job_id: int
@@ -101,6 +102,7 @@ class SplitResult(NamedTuple):
     fallback: bool = False
     n_warnings: int = 0
     warning: str = ""
+    record: str = ""
 
 
 @dataclass

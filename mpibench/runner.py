@@ -72,16 +72,19 @@ class PeerRefused(MpibenchError):
 def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -> object:
     """An isolated executor (``isolate``; through the supervisor forked before MPI
     started, if there is one) or an in-process runner, with limits and fallback."""
+    predictions = paths.predictions if options.get("save_predictions") else None
     if options["isolate"]:
         limits = IsolationLimits(options["timeout"], options["kill_grace"],
                                  options["memory_limit"], options["recycle_after"])
         supervisor, options["supervisor"] = options.get("supervisor"), None
         return IsolatedExecutor(paths.grid, rank, threads, limits,
-                                fallback=options["fallback"], supervisor=supervisor)
+                                fallback=options["fallback"], supervisor=supervisor,
+                                predictions=predictions)
     from .gridfile import GridFile
     from .worker import InProcessExecutor, SplitRunner
 
-    runner = SplitRunner(GridFile(paths.grid), rank, threads, fallback=options["fallback"])
+    runner = SplitRunner(GridFile(paths.grid), rank, threads, fallback=options["fallback"],
+                         predictions=predictions)
     runner.warm_up()  # first-call costs stay out of the first split's timings
     return InProcessExecutor(runner)
 
@@ -232,7 +235,8 @@ def run(
     grace: float = 20.0, max_attempts: int = 2, repair: bool = False, isolate: bool = True,
     timeout: float | None = None, memory_limit: int | None = None, kill_grace: float = 2.0,
     fallback: object = None, test: bool = False, recycle_after: int = RECYCLE_AFTER,
-    retry: str | list[str] | None = None, comm: object = None,
+    retry: str | list[str] | None = None, save_predictions: bool = False,
+    comm: object = None,
 ) -> int:
     """Run every split of a project that has no result yet.
 
@@ -290,9 +294,13 @@ def run(
         after an ``oom`` split and when its memory grew by 1 GiB).
     retry : str or list of str, optional
         Run again the splits whose result has one of these statuses (``"error"``,
-        ``"timeout"``, ``"crash"``, ``"oom"``, ``"invalid"``; a comma-separated string
-        or a list), with this run's options. Their earlier results stay as history
+        ``"timeout"``, ``"crash"``, ``"oom"``, ``"invalid"``, or ``"ok"`` to recompute
+        finished ones, e.g. to save their predictions; a comma-separated string or a
+        list), with this run's options. Their earlier results stay as history
         (``read_results(attempts="all")``); ``attempt`` counts on.
+    save_predictions : bool, default=False
+        Keep every split's test-row predictions (and class probabilities) in
+        ``/predictions`` of ``results.h5`` (:func:`~mpibench.read_predictions`).
     comm : mpi4py.MPI.Comm, optional
         Communicator (default ``COMM_WORLD``).
 
@@ -326,14 +334,14 @@ def run(
             "repair": repair, "isolate": isolate, "timeout": timeout,
             "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
             "recycle_after": recycle_after, "test": test, "signals": signals,
-            "retry": retry})
+            "retry": retry, "save_predictions": save_predictions})
     finally:
         signals.restore()
         if supervisor is not None and not supervisor.configured:
             supervisor.kill()  # unused: rank 0, or a refused run
 
 
-RETRY_STATUSES = ("error", "timeout", "crash", "oom", "invalid")
+RETRY_STATUSES = ("error", "timeout", "crash", "oom", "invalid", "ok")
 
 
 def parse_retry(retry: str | list[str] | None) -> tuple[str, ...]:

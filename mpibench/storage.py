@@ -11,6 +11,7 @@ Layout (plain datasets and attributes, no pickles)::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -34,7 +35,8 @@ JOB_COLUMNS = (
     "train_subsets", "groups", "n_train_groups", "n_train", "n_test", "seed", "random_state",
 )
 """Columns copied from the job table into every result row."""
-STATUS_COLUMNS = ("status", "error", "attempt", "fallback", "n_warnings", "warning")
+STATUS_COLUMNS = ("status", "error", "attempt", "fallback", "n_warnings", "warning",
+                  "record")
 RUN_COLUMNS = (
     "rank", "host", "pid", "start_time", "end_time", "fit_seconds", "predict_seconds",
     "score_seconds", "max_rss_bytes", "threads",
@@ -230,6 +232,7 @@ class ResultStore:
         attrs = {**attrs, "journal_offset": self.journal.size}  # status reads on from here
         n_rows, columns = self.columns()
         rank_table = self.rank_table()
+        predictions = self._predictions()
 
         def fill(h5: h5py.File) -> None:
             h5.attrs.update({
@@ -247,12 +250,25 @@ class ResultStore:
                 for name, values in earlier:
                     write_column(group, name, values)
             _write_table(h5.create_group("ranks"), rank_table)
+            if predictions is not None:
+                _write_table(h5.create_group("predictions"), predictions)
 
         write_hdf5_atomically(
             self.paths.results, fill, fault="consolidate",
             fix=f"Free space and rerun `mpibench run {self.paths.root}`: it rebuilds "
                 f"{self.paths.results.name} from the journal, which keeps every split.")
         return self.paths.results
+
+    def _predictions(self) -> pd.DataFrame | None:
+        """``/predictions`` (the latest attempt of each split with a result), or None
+        when no split saved any."""
+        from .predictions import gather
+
+        batch = self._results.joined()
+        job_ids, rows = self._current(batch)
+        attempts = dict(zip(job_ids.tolist(), batch.columns["attempt"][rows].tolist(),
+                            strict=True))
+        return gather(self.paths.predictions, attempts)
 
     def rank_table(self) -> pd.DataFrame:
         """``/ranks``: the ranks of every run that ran splits (``run`` 1, 2, ... in
@@ -402,7 +418,34 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True,
     if categorical:
         for column in CATEGORICAL:
             frame[column] = frame[column].astype("category")
+    frame = _expand_record(frame)
     return mlr3_names(frame) if names == "mlr3" else frame
+
+
+def _expand_record(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``record`` column's JSON (a grid's ``record`` function) as columns, one per
+    key (``record_<key>`` where the key is a column already)."""
+    if "record" not in frame:
+        return frame
+    texts = frame.pop("record").astype(str)
+    if not (texts != "").any():
+        return frame
+    extra = pd.DataFrame([json.loads(t) if t else {} for t in texts], index=frame.index)
+    return frame.join(extra.rename(columns=lambda c: f"record_{c}" if c in frame else c))
+
+
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    """The ``/predictions`` table of a project run with ``--save-predictions``: one row
+    per (split, test row): ``job_id``, ``attempt``, ``row`` (index of the task's row),
+    ``prediction`` and ``proba_<class>`` columns for learners with ``predict_proba``.
+    Join it with :func:`read_results` on ``job_id`` for the split's metadata.
+    """
+    frame = _read_table(path, "predictions", missing_ok=True)
+    if frame is None:
+        raise MpibenchError(f"No predictions in {_results_path(path)}: run with "
+                            "--save-predictions (mb.run(..., save_predictions=True)); "
+                            "--retry ok,error,... recomputes splits already done.")
+    return frame
 
 
 def read_ranks(path: str | os.PathLike) -> pd.DataFrame:

@@ -475,7 +475,8 @@ def serve(frames_in: int, frames_out: int) -> None:
         os.environ[name] = value
     limit_threads(config["threads"])
     runner = SplitRunner(GridFile(Path(config["grid_path"])), config["rank"],
-                         config["threads"], fallback=config["fallback"])
+                         config["threads"], fallback=config["fallback"],
+                         predictions=config.get("predictions"))
     runner.preload()  # executors and spares start with the task data (if the grid is small)
     runner.warm_up()
     supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out), frames_in)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import socket
 import time
 import traceback
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from time import perf_counter_ns
 
 import numpy as np
@@ -18,6 +20,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from .gridfile import GridFile, SplitIndex
+from .predictions import PredictionWriter
 from .protocol import INTERRUPTED, Assignment, SplitResult, failed_result, peak_rss_bytes
 from .scorers import bind_scorers, score_split
 
@@ -130,8 +133,12 @@ class SplitRunner:
     """
 
     def __init__(self, grid_file: GridFile, rank: int, threads: int,
-                 fallback: object = None) -> None:
+                 fallback: object = None, predictions: Path | None = None) -> None:
         self.grid_file = grid_file
+        self.predictions = None if predictions is None else PredictionWriter(predictions, rank)
+        """Where each split's predictions go (``--save-predictions``), or None."""
+        self.record = grid_file.record()
+        """The grid's ``record`` function, or None."""
         self.rank = rank
         self.threads = threads
         self.fallback = fallback if fallback is not None else grid_file.fallback()
@@ -241,9 +248,20 @@ class SplitRunner:
             result = result._replace(n_warnings=len(caught), warning=text[:WARNING_CHARS])
         return result
 
+    def _save_predictions(self, job: Assignment, test: np.ndarray, estimator: object,
+                          X_test: object, y_pred: object, proba: object) -> None:
+        """Append one split's predictions (and class probabilities, if the learner
+        gives them); outside the timed stages."""
+        if (proba is None and self._kind(job.task_i) == "classification"
+                and hasattr(estimator, "predict_proba")):
+            proba = estimator.predict_proba(X_test)
+        classes = getattr(estimator, "classes_", None) if proba is not None else None
+        self.predictions.write(job.job_id, job.attempt, test, np.asarray(y_pred), proba,
+                               classes)
+
     def _run(self, job: Assignment, learner: object, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
-        scores, status, error, stage = self._no_scores, "ok", "", "fit"
+        scores, status, error, stage, extra = self._no_scores, "ok", "", "fit", ""
         try:
             y, take = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
@@ -267,6 +285,12 @@ class SplitRunner:
             tick = perf_counter_ns()
             scores = score_split(self._scoring, estimator, X_test, y_test, y_pred, proba)
             score_ns = perf_counter_ns() - tick
+            if self.predictions is not None and learner is None:
+                stage = "saving predictions"
+                self._save_predictions(job, test, estimator, X_test, y_pred, proba)
+            if self.record is not None and learner is None:
+                stage = "record"
+                extra = record_json(self.record(estimator))
         except Exception as exc:
             status = "oom" if isinstance(exc, MemoryError) else "error"
             error = f"rank {self.rank} on {self.host}: in {stage}: {describe_error(exc)}"
@@ -274,7 +298,30 @@ class SplitRunner:
         end = time.time()
         return SplitResult(job.job_id, status, error, scores, self.rank, self.host,
                            self.pid, start, end, fit_ns / 1e9, predict_ns / 1e9,
-                           score_ns / 1e9, self._peak_rss(end), self.threads, job.attempt)
+                           score_ns / 1e9, self._peak_rss(end), self.threads, job.attempt,
+                           record=extra)
+
+
+def record_json(values: object) -> str:
+    """What a ``record`` function returned, as the JSON text of the ``record`` column:
+    a dict whose numpy numbers become Python numbers and other non-scalars text.
+
+    Examples
+    --------
+    >>> print(record_json({"alpha": np.float64(0.5), "params": {"depth": 3}}))
+    {"alpha": 0.5, "params": "{\\"depth\\": 3}"}
+    """
+    if not isinstance(values, dict):
+        raise TypeError(f"the record function must return a dict; it returned "
+                        f"{type(values).__name__}")
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is not None and not isinstance(value, str | int | float | bool):
+            value = json.dumps(value, default=str, sort_keys=True)
+        out[str(key)] = value
+    return json.dumps(out)
 
 
 def warm_up_stack(scoring: list | None = None) -> None:

@@ -103,3 +103,9 @@ class Warner(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return [self.mean_] * len(X)
+
+
+def tree_shape(model) -> dict:
+    """A ``Grid(record=...)`` function: the fitted tree's depth and leaves."""
+    return {"depth": model.get_depth(), "n_leaves": model.get_n_leaves(),
+            "params": {"max_depth": model.max_depth}}

@@ -57,7 +57,7 @@ def test_retry_runs_failed_splits_again_and_keeps_the_earlier_attempts(tmp_path)
 
 def test_retry_names_only_statuses_it_knows(tmp_path):
     path = mb.create_project(tmp_path / "p", slow_grid())
-    done = run_mpibench(3, "run", path, "--retry", "ok", timeout=60)
+    done = run_mpibench(3, "run", path, "--retry", "done", timeout=60)
     assert done.returncode == 2 and "'retry' parameter of run" in done.stderr
     assert not (path / "results.journal").exists()
 
@@ -189,3 +189,66 @@ def test_a_grid_that_changes_jobs_is_refused_naming_what(tmp_path, change, named
         mb.create_project(path, growing_grid(change))
     assert (path / "results.journal").read_bytes() == journal
     assert (path / "grid.h5").read_bytes() == grid_file
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("regression", []), ("classification", []),
+                                           ("classification", ["--no-isolate"])])
+def test_saved_predictions_are_the_learners_and_follow_retries(tmp_path, kind, mode):
+    from sklearn.dummy import DummyClassifier
+
+    from mpibench.gridfile import GridFile
+
+    rng = np.random.default_rng(3)
+    if kind == "regression":
+        task, learner = mb.Task("t", X=rng.normal(size=(60, 2)), y=rng.normal(size=60)), \
+            mb.DebugLearner()
+    else:
+        task, learner = mb.Task("t", X=rng.normal(size=(60, 2)),
+                                y=np.array(["no", "yes", "yes"] * 20)), DummyClassifier()
+    grid = mb.Grid([task], {"base": learner},
+                   resamplings=[ShuffleSplit(3, test_size=0.25, random_state=0)])
+    path = mb.create_project(tmp_path / "p", grid)
+    run(path, "--save-predictions", *mode)
+    predictions = mb.read_predictions(path)
+    index, table = GridFile(path / "grid.h5").split_index(0, 0), grid.job_table()
+    assert sorted(set(predictions["job_id"])) == [0, 1, 2]
+    for job in table.itertuples():
+        mine = predictions[predictions["job_id"] == job.job_id]
+        train, test = index.train(job.split_i), index.test(job.split_i)
+        assert mine["row"].tolist() == test.tolist()
+        if kind == "regression":
+            assert np.allclose(mine["prediction"].astype(float), task.y[train].mean())
+        else:
+            assert np.allclose(mine["proba_yes"], np.mean(task.y[train] == "yes"))
+            assert set(mine["prediction"]) == {"yes"}
+    run(path, "--retry", "ok", "--save-predictions", *mode)  # every split again
+    again = mb.read_predictions(path)
+    assert len(again) == len(predictions) and (again["attempt"] == 2).all()
+
+
+def test_read_predictions_without_them_says_how(tmp_path):
+    path = mb.create_project(tmp_path / "p", slow_grid(learners=("fast",)))
+    run(path)
+    with pytest.raises(mb.MpibenchError, match="--save-predictions"):
+        mb.read_predictions(path)
+
+
+def test_record_keeps_extra_values_of_each_fitted_learner_as_columns(tmp_path):
+    from pathlib import Path
+
+    from sklearn.tree import DecisionTreeRegressor
+    from spawning_learner import tree_shape
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(80, 2)), y=rng.normal(size=80))
+    grid = mb.Grid([task], {"tree": DecisionTreeRegressor(max_depth=3, random_state=0)},
+                   resamplings=[ShuffleSplit(3, test_size=0.25, random_state=0)],
+                   record=tree_shape)
+    path = mb.create_project(tmp_path / "p", grid)
+    done = run_mpibench(3, "run", path, "--progress-every", "0", timeout=120,
+                        env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert done.returncode == 0, done.stderr
+    results = mb.read_results(path)
+    assert (results["depth"] == 3).all() and (results["n_leaves"] > 1).all()
+    assert (results["params"] == '{"max_depth": 3}').all()
+    assert "record" not in results
