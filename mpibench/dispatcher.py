@@ -152,6 +152,12 @@ class Dispatcher:
                 f"{self.paths.grid} is damaged or incomplete ({str(exc)[:160]}). Restore it "
                 "from a copy, or create the project again (same grid, new folder); "
                 "results.journal is kept.") from None
+        limited = [name for name, settings in grid_file.learner_options().items()
+                   if settings.get("timeout") or settings.get("memory_limit")]
+        if limited and not self.options.get("isolate", True):
+            raise MpibenchError(
+                f"The grid's learner_options set a timeout or memory limit for {limited}: "
+                "these need isolation. Drop --no-isolate.")
         self.store = ResultStore(self.paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(),
                                  attrs, repair=bool(self.options.get("repair", False)))
         self.n_total = len(jobs)

@@ -173,6 +173,11 @@ class Grid:
         returning ``{"alpha": m.best_params_["alpha"], "n_iter": m.n_iter_}``); each key
         becomes a column of :func:`~mpibench.read_results` (non-scalar values as JSON
         text). Not part of the fingerprint.
+    learner_options : dict, optional
+        Per-learner settings that override the run's: ``{"svm": {"timeout": 600,
+        "memory_limit": 4 * 2**30, "fallback": "featureless"}}`` (seconds, bytes; a
+        ``fallback`` of None turns it off for that learner). Not part of the
+        fingerprint.
 
     Examples
     --------
@@ -186,7 +191,7 @@ class Grid:
     def __init__(
         self, tasks: list[Task], learners: object, resamplings: object = None,
         scoring: object = None, *, seed: int = 0, fallback: object = None,
-        record: object = None,
+        record: object = None, learner_options: dict | None = None,
     ) -> None:
         if isinstance(tasks, Task):
             tasks = [tasks]
@@ -225,6 +230,7 @@ class Grid:
             raise invalid_parameter("Grid", "record", "a function f(fitted_estimator) -> "
                                     "dict of scalars", record)
         self.record = record
+        self.learner_options = _check_learner_options(learner_options or {}, self.learners)
         self._split_sets: dict[tuple[int, int], SplitSet] = {}
 
     def _default_scoring(self) -> list[str]:
@@ -289,6 +295,33 @@ class Grid:
         table.insert(0, "job_id", np.arange(len(table)))
         table["random_state"] = [derive_seed(self.seed, j) for j in table["job_id"]]
         return table
+
+
+LEARNER_OPTIONS = ("timeout", "memory_limit", "fallback")
+
+
+def _check_learner_options(options: dict, learners: dict) -> dict:
+    """``learner_options`` checked: known learner names and option names, limits > 0."""
+    if not isinstance(options, dict):
+        raise invalid_parameter("Grid", "learner_options", "a dict {learner name: "
+                                "{option: value}}", options)
+    for name, settings in options.items():
+        if name not in learners:
+            raise MpibenchError(f"learner_options names learner {name!r}, which the grid "
+                                f"does not have; its learners are {list(learners)}.")
+        unknown = set(settings) - set(LEARNER_OPTIONS) if isinstance(settings, dict) else {0}
+        if unknown:
+            raise invalid_parameter("Grid", f"learner_options[{name!r}]",
+                                    f"a dict with keys among {LEARNER_OPTIONS}", settings)
+        for key in ("timeout", "memory_limit"):
+            value = settings.get(key)
+            if value is not None and not (isinstance(value, int | float) and value > 0):
+                raise invalid_parameter("Grid", f"learner_options[{name!r}][{key!r}]",
+                                        "a number > 0 (seconds or bytes) or None", value)
+        fallback = settings.get("fallback")
+        if fallback is not None and fallback != "featureless":
+            _check_learner(f"{name} (fallback)", fallback)
+    return {name: dict(settings) for name, settings in options.items()}
 
 
 def _check_learner(name: str, estimator: object) -> None:

@@ -154,6 +154,8 @@ def _fill_grid_file(h5: h5py.File, grid: object, jobs: pd.DataFrame, attrs: dict
         write_pickle(h5, "fallback", grid.fallback).attrs["repr"] = repr(grid.fallback)
     if getattr(grid, "record", None) is not None:
         write_pickle(h5, "record", grid.record).attrs["repr"] = repr(grid.record)
+    if getattr(grid, "learner_options", None):
+        write_pickle(h5, "learner_options", grid.learner_options)
     write_pickle(h5, "scorers", grid.scorers).attrs["names"] = [
         s.name for s in grid.scorers
     ]
@@ -265,6 +267,11 @@ class GridFile:
         """The grid's fallback learner (``None``, ``"featureless"`` or an estimator)."""
         with self._open() as h5:
             return read_pickle(h5["fallback"]) if "fallback" in h5 else None
+
+    def learner_options(self) -> dict:
+        """``{learner name: {option: value}}`` of the grid (empty when none)."""
+        with self._open() as h5:
+            return read_pickle(h5["learner_options"]) if "learner_options" in h5 else {}
 
     def record(self) -> object:
         """The grid's ``record`` function (None when it has none)."""

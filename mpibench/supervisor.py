@@ -38,7 +38,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .protocol import INTERRUPTED
@@ -172,8 +172,9 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def executor_loop(runner, jobs_fd: int, results_fd: int, memory_limit: int | None) -> None:
-    """In an executor: run each ``(job, learner)`` read from ``jobs_fd`` until EOF."""
+def executor_loop(runner, jobs_fd: int, results_fd: int) -> None:
+    """In an executor: run each ``(job, learner, memory_limit)`` read from ``jobs_fd``
+    until EOF (``memory_limit``: bytes the split may add, or None)."""
     os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # our timeout, or the job's end
     for sig in (signal.SIGINT, signal.SIGUSR1):  # a stop request is for rank 0
@@ -185,7 +186,7 @@ def executor_loop(runner, jobs_fd: int, results_fd: int, memory_limit: int | Non
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     while True:
         try:
-            job, learner = read_frame(jobs_fd)
+            job, learner, memory_limit = read_frame(jobs_fd)
         except EOFError:
             return
         if memory_limit:
@@ -269,7 +270,7 @@ class Supervisor:
             os.dup2(output_w, 1)  # what the split prints: through us, tail kept
             os.dup2(output_w, 2)
             os.close(output_w)
-            executor_loop(self.runner, jobs_r, results_w, self.limits.memory_limit)
+            executor_loop(self.runner, jobs_r, results_w)
 
         pid = fork_child(executor)
         close_quietly(jobs_r, results_w, output_w)
@@ -314,7 +315,7 @@ class Supervisor:
         for _ in range(3):
             executor = self._ready()
             try:
-                write_frame(executor.jobs_fd, (job, learner))
+                write_frame(executor.jobs_fd, (job, learner, self.limits.memory_limit))
                 return executor
             except BrokenPipeError:
                 self._current = None
@@ -322,7 +323,19 @@ class Supervisor:
         raise RuntimeError("executors die before they can take a split")
 
     def run(self, job, learner: object = None):
-        """Run ``job`` in the executor; timeout, memory and crashes become statuses."""
+        """Run ``job`` in the executor; timeout, memory and crashes become statuses.
+        The limits are the run's, or those the grid's ``learner_options`` set for the
+        job's learner (its fallback, ``learner``, runs under the run's)."""
+        settings = {} if learner is not None else {
+            k: v for k, v in self.runner.learner_options[job.learner_i].items()
+            if k in ("timeout", "memory_limit")}
+        base, self.limits = self.limits, replace(self.limits, **settings)
+        try:
+            return self._run(job, learner)
+        finally:
+            self.limits = base
+
+    def _run(self, job, learner: object):
         self.reap()
         base_rss = rss_bytes(self._current.pid) if self._current and self.limits.memory_limit \
             else 0
@@ -425,9 +438,9 @@ class Supervisor:
         if verdict == INTERRUPTED:
             return INTERRUPTED, "interrupted: the run stopped and its grace period ended"
         if verdict == "timeout":
-            return "timeout", f"exceeded --timeout {self.limits.timeout:g}s"
+            return "timeout", f"exceeded the timeout of {self.limits.timeout:g}s"
         if verdict == "oom":
-            return "oom", f"exceeded --memory-limit {self.limits.memory_limit} bytes"
+            return "oom", f"exceeded the memory limit of {self.limits.memory_limit} bytes"
         if os.WIFSIGNALED(status):
             name = signal.Signals(os.WTERMSIG(status)).name
             if os.WTERMSIG(status) in OUTSIDE_STOPS:

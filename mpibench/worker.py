@@ -139,6 +139,10 @@ class SplitRunner:
         """Where each split's predictions go (``--save-predictions``), or None."""
         self.record = grid_file.record()
         """The grid's ``record`` function, or None."""
+        settings = grid_file.learner_options()
+        self.learner_options = [settings.get(name, {})
+                                for name in grid_file.names("learners")]
+        """Per learner index: the grid's ``learner_options`` for it."""
         self.rank = rank
         self.threads = threads
         self.fallback = fallback if fallback is not None else grid_file.fallback()
@@ -208,16 +212,14 @@ class SplitRunner:
             self._learner(learner_i)
         warm_up_stack(self._scoring)
 
-    @property
-    def has_fallback(self) -> bool:
-        """True when failed splits get a fallback learner."""
-        return self.fallback is not None
-
     def fallback_for(self, job: Assignment) -> object:
-        """The fallback estimator for ``job``'s task (``"featureless"``: mean or prior)."""
-        if isinstance(self.fallback, str):
+        """The fallback estimator for ``job`` (its learner's own, else the run's; a
+        ``"featureless"`` one predicts the task's mean or prior), or None."""
+        settings = self.learner_options[job.learner_i]
+        fallback = settings["fallback"] if "fallback" in settings else self.fallback
+        if isinstance(fallback, str):
             return featureless(self._kind(job.task_i))
-        return self.fallback
+        return fallback
 
     def failure(self, job: Assignment, start: float, status: str, message: str) -> SplitResult:
         """A result for a split that produced no scores."""
@@ -354,8 +356,9 @@ def run_with_fallback(run_split: object, runner: SplitRunner, job: Assignment) -
     produced the scores (as mlr3 records it). A split stopped from outside gets none.
     """
     result = run_split(job)
-    if result.status not in ("ok", INTERRUPTED) and runner.has_fallback:
-        backup = run_split(job, learner=runner.fallback_for(job))
+    fallback = runner.fallback_for(job) if result.status not in ("ok", INTERRUPTED) else None
+    if fallback is not None:
+        backup = run_split(job, learner=fallback)
         result = result._replace(scores=backup.scores, fallback=backup.status == "ok")
     return result
 

@@ -252,3 +252,24 @@ def test_record_keeps_extra_values_of_each_fitted_learner_as_columns(tmp_path):
     assert (results["depth"] == 3).all() and (results["n_leaves"] > 1).all()
     assert (results["params"] == '{"max_depth": 3}').all()
     assert "record" not in results
+
+
+def test_per_learner_timeout_and_fallback_override_the_run(tmp_path):
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(60, 2)), y=rng.normal(size=60))
+    grid = mb.Grid([task], {"slow": mb.DebugLearner(sleep_fit=2.0),
+                            "also_slow": mb.DebugLearner(sleep_fit=0.5)},
+                   resamplings=[ShuffleSplit(2, test_size=0.25, random_state=0)],
+                   learner_options={"slow": {"timeout": 0.3, "fallback": "featureless"}})
+    path = mb.create_project(tmp_path / "p", grid)
+    run(path, "--timeout", "30")  # the run's limit: only "slow" has its own
+    results = mb.read_results(path).set_index("learner")
+    slow = results.loc["slow"]
+    assert (slow["status"] == "timeout").all() and slow["fallback"].all()
+    assert slow["error"].str.contains("exceeded the timeout of 0.3s").all()
+    assert slow["rmse"].notna().all()  # scored by its featureless fallback
+    assert (results.loc["also_slow", "status"] == "ok").all()
+    refused = run_mpibench(3, "run", path, "--no-isolate", "--retry", "timeout", timeout=60)
+    assert refused.returncode == 2 and "need isolation" in refused.stderr
+    with pytest.raises(mb.MpibenchError, match="does not have"):
+        mb.Grid([task], {"a": mb.DebugLearner()}, learner_options={"b": {"timeout": 1}})

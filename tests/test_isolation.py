@@ -87,7 +87,7 @@ def test_hang_times_out_within_timeout_plus_grace_and_leaves_nothing(tmp_path):
     assert len(timed_out) >= 1
     durations = timed_out["end_time"] - timed_out["start_time"]
     assert (durations <= 1.5 + 1 + 1).all() and (durations >= 1.5).all()
-    assert timed_out["error"].str.contains("exceeded --timeout 1.5s").all()
+    assert timed_out["error"].str.contains("exceeded the timeout of 1.5s").all()
     assert time.monotonic() - started < 60
 
 
