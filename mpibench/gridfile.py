@@ -2,8 +2,10 @@
 
 Layout::
 
-    /tasks/<i>          attrs name, kind, x_format ("array" | "columns" | "pickle")
-    /tasks/<i>/X        2-D array, a group of one dataset per column, or a pickle
+    /tasks/<i>          attrs name, kind, x_format ("array" | "frame" | "columns" |
+                        "pickle"), x_columns (for "frame")
+    /tasks/<i>/X        2-D array (an ndarray, or a DataFrame whose columns share one
+                        numeric dtype), a group of one dataset per column, or a pickle
     /tasks/<i>/y        1-D numeric or UTF-8 strings
     /learners/<i>       pickled estimator (attrs name, params)
     /resamplings/<i>    pickled resampling (attrs name, repr)
@@ -78,6 +80,11 @@ def read_pickle(dataset: h5py.Dataset) -> object:
 
 def _write_x(group: h5py.Group, X: object) -> None:
     if isinstance(X, pd.DataFrame):
+        if len(X.columns) and len(set(X.dtypes)) == 1 and X.dtypes.iloc[0].kind in "fiub":
+            group.attrs["x_format"] = "frame"  # one 2-D array: mapped once per node
+            group.create_dataset("X", data=np.ascontiguousarray(X.to_numpy()))
+            group.attrs["x_columns"] = [str(c) for c in X.columns]
+            return
         if all(dtype.kind in "fiub" for dtype in X.dtypes):
             group.attrs["x_format"] = "columns"
             columns = group.create_group("X")
@@ -97,6 +104,9 @@ def _read_x(group: h5py.Group) -> object:
     fmt = group.attrs["x_format"]
     if fmt == "array":
         return read_shared(group["X"])
+    if fmt == "frame":  # a view of the mapped array: no copy per process
+        return pd.DataFrame(read_shared(group["X"]), copy=False,
+                            columns=[str(c) for c in group.attrs["x_columns"]])
     if fmt == "columns":
         columns = group["X"]
         names = list(columns.attrs["names"])

@@ -196,3 +196,20 @@ def test_scorers_resolve_and_pickle():
         pytest.approx(np.sqrt(2))
     with pytest.raises(mb.MpibenchError, match="needs a name"):
         resolve_scoring([lambda a, b: 0.0])
+
+
+def test_a_numeric_dataframe_is_mapped_once_per_node_not_copied(tmp_path):
+    from mpibench.gridfile import GridFile
+
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) ** 2})
+    task = mb.Task("df", X=frame, y=np.arange(40.0))
+    path = mb.create_project(tmp_path / "p", mb.Grid([task], [DummyRegressor()],
+                                                     resamplings=[KFold(2)]))
+    X, _ = GridFile(path / "grid.h5").task_data(0)
+    pd.testing.assert_frame_equal(X, frame)
+    values = X.to_numpy()
+    assert not values.flags.owndata and not values.flags.writeable  # a view of the map
+    base = values
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    assert isinstance(base, np.memmap) or type(base).__name__ == "mmap"
