@@ -1,6 +1,7 @@
 """One script, one launch: build the grid and run it in the same program.
 
-Run: mpiexec -n 4 python examples/one_launch.py [FOLDER]   (or without mpiexec: serially)
+Run: mpiexec -n 4 python examples/one_launch.py [FOLDER]   (or without mpiexec: serially;
+FOLDER defaults to ``linear`` in the current directory)
 
 Every rank runs this script and builds the same grid; in ``mb.run(grid, folder)`` rank 0
 creates the project (or checks that the one already there is this grid, and resumes
@@ -9,7 +10,6 @@ interpreter in all, instead of one to create the project and another to run it.
 """
 
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ grid = mb.Grid([mb.Task("linear", X=X, y=y)],
                {"ridge": Ridge(), "tree": DecisionTreeRegressor(max_depth=4)},
                resamplings=[KFold(5, shuffle=True)], scoring=["rmse", "r2"])
 
-folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp()) / "linear"
+folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("linear")  # the same on every rank
 code = mb.run(grid, folder, progress_every=0)  # 0 on every rank when every split is done
 
 from mpi4py import MPI  # noqa: E402 - MPI is running now; ask which rank this is

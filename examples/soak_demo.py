@@ -1,16 +1,16 @@
 """The built-in SOAK demo end to end: create, run, p-values, the two figures, a report.
 
-Run: python examples/soak_demo.py [FOLDER]     (writes FOLDER/demo and the figures there)
+Run: python examples/soak_demo.py [FOLDER]     (writes FOLDER/demo and the figures there;
+FOLDER defaults to ``soak-demo`` in the current directory)
 The same project also runs under MPI: mpiexec -n 4 mpibench run FOLDER/demo
 """
 
 import sys
-import tempfile
 from pathlib import Path
 
 import mpibench as mb
 
-folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
+folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("soak-demo")
 project = mb.create_demo(folder / "demo")  # 2 tasks x 2 learners x 18 SOAK splits
 code = mb.run(project, progress_every=0)    # serial here; SPMD under mpiexec
 if code != 0:

@@ -23,9 +23,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import create_demo
+    from .paths import ProjectPaths
 
+    existed = ProjectPaths(args.project).grid.exists()
     path = create_demo(args.project)
-    print(f"Created the demo project at {path} (72 splits). Run it with:\n"
+    done = "The demo project is already" if existed else "Created the demo project"
+    print(f"{done} at {path} (72 splits). Run it with:\n"
           f"  mpiexec -n 4 mpibench run {path}")
     return 0
 
@@ -49,7 +52,7 @@ def _results(args: argparse.Namespace) -> int:
             frame.to_parquet(args.output, index=False)
         except ImportError as exc:
             raise MpibenchError(f"Writing parquet needs pyarrow ({exc}). pip install "
-                                "pyarrow, or write .csv.") from exc
+                                "'mpibench[parquet]' (or pyarrow), or write .csv.") from exc
         print(f"Wrote {len(frame)} rows to {args.output}", file=sys.stderr)
     elif args.output:
         frame.to_csv(args.output, index=False)

@@ -102,15 +102,30 @@ def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
                   "Python warnings (first warning of each split).</p>",
                   _table(table.value_counts().rename("splits").reset_index())]
     parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results))]
-    if {"same"} <= set(results["train_subsets"].astype(str)) and (
-            {"other", "all"} & set(results["train_subsets"].astype(str))):
-        result = pvalue(results, score)
-        parts += [f"<h2>Same vs other vs all: {html.escape(score)}</h2>",
-                  "<p>Paired two-sided t-tests over test folds (and seeds), full-size "
-                  "train sets; p_unpaired is Welch's.</p>",
-                  _table(result.pvalues.drop(columns="label")), _figure(plot_pvalue(result))]
+    parts += _pvalue_section(results, score, attrs)
     parts += [f"<h2>Scores: {html.escape(score)}</h2>", _figure(plot_scores(results, score))]
     return parts
+
+
+def _pvalue_section(results: pd.DataFrame, score: str, attrs: dict) -> list[str]:
+    """Same vs other vs all, or one line saying why there is none yet."""
+    kinds = set(results["train_subsets"].astype(str))
+    title = f"<h2>Same vs other vs all: {html.escape(score)}</h2>"
+    if not kinds - {""}:
+        return [title, "<p>No p-values: this grid has no SOAK train subsets (plain "
+                "cross-validation); use SameOtherSizesCV for same/other/all.</p>"]
+    if "same" not in kinds or not {"other", "all"} & kinds:
+        return [title, f"<p>No p-values yet: the {len(results)} of {attrs['n_total']} "
+                f"splits done hold train subsets {sorted(kinds)}, and a comparison needs "
+                "'same' beside 'other' or 'all'. Write the report again when more are "
+                "done.</p>"]
+    result = pvalue(results, score)
+    note = "" if attrs.get("complete") else (
+        f" Partial results ({len(results)} of {attrs['n_total']} splits): missing splits "
+        "show as NaN means and smaller n.")
+    return [title, "<p>Paired two-sided t-tests over test folds (and seeds), full-size "
+            f"train sets; p_unpaired is Welch's.{note}</p>",
+            _table(result.pvalues.drop(columns="label")), _figure(plot_pvalue(result))]
 
 
 def write_report(project: str | os.PathLike, path: str | os.PathLike,

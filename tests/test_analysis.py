@@ -250,3 +250,11 @@ def test_mlr3_names_for_r(demo_results, tmp_path):
     assert r_table["regr.rmse"].tolist() == results["rmse"].tolist()
     assert main(["results", str(project), "--mlr3", "-o", str(tmp_path / "s.csv")]) == 0
     assert "regr.rmse" in pd.read_csv(tmp_path / "s.csv").columns
+
+
+def test_a_report_without_comparisons_says_why(tmp_path):
+    project = mb.create_project(tmp_path / "same", mb.demo_grid(),
+                                select_jobs=lambda jobs: jobs[jobs["train_subsets"] == "same"])
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    text = mb.write_report(project, tmp_path / "r.html").read_text()
+    assert "No p-values yet" in text and "'same' beside 'other' or 'all'" in text

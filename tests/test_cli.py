@@ -10,8 +10,10 @@ from mpibench.cli import main
 
 def test_demo_creates_the_project_and_is_idempotent(tmp_path, capsys):
     assert main(["demo", str(tmp_path / "d")]) == 0
-    assert "mpiexec -n 4 mpibench run" in capsys.readouterr().out
+    first = capsys.readouterr().out
+    assert "mpiexec -n 4 mpibench run" in first and first.startswith("Created")
     assert main(["demo", str(tmp_path / "d")]) == 0
+    assert capsys.readouterr().out.startswith("The demo project is already at")
     assert mb.GridFile(tmp_path / "d" / "grid.h5").attrs()["n_jobs"] == 72
 
 

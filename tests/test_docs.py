@@ -69,3 +69,19 @@ def test_example_runs(script, tmp_path):
     done = run_process([sys.executable, str(script)], cwd=tmp_path, timeout=300)
     assert done.returncode == 0, f"{shlex.quote(str(script))}\n{done.stdout}\n{done.stderr}"
     assert done.stdout.strip()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("script", ["classification.py", "one_launch.py"])
+def test_example_runs_under_mpiexec_and_leaves_nothing_in_tmp(script, tmp_path):
+    from mpi_helpers import launcher
+
+    before = set(Path("/tmp").iterdir())
+    done = run_process([*launcher(3), sys.executable, str(ROOT / "examples" / script)],
+                       cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert done.stdout.count("learner") == 1  # printed once, by rank 0
+    projects = [p for p in tmp_path.iterdir() if (p / "grid.h5").exists()]
+    assert len(projects) == 1, list(tmp_path.iterdir())
+    assert not {p for p in set(Path("/tmp").iterdir()) - before
+                if (p / "grid.h5").exists() or any(p.glob("*/grid.h5"))}
