@@ -16,6 +16,10 @@ from matplotlib.lines import Line2D
 from .analysis import PValue
 
 Y_LEVELS = ("all", "all-same", "same", "other-same", "other")
+MAX_COLUMNS = 4
+"""Panels per row of the scores figure (more wrap onto further rows)."""
+DENSE_SPLITS = 40
+"""Splits per rank above which the timeline marks split ends in white, not black."""
 GREY = "0.55"
 
 
@@ -35,6 +39,28 @@ def _colors(names: list[str]) -> dict[str, tuple]:
 def _panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted({(str(t), str(s)) for t, s in zip(frame["task"], frame["test_subset"],
                                                     strict=True)})
+
+
+def _align(lowest: float, highest: float, low: float, high: float,
+           third: bool = False) -> str:
+    """Where a label at ``lowest``..``highest`` goes in a panel spanning ``low``..``high``
+    so that it stays inside: starting there (left part of the panel), ending there
+    (right part), or centred (as mlr3resampling places its labels).
+
+    Examples
+    --------
+    >>> _align(0.1, 0.2, 0.0, 1.0), _align(0.8, 0.9, 0.0, 1.0), _align(0.4, 0.6, 0.0, 1.0)
+    ('left', 'right', 'center')
+    """
+    if not np.isfinite([lowest, highest, low, high]).all() or high <= low:
+        return "center"
+    cut_low, cut_high = ((low * 2 + high) / 3, (low + high * 2) / 3) if third else (
+        (low + high) / 2, (low + high) / 2)
+    if highest < cut_low:
+        return "left"
+    if lowest > cut_high:
+        return "right"
+    return "center"
 
 
 def plot_pvalue(result: PValue, path: str | os.PathLike | None = None) -> Figure:
@@ -63,22 +89,26 @@ def plot_pvalue(result: PValue, path: str | os.PathLike | None = None) -> Figure
     for row, learner in enumerate(learners):
         for col, (task, subset) in enumerate(panels):
             ax = axes[row][col]
-            here = (stats["learner"] == learner) & (stats["task"] == task) & (
-                stats["test_subset"] == subset)
-            for item in stats[here].itertuples():
+            in_panel = (stats["task"] == task) & (stats["test_subset"] == subset)
+            low, high = np.nanmin(stats.loc[in_panel, "lo"].to_numpy(float), initial=np.inf), \
+                np.nanmax(stats.loc[in_panel, "hi"].to_numpy(float), initial=-np.inf)
+            for item in stats[in_panel & (stats["learner"] == learner)].itertuples():
                 y = y_of[item.train_subsets]
                 ax.plot([item.lo, item.hi], [y, y], color="black", lw=1)
                 ax.plot(item.mean, y, marker="o", mfc="white", mec="black", ms=6)
                 ax.annotate(item.label, (item.mean, y), xytext=(0, 5),
-                            textcoords="offset points", ha="center", fontsize=7)
+                            textcoords="offset points", fontsize=7,
+                            ha=_align(item.mean, item.mean, low, high, third=True))
             near = (pvalues["learner"] == learner) & (pvalues["task"] == task) & (
                 pvalues["test_subset"] == subset) if len(pvalues) else []
             for item in pvalues[near].itertuples() if len(pvalues) else []:
                 y = y_of[item.comparison]
                 ax.plot([item.compare_mean, item.same_mean], [y, y], color=GREY, lw=2)
-                ax.annotate(item.label, ((item.compare_mean + item.same_mean) / 2, y),
-                            xytext=(0, 4), textcoords="offset points", ha="center",
-                            fontsize=7, color=GREY)
+                ends = sorted([item.compare_mean, item.same_mean])
+                ha = _align(ends[0], ends[1], low, high)
+                x = {"left": ends[0], "right": ends[1]}.get(ha, sum(ends) / 2)
+                ax.annotate(item.label, (x, y), xytext=(0, 4), textcoords="offset points",
+                            ha=ha, fontsize=7, color=GREY)
             ax.set_yticks(range(len(levels)), levels if col == 0 else [""] * len(levels))
             ax.set_ylim(-0.6, len(levels) + 0.2)
             ax.margins(x=0.15)
@@ -96,8 +126,9 @@ def plot_pvalue(result: PValue, path: str | os.PathLike | None = None) -> Figure
 def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None) -> Figure:
     """One row per rank, one segment per split from start to end, coloured by learner.
 
-    The end of each split is marked, so back-to-back splits stay distinct and idle
-    gaps show as white space; x is seconds from the first start.
+    The end of each split is marked (in white when a rank ran many, so the bars do not
+    turn black), so back-to-back splits stay distinct and idle gaps show as white
+    space; x is seconds from the first start.
 
     Examples
     --------
@@ -113,11 +144,12 @@ def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None) 
     ranks = sorted(int(r) for r in results["rank"].unique())
     figure = Figure(figsize=(10, 1.2 + 0.35 * len(ranks)))
     ax = figure.subplots()
+    mark = "black" if len(results) <= DENSE_SPLITS * len(ranks) else "white"  # not a smear
     for learner in learners:
         rows = results[results["learner"].astype(str) == learner]
         start, end = rows["start_time"] - t0, rows["end_time"] - t0
         ax.hlines(rows["rank"], start, end, color=colors[learner], lw=6)
-        ax.plot(end, rows["rank"], "|", color="black", ms=9, mew=0.8)
+        ax.plot(end, rows["rank"], "|", color=mark, ms=9, mew=0.8 if mark == "black" else 0.4)
     failed = results[results["status"].astype(str) != "ok"]
     if len(failed):
         ax.plot(failed["end_time"] - t0, failed["rank"], "x", color="red", ms=6)
@@ -140,6 +172,7 @@ def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None) 
 def plot_scores(results: pd.DataFrame, score: str,
                 path: str | os.PathLike | None = None) -> Figure:
     """Score of every split, per train subset (or resampling) and learner; means marked.
+    Panels (task x test subset) wrap onto rows of ``MAX_COLUMNS``.
 
     Examples
     --------
@@ -159,8 +192,14 @@ def plot_scores(results: pd.DataFrame, score: str,
     panels = _panels(frame)
     rows = [r for r in ("all", "same", "other") if r in set(frame["row"])] or sorted(
         set(frame["row"]))
-    figure = Figure(figsize=(3.2 * len(panels), 1 + 0.5 * len(rows) * len(learners)))
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    n_cols = min(len(panels), MAX_COLUMNS)
+    n_rows = -(-len(panels) // n_cols)  # panels wrap onto rows of MAX_COLUMNS
+    figure = Figure(figsize=(3.2 * n_cols,
+                             (1 + 0.5 * len(rows) * len(learners)) * n_rows))
+    grid = figure.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for spare in grid[len(panels):]:
+        spare.set_visible(False)
+    axes = grid[:len(panels)]
     offsets = np.linspace(-0.25, 0.25, len(learners)) if len(learners) > 1 else [0.0]
     for ax, (task, subset) in zip(axes, panels, strict=True):
         here = frame[(frame["task"].astype(str) == task)

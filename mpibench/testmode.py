@@ -70,8 +70,24 @@ def small_grid(project: str | os.PathLike, min_rows: int = MIN_ROWS) -> Grid:
 
 
 def first_splits(jobs: pd.DataFrame) -> pd.DataFrame:
-    """The first split of each task x learner x resampling."""
-    return jobs[jobs["split_i"] == 0]
+    """The first full-size split of each task x learner x resampling (a down-sampled
+    one of a SOAK grid with ``sizes`` can train on a row or two of the small data, and
+    fail where the real run would not).
+
+    Examples
+    --------
+    >>> jobs = pd.DataFrame({"task_i": 0, "learner_i": 0, "resampling_i": 0,
+    ...                      "split_i": [0, 1, 2], "groups": 4, "n_train_groups": [1, 4, 4]})
+    >>> first_splits(jobs)["split_i"].tolist()
+    [1]
+    """
+    keys = ["task_i", "learner_i", "resampling_i"]
+    order = jobs["split_i"].astype(np.int64)
+    if {"groups", "n_train_groups"} <= set(jobs):
+        down_sampled = (jobs["n_train_groups"] < jobs["groups"]).to_numpy()
+        order = order + down_sampled * (int(order.max()) + 1)  # full size first
+    chosen = jobs.assign(_order=order).sort_values("_order").groupby(keys).head(1)
+    return jobs.loc[sorted(chosen.index)]
 
 
 def create_test_project(project: str | os.PathLike, min_rows: int = MIN_ROWS) -> Path:

@@ -258,3 +258,59 @@ def test_a_report_without_comparisons_says_why(tmp_path):
     assert mb.run(project, progress_every=0, isolate=False) == 0
     text = mb.write_report(project, tmp_path / "r.html").read_text()
     assert "No p-values yet" in text and "'same' beside 'other' or 'all'" in text
+
+
+def test_test_mode_on_a_down_sampling_grid_takes_full_size_splits(tmp_path):
+    project = mb.create_project(tmp_path / "sizes", mb.demo_grid(sizes=2))
+    done = run_mpibench(None, "run", project, "--test", "--progress-every", "0")
+    assert done.returncode == 0, done.stderr
+    results = mb.read_results(project / "test")
+    assert len(results) == 4 and (results["status"] == "ok").all()
+    assert (results["n_train_groups"] == results["groups"]).all()
+    assert (results["n_train"] > 2).all()
+
+
+def _rendered(figure):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return canvas
+
+
+def test_pvalue_labels_stay_inside_their_panels(demo_results):
+    _, results = demo_results
+    figure = mb.plot_pvalue(mb.pvalue(results, "rmse"))
+    canvas = _rendered(figure)
+    renderer = canvas.get_renderer()
+    for ax in figure.axes:
+        box = ax.get_window_extent(renderer)
+        for text in ax.texts:
+            extent = text.get_window_extent(renderer)
+            assert extent.x0 >= box.x0 - 2 and extent.x1 <= box.x1 + 2, text.get_text()
+
+
+def test_many_panels_wrap_and_many_splits_do_not_blacken_the_timeline():
+    rng = np.random.default_rng(0)
+    rows = []
+    for task in range(6):
+        for subset in ("A", "B"):
+            for kind in ("same", "other"):
+                for fold in range(3):
+                    rows.append({"task": f"t{task}", "test_subset": subset, "learner": "L",
+                                 "train_subsets": kind, "resampling": "soak", "groups": 5,
+                                 "n_train_groups": 5, "status": "ok",
+                                 "rmse": rng.normal()})
+    scores = mb.plot_scores(pd.DataFrame(rows), "rmse")
+    assert len([ax for ax in scores.axes if ax.get_visible()]) == 12
+    assert scores.get_size_inches()[0] <= 3.2 * 4 + 0.1
+    starts = np.sort(rng.uniform(0, 100, 300))
+    timeline = pd.DataFrame({"rank": np.arange(300) % 2 + 1, "start_time": starts,
+                             "end_time": starts + 0.3, "learner": "L", "status": "ok"})
+    figure = mb.plot_timeline(timeline)
+    canvas = _rendered(figure)
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3]
+    box = figure.axes[0].get_window_extent(canvas.get_renderer())
+    height = pixels.shape[0]
+    inside = pixels[int(height - box.y1):int(height - box.y0), int(box.x0):int(box.x1)]
+    assert (inside.max(axis=-1) < 60).mean() < 0.05  # not a black smear
