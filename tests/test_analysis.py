@@ -298,7 +298,8 @@ def test_many_panels_wrap_and_many_splits_do_not_blacken_the_timeline():
             for kind in ("same", "other"):
                 for fold in range(3):
                     rows.append({"task": f"t{task}", "test_subset": subset, "learner": "L",
-                                 "train_subsets": kind, "resampling": "soak", "groups": 5,
+                                 "test_fold": fold, "train_subsets": kind,
+                                 "resampling": "soak", "groups": 5,
                                  "n_train_groups": 5, "status": "ok",
                                  "rmse": rng.normal()})
     scores = mb.plot_scores(pd.DataFrame(rows), "rmse")
