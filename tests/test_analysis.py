@@ -139,7 +139,7 @@ def test_cli_plot_and_results_formats(demo_results, tmp_path, capsys):
         import pyarrow  # noqa: F401
     except ImportError:
         assert main(["results", str(project), "-o", str(tmp_path / "r.parquet")]) == 2
-        assert "pip install pyarrow" in capsys.readouterr().err
+        assert "pip install 'mpibench[parquet]'" in capsys.readouterr().err
 
 
 @pytest.mark.mpi
