@@ -18,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
                timeout=args.timeout, memory_limit=args.memory_limit,
                kill_grace=args.kill_grace, fallback=args.fallback, test=args.test,
                recycle_after=args.recycle_after, retry=args.retry,
-               save_predictions=args.save_predictions)
+               save_predictions=args.save_predictions, log_splits=args.log_splits)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-predictions", action="store_true",
                      help="keep every split's test-row predictions (and class "
                           "probabilities) in results.h5 /predictions")
+    run.add_argument("--log-splits", action="store_true",
+                     help="keep each split's printed output in PROJECT/logs/JOB-ATTEMPT.log "
+                          "instead of stderr (needs isolation)")
     run.add_argument("--test", action="store_true",
                      help="dry run: first split of each task x learner x resampling on "
                           "small data, into PROJECT/test/results.h5")

@@ -207,13 +207,16 @@ class IsolatedExecutor:
         dies is replaced by a spawned one.
     predictions : pathlib.Path, optional
         Folder for each split's predictions (``--save-predictions``).
+    log_folder : pathlib.Path, optional
+        Folder for each split's output (``--log-splits``).
     """
 
     def __init__(self, grid_path: Path, rank: int, threads: int, limits: IsolationLimits,
                  fallback: object = None, supervisor: SupervisorProcess | None = None,
-                 predictions: Path | None = None) -> None:
+                 predictions: Path | None = None, log_folder: Path | None = None) -> None:
         self._config = {"grid_path": str(grid_path), "rank": rank, "threads": threads,
                         "limits": limits, "fallback": fallback, "predictions": predictions,
+                        "log_folder": log_folder,
                         "environment": {name: str(threads) for name in THREAD_VARIABLES}}
         self._env = child_environment(threads)
         self._n_scores: int | None = None

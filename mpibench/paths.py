@@ -58,6 +58,11 @@ class ProjectPaths:
         return self.root / "predictions"
 
     @property
+    def logs(self) -> Path:
+        """Folder of each split's output (``--log-splits``): ``JOB-ATTEMPT.log``."""
+        return self.root / "logs"
+
+    @property
     def heartbeat(self) -> Path:
         """JSON a running run's rank 0 rewrites every few seconds (counts, ETA)."""
         return self.root / "run.status"

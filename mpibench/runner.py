@@ -79,7 +79,8 @@ def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -
         supervisor, options["supervisor"] = options.get("supervisor"), None
         return IsolatedExecutor(paths.grid, rank, threads, limits,
                                 fallback=options["fallback"], supervisor=supervisor,
-                                predictions=predictions)
+                                predictions=predictions,
+                                log_folder=paths.logs if options.get("log_splits") else None)
     from .gridfile import GridFile
     from .worker import InProcessExecutor, SplitRunner
 
@@ -236,7 +237,7 @@ def run(
     timeout: float | None = None, memory_limit: int | None = None, kill_grace: float = 2.0,
     fallback: object = None, test: bool = False, recycle_after: int = RECYCLE_AFTER,
     retry: str | list[str] | None = None, save_predictions: bool = False,
-    comm: object = None,
+    log_splits: bool = False, comm: object = None,
 ) -> int:
     """Run every split of a project that has no result yet.
 
@@ -301,6 +302,9 @@ def run(
     save_predictions : bool, default=False
         Keep every split's test-row predictions (and class probabilities) in
         ``/predictions`` of ``results.h5`` (:func:`~mpibench.read_predictions`).
+    log_splits : bool, default=False
+        Keep what each split prints (stdout and stderr of its executor, up to 1 MiB) in
+        ``PROJECT/logs/JOB-ATTEMPT.log`` instead of the job's stderr. Needs ``isolate``.
     comm : mpi4py.MPI.Comm, optional
         Communicator (default ``COMM_WORLD``).
 
@@ -320,6 +324,9 @@ def run(
     check_run_options(max_attempts=max_attempts, recycle_after=recycle_after,
                       isolate=isolate, timeout=timeout, memory_limit=memory_limit,
                       grace=grace, kill_grace=kill_grace)
+    if log_splits and not isolate:
+        raise MpibenchError("--log-splits captures the output of isolated executors: "
+                            "drop --no-isolate.")
     retry = parse_retry(retry)
     threads = resolve_threads(threads)
     signals = StopSignals()
@@ -334,7 +341,8 @@ def run(
             "repair": repair, "isolate": isolate, "timeout": timeout,
             "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
             "recycle_after": recycle_after, "test": test, "signals": signals,
-            "retry": retry, "save_predictions": save_predictions})
+            "retry": retry, "save_predictions": save_predictions,
+            "log_splits": log_splits})
     finally:
         signals.restore()
         if supervisor is not None and not supervisor.configured:

@@ -58,6 +58,8 @@ RSS_CHECK_EVERY = 16
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 OUTPUT_TAIL = 4096
 """Bytes of a split's output kept to explain its failure."""
+LOG_BYTES = 1 << 20
+"""Bytes of a split's output kept in its ``--log-splits`` file."""
 INTERRUPT = "mpibench-interrupt"
 """Frame from the worker while a split runs: stop it now (the run's grace is over)."""
 OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
@@ -210,6 +212,9 @@ class Executor:
     first_rss: int = 0
     output_tail: bytes = b""
     """The last ``OUTPUT_TAIL`` bytes it wrote during the current split."""
+    log: bytearray | None = None
+    """With ``--log-splits``: what it wrote during the current split (up to
+    ``LOG_BYTES``), kept instead of forwarded to stderr."""
 
     def take_output(self) -> bool:
         """Forward what the executor wrote (without waiting) and keep its tail; False
@@ -221,8 +226,11 @@ class Executor:
                 return True
             if not data:
                 return False
-            with contextlib.suppress(OSError):
-                os.write(2, data)
+            if self.log is None:
+                with contextlib.suppress(OSError):
+                    os.write(2, data)
+            elif len(self.log) < LOG_BYTES:
+                self.log += data[:LOG_BYTES - len(self.log)]
             self.output_tail = (self.output_tail + data)[-OUTPUT_TAIL:]
 
     def last_lines(self, n_lines: int = 3) -> str:
@@ -246,14 +254,19 @@ class Supervisor:
     control_fd : int, optional
         The pipe from the worker: an :data:`INTERRUPT` frame there stops the running
         split (status ``interrupted``); EOF (the worker died) too.
+    log_folder : pathlib.Path, optional
+        ``--log-splits``: each split's output goes to ``JOB-ATTEMPT.log`` there (if it
+        wrote any) instead of stderr.
     """
 
     def __init__(self, runner, limits: IsolationLimits, private_fds: tuple = (),
-                 control_fd: int | None = None) -> None:
+                 control_fd: int | None = None, log_folder: Path | None = None) -> None:
         self.runner, self.limits = runner, limits
+        self.log_folder = None if log_folder is None else Path(log_folder)
         self._private = set(private_fds)
         self._control = [] if control_fd is None else [control_fd]
         self._current: Executor | None = None
+        self._last: Executor | None = None
         self._spare: Executor | None = None
         self._retired: list[int] = []
 
@@ -331,9 +344,22 @@ class Supervisor:
             if k in ("timeout", "memory_limit")}
         base, self.limits = self.limits, replace(self.limits, **settings)
         try:
-            return self._run(job, learner)
+            result = self._run(job, learner)
         finally:
             self.limits = base
+        self._write_log(job, learner)
+        return result
+
+    def _write_log(self, job, learner: object) -> None:
+        """``--log-splits``: the split's output to its file (the fallback's after it)."""
+        executor = self._last
+        if self.log_folder is None or executor is None or not executor.log:
+            return
+        self.log_folder.mkdir(parents=True, exist_ok=True)
+        suffix = ".fallback" if learner is not None else ""
+        with open(self.log_folder / f"{job.job_id}-{job.attempt}{suffix}.log", "ab") as out:
+            out.write(bytes(executor.log))
+        executor.log = None
 
     def _run(self, job, learner: object):
         self.reap()
@@ -342,6 +368,8 @@ class Supervisor:
         start = time.time()
         executor = self._send(job, learner)
         executor.output_tail = b""
+        executor.log = bytearray() if self.log_folder is not None else None
+        self._last = executor
         if self._spare is None:
             self._spare = self._fork()  # while the split runs: off the critical path
         base_rss = base_rss or (rss_bytes(executor.pid) if self.limits.memory_limit else 0)
@@ -492,7 +520,8 @@ def serve(frames_in: int, frames_out: int) -> None:
                          predictions=config.get("predictions"))
     runner.preload()  # executors and spares start with the task data (if the grid is small)
     runner.warm_up()
-    supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out), frames_in)
+    supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out), frames_in,
+                            config.get("log_folder"))
     supervisor.prepare()
     try:
         while True:

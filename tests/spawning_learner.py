@@ -109,3 +109,18 @@ def tree_shape(model) -> dict:
     """A ``Grid(record=...)`` function: the fitted tree's depth and leaves."""
     return {"depth": model.get_depth(), "n_leaves": model.get_n_leaves(),
             "params": {"max_depth": model.max_depth}}
+
+
+class Chatty(RegressorMixin, BaseEstimator):
+    """Predicts the mean; prints a line to stdout and one to stderr in ``fit``."""
+
+    def fit(self, X, y):
+        import sys
+
+        print(f"chatty fit on {len(X)} rows", flush=True)
+        print("chatty says on stderr", file=sys.stderr, flush=True)
+        self.mean_ = float(sum(y) / len(y))
+        return self
+
+    def predict(self, X):
+        return [self.mean_] * len(X)

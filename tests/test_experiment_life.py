@@ -273,3 +273,27 @@ def test_per_learner_timeout_and_fallback_override_the_run(tmp_path):
     assert refused.returncode == 2 and "need isolation" in refused.stderr
     with pytest.raises(mb.MpibenchError, match="does not have"):
         mb.Grid([task], {"a": mb.DebugLearner()}, learner_options={"b": {"timeout": 1}})
+
+
+def test_log_splits_keeps_each_splits_output_in_the_project(tmp_path):
+    from pathlib import Path
+
+    from spawning_learner import Chatty
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(40, 2)), y=rng.normal(size=40))
+    grid = mb.Grid([task], {"chatty": Chatty(), "quiet": mb.DebugLearner()},
+                   resamplings=[ShuffleSplit(3, test_size=0.25, random_state=0)])
+    path = mb.create_project(tmp_path / "p", grid)
+    done = run_mpibench(3, "run", path, "--progress-every", "0", "--log-splits",
+                        timeout=120, env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert done.returncode == 0, done.stderr
+    assert "chatty" not in done.stderr
+    results = mb.read_results(path)
+    chatty = results[results["learner"] == "chatty"]
+    logs = sorted(p.name for p in (path / "logs").iterdir())
+    assert logs == sorted(f"{j}-1.log" for j in chatty["job_id"])  # quiet splits: none
+    text = (path / "logs" / logs[0]).read_text()
+    assert "chatty fit on 30 rows" in text and "chatty says on stderr" in text
+    refused = run_mpibench(None, "run", path, "--log-splits", "--no-isolate", timeout=60)
+    assert refused.returncode == 2 and "drop --no-isolate" in refused.stderr
