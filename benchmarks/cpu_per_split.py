@@ -24,8 +24,8 @@ import peers
 from dispatcher_message import open_dispatcher, serve_request
 
 from mpibench.gridfile import GridFile
-from mpibench.runner import Worker
 from mpibench.worker import InProcessExecutor, SplitRunner
+from mpibench.workerloop import Worker
 
 
 class LoopbackTransport:

@@ -6,7 +6,7 @@ import os
 import signal
 import warnings
 
-from .errors import MpibenchError
+from .errors import MpibenchError, invalid_parameter
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -87,3 +87,52 @@ def inject_fault(where: str, rank: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if spec == f"{where}:{rank}":
         raise InjectedFault(f"MPIBENCH_FAULT={spec}")
+
+
+RETRY_STATUSES = ("error", "timeout", "crash", "oom", "invalid", "ok")
+
+
+def parse_retry(retry: str | list[str] | None) -> tuple[str, ...]:
+    """The statuses of ``--retry`` (a comma-separated string or a list), checked.
+
+    Examples
+    --------
+    >>> parse_retry("error, timeout"), parse_retry(None)
+    (('error', 'timeout'), ())
+    """
+    if retry is None:
+        return ()
+    names = [s.strip() for s in (retry.split(",") if isinstance(retry, str) else retry)]
+    wrong = [name for name in names if name not in RETRY_STATUSES]
+    if wrong or not names:
+        raise invalid_parameter("run", "retry", f"statuses among {RETRY_STATUSES}", retry)
+    return tuple(dict.fromkeys(names))
+
+
+def check_run_options(*, max_attempts: int, recycle_after: int, isolate: bool,
+                      timeout: float | None, memory_limit: int | None, grace: float,
+                      kill_grace: float) -> None:
+    """Refuse option values :func:`run` cannot honour, before anything starts.
+
+    Examples
+    --------
+    >>> try:
+    ...     check_run_options(max_attempts=2, recycle_after=1000, isolate=True,
+    ...                       timeout=-1, memory_limit=None, grace=20, kill_grace=2)
+    ... except MpibenchError as exc:
+    ...     print(exc)
+    The 'timeout' parameter of run must be a number of seconds > 0. Got -1 instead.
+    """
+    checks = (("max_attempts", max_attempts, max_attempts >= 1, "an int >= 1"),
+              ("recycle_after", recycle_after, recycle_after >= 1, "an int >= 1"),
+              ("timeout", timeout, timeout is None or timeout > 0,
+               "a number of seconds > 0"),
+              ("memory_limit", memory_limit, memory_limit is None or memory_limit > 0,
+               "a number of bytes > 0"),
+              ("grace", grace, grace >= 0, "a number of seconds >= 0"),
+              ("kill_grace", kill_grace, kill_grace >= 0, "a number of seconds >= 0"))
+    for name, value, valid, expected in checks:
+        if not valid:
+            raise invalid_parameter("run", name, expected, value)
+    if not isolate and (timeout is not None or memory_limit is not None):
+        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")

@@ -23,17 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import THREAD_VARIABLES
-from .supervisor import (
-    INTERRUPT,
-    STOP_SIGNALS,
-    IsolationLimits,
-    close_quietly,
-    die_with_parent,
-    fork_child,
-    read_frame,
-    serve,
-    write_frame,
-)
+from .procs import close_quietly, die_with_parent, fork_child, read_frame, write_frame
+from .supervisor import INTERRUPT, STOP_SIGNALS, IsolationLimits, serve
 
 MPI_VARIABLE_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPIR_", "I_MPI_", "MPICH_",
                          "PRTE_", "OPAL_")

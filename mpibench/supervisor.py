@@ -26,24 +26,33 @@ their first split's timings hold no import or first-call cost.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import os
 import pickle
 import resource
 import select
 import signal
-import struct
 import sys
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .procs import (
+    FRAME,
+    close_quietly,
+    die_with_parent,
+    fork_child,
+    has_exited,
+    kill_group,
+    read_exactly,
+    read_frame,
+    rss_bytes,
+    set_process_name,
+    vm_bytes,
+    write_frame,
+)
 from .protocol import INTERRUPTED
 
-FRAME = struct.Struct("<Q")
 POLL_SECONDS = 0.02
 """Interval of the supervisor's deadline and memory checks while a split runs."""
 LIVENESS_SECONDS = 0.5
@@ -87,93 +96,6 @@ class IsolationLimits:
     recycle_after: int = RECYCLE_AFTER
 
 
-def set_process_name(name: str) -> None:
-    """Name this process in ``ps``/``top`` (Linux ``comm``, 15 bytes)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def write_frame(fd: int, obj: object) -> None:
-    """Pickle ``obj`` with an 8-byte length prefix and write it whole to ``fd``."""
-    data = pickle.dumps(obj, protocol=5)
-    view = memoryview(FRAME.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    parts, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise EOFError
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def read_frame(fd: int) -> object:
-    """Read one length-prefixed pickle from ``fd`` (EOFError at end of stream)."""
-    (length,) = FRAME.unpack(_read_exactly(fd, FRAME.size))
-    return pickle.loads(_read_exactly(fd, length))  # noqa: S301 - our own processes
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of process ``pid``, bytes (0 if it is gone)."""
-    try:
-        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def _vm_bytes() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def close_quietly(*fds: int) -> None:
-    """Close each file descriptor (one already closed is skipped)."""
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def fork_child(body: Callable[[], None]) -> int:
-    """Fork; the child runs ``body`` and exits (1 after printing an exception), never
-    returning into the caller's code. Returns the child's pid."""
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            body()
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    return pid
-
-
-def has_exited(pid: int) -> bool:
-    """True if child ``pid`` has ended (it is left to be reaped)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def kill_group(pid: int, sig: int) -> None:
-    """Send ``sig`` to process group ``pid`` (gone already: nothing to do)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
 def executor_loop(runner, jobs_fd: int, results_fd: int) -> None:
     """In an executor: run each ``(job, learner, memory_limit)`` read from ``jobs_fd``
     until EOF (``memory_limit``: bytes the split may add, or None)."""
@@ -192,7 +114,7 @@ def executor_loop(runner, jobs_fd: int, results_fd: int) -> None:
         except EOFError:
             return
         if memory_limit:
-            resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + memory_limit, hard))
+            resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + memory_limit, hard))
         result = runner.run(job, learner=learner)
         if memory_limit:
             resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
@@ -420,7 +342,7 @@ class Supervisor:
                 output = []  # closed: nothing more to forward
             if fd in ready:
                 try:
-                    payload = _read_exactly(fd, FRAME.unpack(_read_exactly(fd, FRAME.size))[0])
+                    payload = read_exactly(fd, FRAME.unpack(read_exactly(fd, FRAME.size))[0])
                 except EOFError:
                     return None, verdict
                 if verdict in (None, INTERRUPTED):  # (done before the interrupt took)

@@ -187,7 +187,7 @@ def test_estimator_factory_equals_clone_and_seed(estimator, fast):
 
 
 def test_workers_ask_ahead_by_round_trips_and_for_long_last_splits():
-    from mpibench.runner import should_ask_ahead
+    from mpibench.workerloop import should_ask_ahead
 
     assert should_ask_ahead(1, 0, 0.0, 0.0, 0.0)  # the first split: length unknown
     assert not should_ask_ahead(2, 0, 0.0, 0.0, 0.0)  # nothing measured yet
