@@ -149,7 +149,8 @@ def test_cli_fallback_without_isolation_and_threads_recorded(tmp_path):
     assert (results["threads"] == 2).all()
     failed = results[results["status"] == "error"]
     assert len(failed) and failed["fallback"].all() and failed["rmse"].notna().all()
-    assert results["pid"].nunique() == 2  # splits ran inside the two worker ranks
+    workers = mb.read_ranks(path).query("rank > 0")["pid"]
+    assert set(results["pid"]) <= set(workers)  # splits ran inside the worker ranks
 
 
 @pytest.mark.mpi
