@@ -90,8 +90,9 @@ def _plot(args: argparse.Namespace) -> int:
     score = args.score or GridFile(ProjectPaths(args.project).grid).scorer_names()[0]
     if args.kind == "timeline":
         from .plotting import plot_timeline
+        from .storage import read_ranks
 
-        plot_timeline(results, args.output)
+        plot_timeline(results, args.output, ranks=read_ranks(args.project))
     elif args.kind == "scores":
         from .plotting import plot_scores
 

@@ -123,12 +123,35 @@ def plot_pvalue(result: PValue, path: str | os.PathLike | None = None) -> Figure
     return _save(figure, path)
 
 
-def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None) -> Figure:
+def _runs(results: pd.DataFrame, ranks: pd.DataFrame | None) -> tuple[np.ndarray, list]:
+    """Per split, the seconds to subtract so that runs sit side by side (each starts
+    where the previous one's splits ended), and ``(x, run number)`` of each run's start.
+    One run (or no ``/ranks`` runs): seconds since the first split started."""
+    t0 = float(results["start_time"].min())
+    if ranks is None or "run" not in ranks or ranks["run"].nunique() < 2:
+        return np.full(len(results), t0), []
+    starts = ranks.groupby("run")["start_time"].min().sort_values()
+    which = np.searchsorted(starts.to_numpy(), results["start_time"].to_numpy(),
+                            side="right") - 1
+    shift, boundaries, x = np.zeros(len(results)), [], 0.0
+    for k in np.unique(np.clip(which, 0, None)):
+        mine = np.clip(which, 0, None) == k
+        first = float(results["start_time"][mine].min())
+        shift[mine] = first - x
+        boundaries.append((x, int(starts.index[k])))
+        x += float(results["end_time"][mine].max()) - first
+    return shift, boundaries
+
+
+def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None,
+                  ranks: pd.DataFrame | None = None) -> Figure:
     """One row per rank, one segment per split from start to end, coloured by learner.
 
     The end of each split is marked (in white when a rank ran many, so the bars do not
     turn black), so back-to-back splits stay distinct and idle gaps show as white
-    space; x is seconds from the first start.
+    space; x is seconds from the first start. Given ``ranks`` (:func:`read_ranks`) of
+    a project computed in several runs, the runs sit side by side (the days between
+    them left out), each marked with its number.
 
     Examples
     --------
@@ -138,31 +161,38 @@ def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None) 
     >>> mb.plot_timeline(mb.read_results(project)).axes[0].get_xlabel()
     'seconds since the first split started'
     """
-    t0 = float(results["start_time"].min())
+    shift, boundaries = _runs(results, ranks)
     learners = sorted(map(str, results["learner"].unique()))
     colors = _colors(learners)
-    ranks = sorted(int(r) for r in results["rank"].unique())
-    figure = Figure(figsize=(10, 1.2 + 0.35 * len(ranks)))
+    rank_ids = sorted(int(r) for r in results["rank"].unique())
+    figure = Figure(figsize=(10, 1.2 + 0.35 * len(rank_ids)))
     ax = figure.subplots()
-    mark = "black" if len(results) <= DENSE_SPLITS * len(ranks) else "white"  # not a smear
+    mark = "black" if len(results) <= DENSE_SPLITS * len(rank_ids) else "white"  # no smear
+    start_x, end_x = results["start_time"] - shift, results["end_time"] - shift
     for learner in learners:
-        rows = results[results["learner"].astype(str) == learner]
-        start, end = rows["start_time"] - t0, rows["end_time"] - t0
-        ax.hlines(rows["rank"], start, end, color=colors[learner], lw=6)
-        ax.plot(end, rows["rank"], "|", color=mark, ms=9, mew=0.8 if mark == "black" else 0.4)
-    failed = results[results["status"].astype(str) != "ok"]
-    if len(failed):
-        ax.plot(failed["end_time"] - t0, failed["rank"], "x", color="red", ms=6)
-    makespan = float(results["end_time"].max()) - t0
-    ax.set_yticks(ranks, [f"rank {r}" for r in ranks])
-    ax.set_ylim(min(ranks) - 0.7, max(ranks) + 0.7)
+        mine = (results["learner"].astype(str) == learner).to_numpy()
+        rows = results["rank"][mine]
+        ax.hlines(rows, start_x[mine], end_x[mine], color=colors[learner], lw=6)
+        ax.plot(end_x[mine], rows, "|", color=mark, ms=9, mew=0.8 if mark == "black" else 0.4)
+    failed = (results["status"].astype(str) != "ok").to_numpy()
+    if failed.any():
+        ax.plot(end_x[failed], results["rank"][failed], "x", color="red", ms=6)
+    for x, run in boundaries:
+        ax.axvline(x, color="0.3", ls=":", lw=1)
+        ax.annotate(f"run {run}", (x, 0), xycoords=("data", "axes fraction"),
+                    xytext=(3, 3), textcoords="offset points", fontsize=7, color="0.3")
+    span = float(end_x.max())
+    ax.set_yticks(rank_ids, [f"rank {r}" for r in rank_ids])
+    ax.set_ylim(min(rank_ids) - 0.7, max(rank_ids) + 0.7)
     ax.invert_yaxis()
-    ax.set_xlim(0, makespan * 1.01 or 1)
-    ax.set_xlabel("seconds since the first split started")
-    ax.set_title(f"{len(results)} splits on {len(ranks)} rank(s), makespan {makespan:.1f} s",
-                 fontsize=10)
+    ax.set_xlim(0, span * 1.01 or 1)
+    ax.set_xlabel("seconds of the runs, side by side" if boundaries
+                  else "seconds since the first split started")
+    runs = f" in {len(boundaries)} runs" if boundaries else ""
+    ax.set_title(f"{len(results)} splits on {len(rank_ids)} rank(s){runs}, "
+                 f"{'busy span' if boundaries else 'makespan'} {span:.1f} s", fontsize=10)
     handles = [Line2D([], [], color=colors[name], lw=6, label=name) for name in learners]
-    if len(failed):
+    if failed.any():
         handles.append(Line2D([], [], color="red", marker="x", ls="", label="failed"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
               title="learner", title_fontsize=8, frameon=False)

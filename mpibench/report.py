@@ -101,7 +101,7 @@ def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
         parts += ["<h2>Warnings</h2>", "<p>Splits whose fit, predict or scorers raised "
                   "Python warnings (first warning of each split).</p>",
                   _table(table.value_counts().rename("splits").reset_index())]
-    parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results))]
+    parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results, ranks=ranks))]
     parts += _pvalue_section(results, score, attrs)
     parts += [f"<h2>Scores: {html.escape(score)}</h2>", _figure(plot_scores(results, score))]
     return parts

@@ -73,6 +73,14 @@ def test_ranks_keep_one_table_per_run_and_a_run_with_nothing_to_do_adds_none(tmp
     ranks = mb.read_ranks(path)
     assert ranks.groupby("run")["n_splits"].sum().to_dict() == {1: 8, 3: 4}
     assert (ranks["busy_seconds"] >= 0).all()
+    results = mb.read_results(path)
+    figure = mb.plot_timeline(results, ranks=ranks)  # the two runs side by side
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["run 1", "run 3"]
+    busy = (results["end_time"] - results["start_time"]).sum()
+    wall = results["end_time"].max() - results["start_time"].min()
+    assert ax.get_xlim()[1] < wall and ax.get_xlim()[1] >= busy / 2  # no gap between runs
+    assert "in 2 runs" in ax.get_title()
 
 
 @pytest.mark.parametrize("mode", [[], ["--no-isolate"]], ids=["isolated", "no-isolate"])
