@@ -107,10 +107,11 @@ def _read_x(group: h5py.Group) -> object:
     if fmt == "frame":  # a view of the mapped array: no copy per process
         return pd.DataFrame(read_shared(group["X"]), copy=False,
                             columns=[str(c) for c in group.attrs["x_columns"]])
-    if fmt == "columns":
+    if fmt == "columns":  # one mapped array per column, kept as views (no consolidation)
         columns = group["X"]
         names = list(columns.attrs["names"])
-        return pd.DataFrame({name: columns[str(j)][()] for j, name in enumerate(names)})
+        return pd.DataFrame({name: read_shared(columns[str(j)]) for j, name in enumerate(names)},
+                            copy=False)
     return read_pickle(group["X"])
 
 

@@ -198,18 +198,21 @@ def test_scorers_resolve_and_pickle():
         resolve_scoring([lambda a, b: 0.0])
 
 
-def test_a_numeric_dataframe_is_mapped_once_per_node_not_copied(tmp_path):
+@pytest.mark.parametrize("second", [np.arange(40.0) ** 2, np.arange(40) % 3],
+                         ids=["one dtype", "mixed dtypes"])
+def test_a_numeric_dataframe_is_mapped_once_per_node_not_copied(tmp_path, second):
     from mpibench.gridfile import GridFile
 
-    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) ** 2})
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": second})
     task = mb.Task("df", X=frame, y=np.arange(40.0))
     path = mb.create_project(tmp_path / "p", mb.Grid([task], [DummyRegressor()],
                                                      resamplings=[KFold(2)]))
     X, _ = GridFile(path / "grid.h5").task_data(0)
     pd.testing.assert_frame_equal(X, frame)
-    values = X.to_numpy()
-    assert not values.flags.owndata and not values.flags.writeable  # a view of the map
-    base = values
-    while getattr(base, "base", None) is not None:
-        base = base.base
-    assert isinstance(base, np.memmap) or type(base).__name__ == "mmap"
+    for column in X.columns:
+        values = X[column].to_numpy()
+        assert not values.flags.owndata and not values.flags.writeable  # a view of the map
+        base = values
+        while getattr(base, "base", None) is not None:
+            base = base.base
+        assert type(base).__name__ == "mmap", column
