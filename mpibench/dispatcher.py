@@ -176,7 +176,8 @@ class Dispatcher:
         history = self.store.all_results()
         self.costs.add_columns(history.job_ids, history.status,
                                history.columns["end_time"] - history.columns["start_time"])
-        todo = np.setdiff1d(jobs["job_id"].to_numpy(), self.store.done_ids())
+        current = self.store.latest_status()  # (one pass: the done ids and the failures)
+        todo = np.setdiff1d(jobs["job_id"].to_numpy(), current.index.to_numpy())
         priority = jobs["priority"].to_numpy() if "priority" in jobs else None
         self.scheduler = Scheduler(
             todo, self.costs, priority=priority, order=str(self.options["order"]),
@@ -185,7 +186,7 @@ class Dispatcher:
         self.deadline = Deadline()
         self.signals = self.options.get("signals") or StopSignals()
         self.progress = Progress(len(todo), self.n_total, float(self.options["progress_every"]))
-        self._failed_before = int((self.store.latest_status() != "ok").sum())
+        self._failed_before = int((current != "ok").sum())
         self._last_heartbeat = 0.0
         self.stop_reason: str | None = None
         self._stop_started = 0.0
@@ -480,7 +481,7 @@ class Dispatcher:
 
     def finish(self) -> int:
         """Final commit, consolidation and summary; 0 if complete, 3 if resumable."""
-        n_done = len(np.unique(self.store.done_ids()))
+        n_done = len(self.store.done_ids())  # (unique already)
         complete = n_done == self.n_total
         self.checkpoint(complete=complete)
         self.store.close()

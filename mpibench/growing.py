@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -27,18 +28,20 @@ def _digest(*parts: bytes) -> str:
     return digest.hexdigest()[:32]
 
 
-def _array_bytes(values: object) -> bytes:
+def array_bytes(values: object) -> bytes:
+    """The bytes a task's array, Series or DataFrame is hashed by (None included), for
+    the project fingerprint and job keys alike."""
     if values is None:
         return b"<none>"
     if isinstance(values, pd.DataFrame | pd.Series):
         columns = [str(c) for c in getattr(values, "columns", [])]
-        return json.dumps(columns).encode() + pd.util.hash_pandas_object(
+        return pickle.dumps(columns) + pd.util.hash_pandas_object(
             values, index=False).to_numpy().tobytes()
     array = np.asarray(values)
     if array.dtype.kind in "fiub":
         return (str(array.dtype) + str(array.shape)).encode() + np.ascontiguousarray(
             array).tobytes()
-    return json.dumps([str(v) for v in array.ravel()]).encode()
+    return pickle.dumps([str(v) for v in array.ravel()])
 
 
 def name_digests(grid: object) -> dict[str, str]:
@@ -47,7 +50,7 @@ def name_digests(grid: object) -> dict[str, str]:
     out = {}
     for task in grid.tasks:
         out[f"task {task.name}"] = _digest(task.name.encode(), task.kind.encode(), *(
-            _array_bytes(v) for v in (task.X, task.y, task.subset, task.groups,
+            array_bytes(v) for v in (task.X, task.y, task.subset, task.groups,
                                       task.stratum, task.fold)))
     for name, estimator in grid.learners.items():
         params = sorted((k, repr(v)) for k, v in estimator.get_params(deep=True).items())

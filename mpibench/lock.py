@@ -41,6 +41,23 @@ def describe_holder(info: dict) -> str:
     return f"{info.get('host')} pid {info.get('pid')}{job} since {since}"
 
 
+def read_holder(path: Path) -> dict | None:
+    """The JSON a lock file holds (None when it is missing or unreadable)."""
+    try:
+        return json.loads(Path(path).read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+
+
+def holder_alive(holder: dict) -> bool | None:
+    """Whether a lock's holder runs: its pid, when it is on this host; None (cannot
+    tell) on another host."""
+    pid = holder.get("pid")
+    if holder.get("host") == socket.gethostname() and isinstance(pid, int):
+        return pid_alive(pid)
+    return None
+
+
 def _slurm_job_running(job_id: str) -> bool:
     """True unless squeue says the job is not running (True when it cannot tell)."""
     squeue = shutil.which("squeue")
@@ -99,10 +116,7 @@ class ProjectLock:
         raise MpibenchError(f"Could not create {self.path}; another run raced for it. Retry.")
 
     def _take_over_if_stale(self) -> None:
-        try:
-            holder = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            holder = {}
+        holder = read_holder(self.path) or {}
         reason = self._stale_reason(holder)
         if reason:
             warnings.warn(f"Taking over the stale lock {self.path} of "
@@ -116,9 +130,9 @@ class ProjectLock:
 
     def _stale_reason(self, holder: dict) -> str:
         """Why the holder is certainly gone, or '' when it may be alive."""
-        pid, job = holder.get("pid"), holder.get("slurm_job_id")
-        if holder.get("host") == self.info["host"] and isinstance(pid, int):
-            return "" if pid_alive(pid) else "that process is dead"
+        job, alive = holder.get("slurm_job_id"), holder_alive(holder)
+        if alive is not None:
+            return "" if alive else "that process is dead"
         if job and job == self.info["slurm_job_id"]:
             return "an earlier run of this same SLURM job (requeued)"
         if job and not _slurm_job_running(str(job)):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import socket
 import time
 from pathlib import Path
 
@@ -17,27 +15,11 @@ from ._version import __version__
 from .errors import MpibenchError
 from .grid import check_importable, derive_seed
 from .gridfile import GridFile, write_grid_file
-from .growing import job_keys, merge_jobs, name_digests
+from .growing import array_bytes, job_keys, merge_jobs, name_digests
 from .journal import JournalWriter
-from .lock import describe_holder, pid_alive
+from .lock import describe_holder, holder_alive, read_holder
 from .paths import ProjectPaths
 from .storage import FINGERPRINT_PARTS
-
-
-def _hash_array(digest: hashlib._Hash, values: object) -> None:
-    if values is None:
-        digest.update(b"<none>")
-        return
-    if isinstance(values, pd.DataFrame | pd.Series):
-        digest.update(pickle.dumps([str(c) for c in getattr(values, "columns", [])]))
-        digest.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
-        return
-    array = np.asarray(values)
-    if array.dtype.kind in "fiub":
-        digest.update(str(array.dtype).encode() + str(array.shape).encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    else:
-        digest.update(pickle.dumps([str(v) for v in array.ravel()]))
 
 
 def fingerprint_parts(grid: object, jobs: pd.DataFrame) -> dict[str, str]:
@@ -52,7 +34,7 @@ def fingerprint_parts(grid: object, jobs: pd.DataFrame) -> dict[str, str]:
     for task in grid.tasks:
         data.update(task.name.encode() + task.kind.encode())
         for values in (task.X, task.y, task.subset, task.groups, task.stratum, task.fold):
-            _hash_array(data, values)
+            data.update(array_bytes(values))
     splits = hashlib.sha256()
     keys = jobs[["task_i", "learner_i", "resampling_i", "split_i"]]
     splits.update(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes())
@@ -251,12 +233,8 @@ def _journal_growth(paths: ProjectPaths, parts: dict, fingerprint: str) -> None:
 
 def _live_run(paths: ProjectPaths) -> str:
     """Who holds ``run.lock`` if that process may be alive ('' otherwise)."""
-    try:
-        holder = json.loads(paths.lock.read_text() or "{}")
-    except (OSError, ValueError):
-        return ""
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
-            and not pid_alive(holder["pid"]):
+    holder = read_holder(paths.lock)
+    if holder is None or holder_alive(holder) is False:
         return ""
     return describe_holder(holder)
 

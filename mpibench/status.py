@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import MpibenchError
 from .gridfile import GridFile, read_column
 from .journal import batch_from_columns_record, batch_from_record, changed_parts, read_tail
-from .lock import describe_holder, pid_alive
+from .lock import describe_holder, holder_alive, read_holder
 from .paths import ProjectPaths
 from .progress import format_seconds
 
@@ -193,9 +192,8 @@ def _apply_tail(statuses: dict, records: list[dict]) -> None:
 
 def _running(paths: ProjectPaths) -> dict | None:
     """The run holding ``run.lock``, with its last heartbeat (None: no run)."""
-    try:
-        holder = json.loads(paths.lock.read_text() or "{}")
-    except (OSError, ValueError):
+    holder = read_holder(paths.lock)
+    if holder is None:
         return None
     try:
         beat = json.loads(paths.heartbeat.read_text())
@@ -204,9 +202,7 @@ def _running(paths: ProjectPaths) -> dict | None:
     if beat.get("pid") != holder.get("pid") or beat.get("host") != holder.get("host"):
         beat = {}  # a heartbeat left by another run
     age = time.time() - float(beat["updated"]) if "updated" in beat else None
-    alive = None  # on another host: cannot tell
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        alive = pid_alive(holder["pid"])
+    alive = holder_alive(holder)  # None on another host: cannot tell
     keep = ("n_in_flight", "n_pending", "eta_seconds", "stopping", "n_ranks")
     if alive is False:
         beat = {}
