@@ -124,3 +124,32 @@ class Chatty(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return [self.mean_] * len(X)
+
+
+class MarkedSleeper(RegressorMixin, BaseEstimator):
+    """Touches a new file in ``marker_dir`` when its fit starts (so a test knows the
+    split runs, not only that it was handed out), then sleeps ``sleep_per_row``
+    seconds per training row; predicts the training mean."""
+
+    def __init__(self, marker_dir: str = "", sleep_per_row: float = 0.0) -> None:
+        self.marker_dir = marker_dir
+        self.sleep_per_row = sleep_per_row
+
+    def fit(self, X, y):
+        import os
+
+        Path(self.marker_dir, f"fit-{len(X)}-{os.getpid()}-{time.time_ns()}").touch()
+        time.sleep(self.sleep_per_row * len(X))
+        self.mean_ = float(sum(y) / len(y))
+        return self
+
+    def predict(self, X):
+        return [self.mean_] * len(X)
+
+
+def wait_for_fits(marker_dir: Path, count: int, timeout: float = 60) -> None:
+    """Until ``count`` :class:`MarkedSleeper` fits have started."""
+    deadline = time.monotonic() + timeout
+    while len(list(Path(marker_dir).glob("fit-*"))) < count:
+        assert time.monotonic() < deadline, f"{count} fits never started"
+        time.sleep(0.05)

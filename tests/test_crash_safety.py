@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from mpi_helpers import is_open_mpi, run_mpibench, start_mpibench, wait_no_processes
 from sklearn.model_selection import ShuffleSplit
 from sklearn.tree import DecisionTreeRegressor
+from spawning_learner import MarkedSleeper, wait_for_fits
 
 import mpibench as mb
 
@@ -133,10 +135,14 @@ def test_stop_signal_stops_with_exit_3_and_resumes(tmp_path, reference):
 
 
 def test_grace_expiry_ends_long_splits_with_exit_3(tmp_path):
-    grid = sleepy_grid(n_splits=4, sleep=60.0)
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(100, 3)), y=rng.normal(size=100))
+    learner = MarkedSleeper(str(tmp_path), sleep_per_row=60.0 / 80)
+    grid = mb.Grid([task], {"a": learner}, resamplings=[ShuffleSplit(4, test_size=0.2)])
     path = mb.create_project(tmp_path / "p", grid)
-    proc = start_mpibench(3, "run", path, "--grace", "1")
-    wait_for_records(path, "s", 2)
+    proc = start_mpibench(3, "run", path, "--grace", "1",
+                          env={"PYTHONPATH": str(Path(__file__).parent)})
+    wait_for_fits(tmp_path, 2)  # both run (a split handed out may still be given back)
     started = time.monotonic()
     proc.send_signal(signal.SIGUSR1)
     _, err = proc.communicate(timeout=60)

@@ -21,10 +21,13 @@ from mpi_helpers import (
     wait_no_processes,
 )
 from sklearn.model_selection import KFold, ShuffleSplit
+from spawning_learner import MarkedSleeper, wait_for_fits
 
 import mpibench as mb
 
 pytestmark = pytest.mark.mpi
+TESTS_ON_PATH = {"PYTHONPATH": str(Path(__file__).parent)}
+"""Environment under which executors import the test learners."""
 SETUP_TIMEOUT = 60
 """Seconds a refused multi-rank run may take in all (it hung forever before)."""
 
@@ -122,15 +125,18 @@ def test_impossible_limits_are_refused(tmp_path, option):
 # -- stop signals at the tail of a run ---------------------------------------------
 
 
-def tail_grid(long_seconds: float) -> mb.Grid:
+def tail_grid(long_seconds: float, marker_dir: Path | None = None) -> mb.Grid:
     """Two splits: one of ``long_seconds`` (task "big"), one of 20 ms ("small"); with
-    two workers one finishes at once and idles while the other runs."""
+    two workers one finishes at once and idles while the other runs. With
+    ``marker_dir`` each fit marks its start there (run with :data:`TESTS_ON_PATH`)."""
     rng = np.random.default_rng(0)
     rows = 1000
     per_row = long_seconds / (rows * 0.5)
     tasks = [mb.Task("big", X=rng.normal(size=(rows, 2)), y=rng.normal(size=rows)),
              mb.Task("small", X=rng.normal(size=(40, 2)), y=rng.normal(size=40))]
-    return mb.Grid(tasks, {"sleepy": mb.DebugLearner(sleep_per_row=per_row)},
+    learner = (mb.DebugLearner(sleep_per_row=per_row) if marker_dir is None
+               else MarkedSleeper(str(marker_dir), sleep_per_row=per_row))
+    return mb.Grid(tasks, {"sleepy": learner},
                    resamplings=[ShuffleSplit(1, test_size=0.5, random_state=0)])
 
 
@@ -155,10 +161,11 @@ def stop_signals() -> list[signal.Signals]:
 
 @pytest.mark.parametrize("stop", stop_signals(), ids=lambda s: s.name)
 def test_stop_signal_with_a_finished_worker_lets_the_split_finish(tmp_path, stop):
-    path = mb.create_project(tmp_path / "p", tail_grid(4.0))
-    proc = start_mpibench(3, "run", path, "--grace", "60", "--progress-every", "0")
+    path = mb.create_project(tmp_path / "p", tail_grid(4.0, tmp_path))
+    proc = start_mpibench(3, "run", path, "--grace", "60", "--progress-every", "0",
+                          env=TESTS_ON_PATH)
     wait_for_results(path, 1)  # the small split is done: its worker idles
-    time.sleep(0.3)
+    wait_for_fits(tmp_path, 2)  # and the big one runs (not only handed out)
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err  # the long split finished within the grace
@@ -172,16 +179,13 @@ def test_stop_signal_with_a_finished_worker_lets_the_split_finish(tmp_path, stop
 
 
 def test_split_past_the_grace_is_interrupted_not_counted_and_runs_on_resume(tmp_path):
-    path = mb.create_project(tmp_path / "p", tail_grid(60.0))
+    path = mb.create_project(tmp_path / "p", tail_grid(60.0, tmp_path))
     journal = path / "results.journal"
-    for extra in ([], [], ["--max-attempts", "1"]):  # a counted split would be retired
-        handed_out = journal.read_bytes().count(b'"t": "s"') if journal.exists() else 0
+    for attempt, extra in enumerate(([], [], ["--max-attempts", "1"])):  # (else retired)
         proc = start_mpibench(3, "run", path, "--grace", "1", "--progress-every", "0",
-                              *extra)
+                              *extra, env=TESTS_ON_PATH)
         wait_for_results(path, 1)  # the small split (first run) is done: a worker idles
-        while journal.read_bytes().count(b'"t": "s"') <= handed_out:  # the big one runs
-            time.sleep(0.05)
-        time.sleep(0.3)
+        wait_for_fits(tmp_path, attempt + 2)  # the big one runs (not only handed out)
         started = time.monotonic()
         proc.send_signal(signal.SIGUSR1)
         _, err = proc.communicate(timeout=90)
