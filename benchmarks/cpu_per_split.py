@@ -23,9 +23,9 @@ import numpy as np
 import peers
 from dispatcher_message import open_dispatcher, serve_request
 
-from mpibench.gridfile import GridFile
-from mpibench.worker import InProcessExecutor, SplitRunner
-from mpibench.workerloop import Worker
+from mpibench.engine.worker import InProcessExecutor, SplitRunner
+from mpibench.engine.workerloop import Worker
+from mpibench.store.gridfile import GridFile
 
 
 class LoopbackTransport:

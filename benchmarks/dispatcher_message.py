@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import peers
 
-from mpibench.batch import EncodedResults
-from mpibench.dispatcher import Dispatcher
-from mpibench.paths import ProjectPaths
-from mpibench.protocol import RankStats, SplitResult, WorkRequest, unpack_assignments
+from mpibench.engine.dispatcher import Dispatcher
+from mpibench.engine.protocol import WorkRequest, unpack_assignments
+from mpibench.store.batch import EncodedResults
+from mpibench.store.paths import ProjectPaths
+from mpibench.store.records import RankStats, SplitResult
 
 PHASES = ("unpickle the request", "hand out the next chunk", "pickle the reply",
           "journal and keep the results, tick")

@@ -19,12 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mpibench import transport
+from mpibench.engine import transport
 
 CODE = r'''
 import sys, time
 from mpi4py import MPI
-from mpibench.transport import MPITransport
+from mpibench.engine.transport import MPITransport
 comm, seconds = MPI.COMM_WORLD, float(sys.argv[1])
 transport = MPITransport(comm)
 

@@ -42,9 +42,9 @@ _TASK = r'''
 import os, socket, time
 _PROJECT = os.environ.get("PEER_SPLIT_PROJECT")
 if _PROJECT:
-    from mpibench.gridfile import GridFile
-    from mpibench.protocol import Assignment
-    from mpibench.worker import SplitRunner
+    from mpibench.store.gridfile import GridFile
+    from mpibench.engine.protocol import Assignment
+    from mpibench.engine.worker import SplitRunner
     _RUNNER = SplitRunner(GridFile(os.path.join(_PROJECT, "grid.h5")), 0, 1)
 def run_split(i, seconds):
     start = time.time()
@@ -205,13 +205,13 @@ def _joblib_job(i: int, seconds: float, project: str | None) -> tuple:
     import time
 
     if project and project not in _JOBLIB_RUNNERS:
-        from mpibench.gridfile import GridFile
-        from mpibench.worker import SplitRunner
+        from mpibench.engine.worker import SplitRunner
+        from mpibench.store.gridfile import GridFile
 
         _JOBLIB_RUNNERS[project] = SplitRunner(GridFile(Path(project) / "grid.h5"), 0, 1)
     start = time.time()
     if project:
-        from mpibench.protocol import Assignment
+        from mpibench.engine.protocol import Assignment
 
         _JOBLIB_RUNNERS[project].run(Assignment(i, 0, 0, 0, i, i))
     elif seconds > 0:

@@ -13,16 +13,18 @@ from ._version import __version__
 from .errors import MpibenchError
 
 _HOMES = {
-    "PValue": "analysis", "pvalue": "analysis", "pvalue_downsample": "analysis",
+    "PValue": "analysis.pvalues", "pvalue": "analysis.pvalues",
+    "pvalue_downsample": "analysis.pvalues",
     "DebugLearner": "debug", "NoOpLearner": "debug", "zero_score": "debug",
     "create_demo": "demo", "demo_data": "demo", "demo_grid": "demo",
-    "Grid": "grid", "Task": "grid", "GridFile": "gridfile",
-    "create_project": "project", "run": "runner", "SameOtherSizesCV": "splitters",
-    "project_status": "status",
-    "read_attrs": "storage", "read_ranks": "storage", "read_results": "storage",
-    "read_predictions": "storage",
-    "plot_pvalue": "plotting", "plot_scores": "plotting", "plot_timeline": "plotting",
-    "write_report": "report", "run_summary": "report",
+    "Grid": "grid", "Task": "grid", "GridFile": "store.gridfile",
+    "create_project": "project", "run": "engine.runner", "SameOtherSizesCV": "splitters",
+    "project_status": "analysis.status",
+    "read_attrs": "store.storage", "read_ranks": "store.storage", "read_results": "store.storage",
+    "read_predictions": "store.storage",
+    "plot_pvalue": "analysis.plotting", "plot_scores": "analysis.plotting",
+    "plot_timeline": "analysis.plotting",
+    "write_report": "analysis.report", "run_summary": "analysis.report",
 }
 """The module of each public name (imported on first use)."""
 

@@ -9,7 +9,7 @@ from .errors import MpibenchError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import run
+    from .engine.runner import run
 
     return run(args.project, threads=args.threads, order=args.order,
                chunk_size=args.chunk_size, checkpoint_every=args.checkpoint_every,
@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import create_demo
-    from .paths import ProjectPaths
+    from .store.paths import ProjectPaths
 
     existed = ProjectPaths(args.project).grid.exists()
     path = create_demo(args.project)
@@ -36,7 +36,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    from .status import project_status
+    from .analysis.status import project_status
 
     status = project_status(args.project)
     print(json.dumps(status.to_dict(), indent=1) if args.json else status.format())
@@ -44,7 +44,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from .storage import read_results
+    from .store.storage import read_results
 
     frame = read_results(args.project, names="mlr3" if args.mlr3 else "mpibench")
     if args.output and str(args.output).endswith(".parquet"):
@@ -82,24 +82,24 @@ def parse_bytes(text: str) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .gridfile import GridFile
-    from .paths import ProjectPaths
-    from .storage import read_results
+    from .store.gridfile import GridFile
+    from .store.paths import ProjectPaths
+    from .store.storage import read_results
 
     results = read_results(args.project)
     score = args.score or GridFile(ProjectPaths(args.project).grid).scorer_names()[0]
     if args.kind == "timeline":
-        from .plotting import plot_timeline
-        from .storage import read_ranks
+        from .analysis.plotting import plot_timeline
+        from .store.storage import read_ranks
 
         plot_timeline(results, args.output, ranks=read_ranks(args.project))
     elif args.kind == "scores":
-        from .plotting import plot_scores
+        from .analysis.plotting import plot_scores
 
         plot_scores(results, score, args.output)
     else:
-        from .analysis import pvalue
-        from .plotting import plot_pvalue
+        from .analysis.plotting import plot_pvalue
+        from .analysis.pvalues import pvalue
 
         plot_pvalue(pvalue(results, score), args.output)
     print(f"Wrote {args.output}", file=sys.stderr)
@@ -107,7 +107,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .analysis.report import write_report
 
     path = write_report(args.project, args.output, score=args.score)
     print(f"Wrote {path}", file=sys.stderr)

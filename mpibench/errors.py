@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 
 class MpibenchError(ValueError):
     """Bad input or a refused operation; the message names the problem and the fix.
@@ -52,3 +55,25 @@ def invalid_parameter(owner: str, name: str, expected: str, got: object) -> Mpib
     return MpibenchError(
         f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead."
     )
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by the ``MPIBENCH_FAULT`` test hook."""
+
+
+def inject_fault(where: str, rank: int) -> None:
+    """Test hook: fail at ``where`` on ``rank`` when ``MPIBENCH_FAULT`` says so.
+
+    ``MPIBENCH_FAULT=WHERE:RANK`` raises :class:`InjectedFault`;
+    ``WHERE:RANK:kill`` sends this process SIGKILL. ``where`` is ``worker`` (the
+    worker loop, after its first results), ``dispatcher`` (rank 0's loop, after its
+    first request), ``setup`` (rank 0, before it opens the project) or
+    ``consolidate`` (after writing the temp results file, before the rename).
+    """
+    spec = os.environ.get("MPIBENCH_FAULT", "")
+    if not spec.startswith(f"{where}:{rank}"):
+        return
+    if spec == f"{where}:{rank}:kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if spec == f"{where}:{rank}":
+        raise InjectedFault(f"MPIBENCH_FAULT={spec}")

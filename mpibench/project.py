@@ -14,12 +14,12 @@ import pandas as pd
 from ._version import __version__
 from .errors import MpibenchError
 from .grid import check_importable, derive_seed
-from .gridfile import GridFile, write_grid_file
-from .growing import array_bytes, job_keys, merge_jobs, name_digests
-from .journal import JournalWriter
-from .lock import describe_holder, holder_alive, read_holder
-from .paths import ProjectPaths
-from .storage import FINGERPRINT_PARTS
+from .store.gridfile import GridFile, write_grid_file
+from .store.growing import array_bytes, job_keys, merge_jobs, name_digests
+from .store.journal import JournalWriter
+from .store.lock import describe_holder, holder_alive, read_holder
+from .store.paths import ProjectPaths
+from .store.storage import FINGERPRINT_PARTS
 
 
 def fingerprint_parts(grid: object, jobs: pd.DataFrame) -> dict[str, str]:

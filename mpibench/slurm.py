@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import MpibenchError, invalid_parameter
-from .paths import ProjectPaths
+from .store.paths import ProjectPaths
 
 TIME_PATTERN = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 MPI_PLUGINS = ("pmi2", "pmix", "pmi1", "none")

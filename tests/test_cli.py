@@ -74,6 +74,7 @@ def test_help_imports_no_numpy_and_the_run_path_no_analysis():
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "    c.main(['--help'])")
     # what rank 0 and an isolated worker rank import: no scikit-learn, scipy or plots
-    modules = imported_by("import mpibench.runner, mpibench.dispatcher, mpibench.isolation")
+    modules = imported_by("import mpibench.engine.runner, mpibench.engine.dispatcher, "
+                          "mpibench.engine.isolation")
     assert not modules & {"sklearn", "scipy", "matplotlib"}, modules
     assert "mpi4py" not in imported_by("import mpibench as mb; mb.Grid, mb.Task")

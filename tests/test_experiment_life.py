@@ -204,7 +204,7 @@ def test_a_grid_that_changes_jobs_is_refused_naming_what(tmp_path, change, named
 def test_saved_predictions_are_the_learners_and_follow_retries(tmp_path, kind, mode):
     from sklearn.dummy import DummyClassifier
 
-    from mpibench.gridfile import GridFile
+    from mpibench.store.gridfile import GridFile
 
     rng = np.random.default_rng(3)
     if kind == "regression":

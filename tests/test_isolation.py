@@ -24,10 +24,10 @@ from sklearn.model_selection import ShuffleSplit
 from spawning_learner import EnvironmentRecorder, ForkingCrasher, NoisyExit, SpawningLearner
 
 import mpibench as mb
-from mpibench.gridfile import GridFile
-from mpibench.isolation import child_environment
-from mpibench.protocol import Assignment
-from mpibench.worker import SplitRunner
+from mpibench.engine.isolation import child_environment
+from mpibench.engine.protocol import Assignment
+from mpibench.engine.worker import SplitRunner
+from mpibench.store.gridfile import GridFile
 
 
 def project(tmp_path, learners, n_splits=20, **grid_options):
@@ -42,7 +42,7 @@ def run_ok(path, *args, n_ranks=3, timeout=180, env=None):
     done = run_mpibench(n_ranks, "run", path, "--progress-every", "0", *args, timeout=timeout,
                         env=env)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-    assert not processes_mentioning(f"{sys.executable} -m mpibench._forkserver"), \
+    assert not processes_mentioning(f"{sys.executable} -m mpibench.engine._forkserver"), \
         "supervisors left behind"
     assert not wait_no_processes_named(), "executors left behind"
     return mb.read_results(path), done

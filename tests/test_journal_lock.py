@@ -13,7 +13,7 @@ import pytest
 
 from mpibench import MpibenchError
 from mpibench.errors import WriteFailed
-from mpibench.journal import (
+from mpibench.store.journal import (
     MAGIC,
     JournalCorrupt,
     JournalWriter,
@@ -21,8 +21,8 @@ from mpibench.journal import (
     parse,
     read_journal,
 )
-from mpibench.lock import ProjectLock
-from mpibench.protocol import SplitResult
+from mpibench.store.lock import ProjectLock
+from mpibench.store.records import SplitResult
 
 PARTS = {"data": "d", "splits": "s", "learners": "l", "scorers": "c", "seed": "x"}
 
@@ -70,7 +70,7 @@ def test_one_record_per_batch_and_group_commit_after_4096_results(tmp_path):
 
 def test_background_group_commit_covers_what_was_appended_and_reports_failure(
         tmp_path, monkeypatch):
-    import mpibench.journal as journal_module
+    import mpibench.store.journal as journal_module
 
     writer = JournalWriter(tmp_path / "j", {"parts": PARTS})
     writer.append_results([result(j) for j in range(4096)])
@@ -161,7 +161,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 def test_lock_from_another_host_is_not_guessed_stale(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    monkeypatch.setattr("mpibench.lock._slurm_job_running", lambda job: True)
+    monkeypatch.setattr("mpibench.store.lock._slurm_job_running", lambda job: True)
     path = tmp_path / "run.lock"
     path.write_text(json.dumps({"host": "node-b", "pid": 1, "slurm_job_id": "77",
                                 "start_time": 0}))

@@ -13,8 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mpibench as mb
-from mpibench.gridfile import GridFile
-from mpibench.worker import EstimatorFactory, seed_estimator
+from mpibench.engine.worker import EstimatorFactory, seed_estimator
+from mpibench.store.gridfile import GridFile
 
 
 def noop_grid(n_splits: int = 300) -> mb.Grid:
@@ -94,9 +94,9 @@ def test_bad_chunk_size_is_one_line_exit_2(tmp_path):
 
 
 def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
-    from mpibench.dispatcher import Dispatcher
-    from mpibench.paths import ProjectPaths
-    from mpibench.protocol import WorkRequest
+    from mpibench.engine.dispatcher import Dispatcher
+    from mpibench.engine.protocol import WorkRequest
+    from mpibench.store.paths import ProjectPaths
 
     path = mb.create_project(tmp_path / "p", noop_grid(10))  # 20 equal jobs, 2 workers
     dispatcher = Dispatcher(ProjectPaths(path), 3, order="grid", chunk_size=1,
@@ -121,9 +121,9 @@ def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
 
 
 def test_splits_in_flight_when_a_run_died_go_out_alone_to_idle_workers(tmp_path):
-    from mpibench.dispatcher import Dispatcher
-    from mpibench.paths import ProjectPaths
-    from mpibench.protocol import WorkRequest
+    from mpibench.engine.dispatcher import Dispatcher
+    from mpibench.engine.protocol import WorkRequest
+    from mpibench.store.paths import ProjectPaths
 
     path = mb.create_project(tmp_path / "p", noop_grid(10))  # 20 equal jobs, 2 workers
 
@@ -156,7 +156,7 @@ def test_splits_in_flight_when_a_run_died_go_out_alone_to_idle_workers(tmp_path)
 
 
 def test_a_long_split_is_not_handed_to_a_busy_worker():
-    from mpibench.scheduler import CostModel, Scheduler
+    from mpibench.engine.scheduler import CostModel, Scheduler
 
     # one 100-row split and forty 1-row ones: the long one is far more than a quarter
     # of the work left per worker, the short ones far less
@@ -187,7 +187,7 @@ def test_estimator_factory_equals_clone_and_seed(estimator, fast):
 
 
 def test_workers_ask_ahead_by_round_trips_and_for_long_last_splits():
-    from mpibench.workerloop import should_ask_ahead
+    from mpibench.engine.workerloop import should_ask_ahead
 
     assert should_ask_ahead(1, 0, 0.0, 0.0, 0.0)  # the first split: length unknown
     assert not should_ask_ahead(2, 0, 0.0, 0.0, 0.0)  # nothing measured yet
@@ -201,10 +201,11 @@ def test_workers_ask_ahead_by_round_trips_and_for_long_last_splits():
 
 
 def test_rank_0_learns_a_new_learner_from_the_request_before_replying(tmp_path):
-    from mpibench.batch import EncodedResults
-    from mpibench.dispatcher import Dispatcher
-    from mpibench.paths import ProjectPaths
-    from mpibench.protocol import SplitResult, WorkRequest
+    from mpibench.engine.dispatcher import Dispatcher
+    from mpibench.engine.protocol import WorkRequest
+    from mpibench.store.batch import EncodedResults
+    from mpibench.store.paths import ProjectPaths
+    from mpibench.store.records import SplitResult
 
     path = mb.create_project(tmp_path / "p", noop_grid(10))  # 2 learners x 10 splits
     dispatcher = Dispatcher(ProjectPaths(path), 3, order="lpt", chunk_size="auto",

@@ -14,7 +14,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.tree import DecisionTreeRegressor
 
 import mpibench as mb
-from mpibench.gridfile import GridFile
+from mpibench.store.gridfile import GridFile
 
 
 def regression_task(name="t", n=30, **columns):
@@ -201,7 +201,7 @@ def test_scorers_resolve_and_pickle():
 @pytest.mark.parametrize("second", [np.arange(40.0) ** 2, np.arange(40) % 3],
                          ids=["one dtype", "mixed dtypes"])
 def test_a_numeric_dataframe_is_mapped_once_per_node_not_copied(tmp_path, second):
-    from mpibench.gridfile import GridFile
+    from mpibench.store.gridfile import GridFile
 
     frame = pd.DataFrame({"a": np.arange(40.0), "b": second})
     task = mb.Task("df", X=frame, y=np.arange(40.0))

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 import mpibench as mb
-from mpibench.runner import library_name
+from mpibench.engine.runner import library_name
 
 pytestmark = pytest.mark.mpi
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from mpibench import MpibenchError
-from mpibench.batch import ResultBatch, ResultColumns
-from mpibench.protocol import SplitResult
-from mpibench.scheduler import CostModel, Scheduler
+from mpibench.engine.scheduler import CostModel, Scheduler
+from mpibench.store.batch import ResultBatch, ResultColumns
+from mpibench.store.records import SplitResult
 
 
 def drain(scheduler, ranks):
@@ -79,9 +79,10 @@ def test_bad_parameters(kwargs, message):
 def test_scheduler_and_pure_modules_do_not_import_mpi4py():
     code = (
         "import sys; sys.modules['mpi4py'] = None\n"
-        "import mpibench, mpibench.scheduler, mpibench.grid, mpibench.splitters\n"
-        "import mpibench.storage, mpibench.protocol, mpibench.project\n"
-        "s = mpibench.scheduler.Scheduler([1, 2], costs=[1, 5]); assert s.next_chunk(0) == [2]\n"
+        "import mpibench, mpibench.engine.scheduler, mpibench.grid, mpibench.splitters\n"
+        "import mpibench.store.storage, mpibench.engine.protocol, mpibench.project\n"
+        "s = mpibench.engine.scheduler.Scheduler([1, 2], costs=[1, 5])\n"
+        "assert s.next_chunk(0) == [2]\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -240,8 +241,8 @@ def test_worker_encoded_records_read_back_to_the_same_results(tmp_path):
     import pickle
     import random
 
-    from mpibench.batch import EncodedResults, batch_from_columns_record
-    from mpibench.journal import JournalWriter, read_journal
+    from mpibench.store.batch import EncodedResults, batch_from_columns_record
+    from mpibench.store.journal import JournalWriter, read_journal
 
     rng = random.Random(0)
     now = time.time()
@@ -321,8 +322,8 @@ def test_a_test_run_seeds_the_cost_model(tmp_path):
     from sklearn.model_selection import KFold
 
     import mpibench as mb
-    from mpibench.dispatcher import learn_from_test_run
-    from mpibench.paths import ProjectPaths
+    from mpibench.engine.dispatcher import learn_from_test_run
+    from mpibench.store.paths import ProjectPaths
 
     rng = np.random.default_rng(0)
     task = mb.Task("t", X=rng.normal(size=(40, 2)), y=rng.normal(size=40))

@@ -11,17 +11,16 @@ import os
 import socket
 import time
 
-from .batch import EncodedResults
-from .config import inject_fault
+from ..errors import inject_fault
+from ..store.batch import EncodedResults
+from ..store.records import RankStats, Status
+from .procs import peak_rss_bytes
 from .protocol import (
-    INTERRUPTED,
     STOP,
     TAG_INTERRUPT,
     TAG_REPLY,
     TAG_REQUEST,
-    RankStats,
     WorkRequest,
-    peak_rss_bytes,
     unpack_assignments,
 )
 from .stopping import StopSignals
@@ -141,7 +140,7 @@ class Worker:
                 self.request(busy=True)
                 ahead = True
             result = self.executor.run(job)
-            if result.status == INTERRUPTED:
+            if result.status == Status.INTERRUPTED:
                 self.interrupt_arrived()  # (an executor stopped from outside: the same)
                 self.interrupted = True
             seconds = self._last_seconds = result.end_time - result.start_time

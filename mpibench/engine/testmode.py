@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import MpibenchError
-from .grid import Grid, Task, derive_seed
-from .gridfile import GridFile
-from .paths import ProjectPaths
-from .project import create_project
+from ..errors import MpibenchError
+from ..grid import Grid, Task, derive_seed
+from ..project import create_project
+from ..store.gridfile import GridFile
+from ..store.paths import ProjectPaths
 
 MIN_ROWS = 10
 """Rows kept in the smallest stratum of each task."""

@@ -19,10 +19,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from .gridfile import GridFile, SplitIndex
-from .predictions import PredictionWriter
-from .protocol import INTERRUPTED, Assignment, SplitResult, failed_result, peak_rss_bytes
-from .scorers import bind_scorers, score_split
+from ..scorers import bind_scorers, score_split
+from ..store.gridfile import GridFile, SplitIndex
+from ..store.predictions import PredictionWriter
+from ..store.records import SplitResult, Status, failed_result
+from .procs import peak_rss_bytes
+from .protocol import Assignment
 
 WARNING_CHARS = 500
 """Characters of a split's first warning kept in the ``warning`` column."""
@@ -221,11 +223,14 @@ class SplitRunner:
             return featureless(self._kind(job.task_i))
         return fallback
 
-    def failure(self, job: Assignment, start: float, status: str, message: str) -> SplitResult:
+    def failure(self, job: Assignment, start: float, status: Status | str,
+                message: str) -> SplitResult:
         """A result for a split that produced no scores."""
-        return failed_result(job, status, f"rank {self.rank} on {self.host}: {message}",
-                             len(self.scorers), self.rank, self.host, self.pid, start,
-                             self.threads, peak_rss_bytes())
+        return failed_result(job.job_id, job.attempt, status,
+                             f"rank {self.rank} on {self.host}: {message}",
+                             n_scores=len(self.scorers), rank=self.rank, host=self.host,
+                             pid=self.pid, start=start, threads=self.threads,
+                             max_rss_bytes=peak_rss_bytes())
 
     def _invalid(self, task_i: int, y_train: np.ndarray) -> str:
         if len(y_train) == 0:
@@ -263,7 +268,7 @@ class SplitRunner:
 
     def _run(self, job: Assignment, learner: object, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
-        scores, status, error, stage, extra = self._no_scores, "ok", "", "fit", ""
+        scores, status, error, stage, extra = self._no_scores, Status.OK.value, "", "fit", ""
         try:
             y, take = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
@@ -271,7 +276,7 @@ class SplitRunner:
             y_train = y[train]
             problem = self._invalid(job.task_i, y_train)
             if problem:
-                return self.failure(job, start, "invalid", problem)
+                return self.failure(job, start, Status.INVALID, problem)
             estimator = (seed_estimator(clone(learner), job.random_state)
                          if learner is not None
                          else self._learner(job.learner_i)(job.random_state))
@@ -294,7 +299,7 @@ class SplitRunner:
                 stage = "record"
                 extra = record_json(self.record(estimator))
         except Exception as exc:
-            status = "oom" if isinstance(exc, MemoryError) else "error"
+            status = (Status.OOM if isinstance(exc, MemoryError) else Status.ERROR).value
             error = f"rank {self.rank} on {self.host}: in {stage}: {describe_error(exc)}"
             scores = self._no_scores
         end = time.time()
@@ -335,7 +340,7 @@ def warm_up_stack(scoring: list | None = None) -> None:
     --------
     >>> warm_up_stack()
     """
-    from .scorers import PREDICTION_SCORERS
+    from ..scorers import PREDICTION_SCORERS
 
     if scoring is None:
         scoring = [("predict", function) for function in PREDICTION_SCORERS.values()]
@@ -356,10 +361,11 @@ def run_with_fallback(run_split: object, runner: SplitRunner, job: Assignment) -
     produced the scores (as mlr3 records it). A split stopped from outside gets none.
     """
     result = run_split(job)
-    fallback = runner.fallback_for(job) if result.status not in ("ok", INTERRUPTED) else None
+    failed = Status(result.status).failed
+    fallback = runner.fallback_for(job) if failed else None
     if fallback is not None:
         backup = run_split(job, learner=fallback)
-        result = result._replace(scores=backup.scores, fallback=backup.status == "ok")
+        result = result._replace(scores=backup.scores, fallback=backup.status == Status.OK)
     return result
 
 

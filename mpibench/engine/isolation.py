@@ -1,11 +1,11 @@
 """Worker side of isolation: start the supervisor, send it splits, read their results.
 
-A worker rank has one supervisor process (see :mod:`mpibench.supervisor`), which runs
+A worker rank has one supervisor process (see :mod:`mpibench.engine.supervisor`), which runs
 the splits in long-lived executor processes. The supervisor is forked from the rank
 *before* MPI is initialised (:func:`fork_supervisor`, called by
 :func:`mpibench.run`), so it shares the rank's imports and costs no interpreter start,
 and can fork executors safely. Where MPI was initialised first (a script that
-imported ``mpi4py.MPI`` itself), it is started as ``python -m mpibench._forkserver``
+imported ``mpi4py.MPI`` itself), it is started as ``python -m mpibench.engine._forkserver``
 instead. Either way it gets an environment that cannot attach to the MPI job.
 """
 
@@ -73,9 +73,9 @@ class SupervisorProcess:
 
     @classmethod
     def spawn(cls, env: dict[str, str]) -> SupervisorProcess:
-        """Start ``python -m mpibench._forkserver`` (frames on its stdin and stdout)."""
+        """Start ``python -m mpibench.engine._forkserver`` (frames on its stdin and stdout)."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mpibench._forkserver"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "mpibench.engine._forkserver"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, preexec_fn=_spawned_preexec,
             start_new_session=True)  # signals for the MPI job are the worker's to handle
         return cls(proc.pid, proc.stdin.fileno(), proc.stdout.fileno(), proc)
@@ -251,15 +251,16 @@ class IsolatedExecutor:
                 asked = True
 
     def _crash(self, job: object, start: float, message: str) -> object:
-        from .gridfile import GridFile
-        from .protocol import failed_result
+        from ..store.gridfile import GridFile
+        from ..store.records import Status, failed_result
 
         if self._n_scores is None:
             self._n_scores = len(GridFile(Path(self._config["grid_path"])).scorer_names())
         rank, host = self._config["rank"], socket.gethostname()
-        return failed_result(job, "crash", f"rank {rank} on {host}: {message}",
-                             self._n_scores, rank, host, os.getpid(), start,
-                             self._config["threads"])
+        return failed_result(job.job_id, job.attempt, Status.CRASH,
+                             f"rank {rank} on {host}: {message}", n_scores=self._n_scores,
+                             rank=rank, host=host, pid=os.getpid(), start=start,
+                             threads=self._config["threads"])
 
     def close(self) -> None:
         """Stop the supervisor and its executors."""

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import pvalue
-from .errors import MpibenchError
-from .gridfile import GridFile
-from .paths import ProjectPaths
+from ..errors import MpibenchError
+from ..formatting import without_rank
+from ..store.gridfile import GridFile
+from ..store.paths import ProjectPaths
+from ..store.storage import read_attrs, read_ranks, read_results
 from .plotting import plot_pvalue, plot_scores, plot_timeline
-from .progress import without_rank
-from .storage import read_attrs, read_ranks, read_results
+from .pvalues import pvalue
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }

@@ -18,7 +18,7 @@ import pickle
 import numpy as np
 import pandas as pd
 
-from .errors import MpibenchError
+from ..errors import MpibenchError
 
 
 def _digest(*parts: bytes) -> str:

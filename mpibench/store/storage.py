@@ -21,12 +21,12 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from ..errors import MpibenchError, invalid_parameter
 from .batch import EncodedResults, ResultBatch, ResultColumns
-from .errors import MpibenchError, invalid_parameter
 from .gridfile import SCHEMA_VERSION, read_column, write_column
 from .journal import JournalWriter, read_journal
 from .paths import ProjectPaths, write_hdf5_atomically
-from .protocol import RankStats
+from .records import RankStats
 
 FINGERPRINT_PARTS = ("data", "splits", "learners", "scorers", "seed")
 
@@ -46,7 +46,6 @@ RANK_COLUMNS = (
     "max_rss_bytes", "start_time", "end_time",
 )
 CATEGORICAL = ("task", "learner", "resampling", "test_subset", "train_subsets", "status")
-STATUSES = ("ok", "error", "timeout", "crash", "oom", "invalid")
 
 
 def result_columns(scorer_names: list[str]) -> list[str]:

@@ -12,10 +12,10 @@ import sys
 
 import numpy as np
 
-from .protocol import SplitResult
+from .records import SplitResult
 
 RESULT_FIELDS = SplitResult._fields
-"""Fields of a result, in :class:`~mpibench.protocol.SplitResult` order."""
+"""Fields of a result, in :class:`~mpibench.store.records.SplitResult` order."""
 _DTYPES = {
     "job_id": np.int64, "status": object, "error": object, "rank": np.int32,
     "host": object, "pid": np.int64, "start_time": np.float64, "end_time": np.float64,
@@ -188,7 +188,7 @@ class EncodedResults:
 
     Examples
     --------
-    >>> from mpibench.protocol import SplitResult
+    >>> from mpibench.store.records import SplitResult
     >>> done = SplitResult(4, "ok", "", (0.5,), 1, "n1", 7, 0.0, 1.0, 1.0, 0.0, 0.0, 0,
     ...                    1, 1)
     >>> packet = EncodedResults([done])

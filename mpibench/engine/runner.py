@@ -14,15 +14,15 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import MpibenchError, inject_fault
+from ..store.paths import ProjectPaths
 from .config import (
     check_launch,
     check_run_options,
-    inject_fault,
     limit_threads,
     parse_retry,
     resolve_threads,
 )
-from .errors import MpibenchError
 from .isolation import (
     IsolatedExecutor,
     IsolationLimits,
@@ -31,7 +31,6 @@ from .isolation import (
     mpi_initialized,
     runs_no_split,
 )
-from .paths import ProjectPaths
 from .protocol import (
     TAG_DONE,
     TAG_SETUP,
@@ -42,8 +41,8 @@ from .transport import MPITransport
 from .workerloop import work
 
 if TYPE_CHECKING:
+    from ..grid import Grid
     from .dispatcher import Dispatcher
-    from .grid import Grid
 
 ABORT_DELAY = 0.5
 """Seconds between printing a fatal error and ``MPI_Abort``."""
@@ -67,7 +66,7 @@ def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -
                                 fallback=options["fallback"], supervisor=supervisor,
                                 predictions=predictions,
                                 log_folder=paths.logs if options.get("log_splits") else None)
-    from .gridfile import GridFile
+    from ..store.gridfile import GridFile
     from .worker import InProcessExecutor, SplitRunner
 
     runner = SplitRunner(GridFile(paths.grid), rank, threads, fallback=options["fallback"],
@@ -220,7 +219,7 @@ def settle_project(transport: MPITransport, project: object, folder: object) -> 
     :class:`PeerRefused` elsewhere)."""
     if isinstance(project, (str, os.PathLike)):
         return project  # (importing Grid would load scikit-learn on every rank)
-    from .grid import Grid
+    from ..grid import Grid
 
     if not isinstance(project, Grid):
         raise MpibenchError(f"run() takes a project folder or a Grid. Got {project!r} "
@@ -230,7 +229,7 @@ def settle_project(transport: MPITransport, project: object, folder: object) -> 
                             "mpibench.run(grid, 'proj').")
     outcome = None
     if transport.rank == 0:
-        from .project import create_project
+        from ..project import create_project
 
         try:
             create_project(folder, project)
@@ -294,7 +293,7 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
     role, and all end together with rank 0's exit code."""
     dispatcher, outcome = None, None
     if transport.rank != 0 and not options["isolate"]:
-        import mpibench.worker  # noqa: F401 - loads while rank 0 opens the project
+        import mpibench.engine.worker  # noqa: F401 - loads while rank 0 opens the project
     if transport.rank == 0:
         try:
             dispatcher = _open_dispatcher(paths, transport.size, options)
@@ -320,7 +319,8 @@ def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: 
 
 def _open_dispatcher(paths: ProjectPaths, n_ranks: int, options: dict) -> Dispatcher:
     """Rank 0's dispatcher for ``paths`` (first the ``--test`` sub-project, if asked)."""
-    from .dispatcher import Dispatcher, log
+    from .dispatcher import Dispatcher
+    from .progress import log
 
     inject_fault("setup", 0)
     if options["test_source"] is not None:
@@ -375,7 +375,8 @@ def _play(transport: MPITransport, dispatcher: Dispatcher | None, executor: obje
         work(transport, executor, signals)
         transport.flush()
         return 0
-    from .dispatcher import GraceExpired, log
+    from .dispatcher import GraceExpired
+    from .progress import log
 
     try:
         if executor is not None:

@@ -12,29 +12,26 @@ import time
 import numpy as np
 import pandas as pd
 
-from ._version import __version__
-from .batch import EncodedResults
-from .config import inject_fault
-from .errors import MpibenchError
-from .gridfile import GridFile
-from .lock import ProjectLock
-from .paths import ProjectPaths
-from .progress import Progress, summary
+from .._version import __version__
+from ..errors import MpibenchError, inject_fault
+from ..store.batch import EncodedResults
+from ..store.gridfile import GridFile
+from ..store.lock import ProjectLock
+from ..store.paths import ProjectPaths
+from ..store.records import RankStats, SplitResult, Status, failed_result
+from ..store.storage import JOB_COLUMNS, ResultStore
+from .procs import peak_rss_bytes
+from .progress import Progress, log, summary
 from .protocol import (
-    INTERRUPTED,
     STOP,
     TAG_INTERRUPT,
     TAG_REPLY,
     TAG_REQUEST,
-    RankStats,
-    SplitResult,
     WorkRequest,
-    peak_rss_bytes,
     unpack_assignments,
 )
 from .scheduler import CostModel, Scheduler
 from .stopping import Deadline, StopSignals
-from .storage import JOB_COLUMNS, ResultStore
 from .transport import MPITransport
 
 SMALL_BLOCK = 64
@@ -78,7 +75,7 @@ def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[st
     test = ProjectPaths(paths.root / "test")
     if not test.results.exists():
         return 0
-    from .storage import read_results
+    from ..store.storage import read_results
 
     try:
         frame = read_results(test.root)
@@ -95,11 +92,6 @@ def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[st
 
 class GraceExpired(Exception):
     """Splits were still running after the stop grace period and the interrupt."""
-
-
-def log(message: str) -> None:
-    """One ``[mpibench]`` line on stderr."""
-    print(f"[mpibench] {message}", file=sys.stderr, flush=True)
 
 
 class Dispatcher:
@@ -220,14 +212,12 @@ class Dispatcher:
         if not len(exhausted):
             return
         now, n_scores = time.time(), len(self.store.scorer_names)
-        self.store.add(EncodedResults([SplitResult(
-            job_id=j, status="crash", scores=(float("nan"),) * n_scores,
-            error=f"in flight when {started[j]} runs died; not retried "
-                  f"(--max-attempts {limit})",
-            rank=0, host=self.ranks[0].host, pid=self.ranks[0].pid, start_time=now,
-            end_time=now, fit_seconds=0.0, predict_seconds=0.0, score_seconds=0.0,
-            max_rss_bytes=0, threads=0, attempt=int(self.store.started[j]),
-        ) for j in exhausted.tolist()]))
+        me = self.ranks[0]
+        self.store.add(EncodedResults([failed_result(
+            j, int(self.store.started[j]), Status.CRASH,
+            f"in flight when {started[j]} runs died; not retried (--max-attempts {limit})",
+            n_scores=n_scores, rank=0, host=me.host, pid=me.pid, start=now, threads=0,
+            end=now) for j in exhausted.tolist()]))
         log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
 
     def _suspects(self, todo: np.ndarray) -> np.ndarray:
@@ -242,7 +232,7 @@ class Dispatcher:
 
     def assignments(self, job_ids: list[int]) -> np.ndarray | list:
         """Everything a worker needs to run ``job_ids`` (and journal the hand-out): one
-        row of :class:`~mpibench.protocol.Assignment` fields per split (int64; a list of
+        row of :class:`~mpibench.engine.protocol.Assignment` fields per split (int64; a list of
         lists for a few)."""
         if len(job_ids) < SMALL_BLOCK:  # plain Python costs less for a few
             self.store.mark_started(job_ids)
@@ -272,12 +262,13 @@ class Dispatcher:
         if results is None or not len(results):
             return
         job_ids, status, seconds = results.summary()
-        if INTERRUPTED in status:
-            stopped = [r.job_id for r in results.results() if r.status == INTERRUPTED]
+        if Status.INTERRUPTED in status:
+            stopped = [r.job_id for r in results.results() if r.status == Status.INTERRUPTED]
             self.store.mark_returned(np.asarray(stopped, dtype=np.int64))  # not an attempt
             log(f"{len(stopped)} split(s) interrupted on rank {rank}; they run again on "
                 "resume")
-            results = EncodedResults([r for r in results.results() if r.status != INTERRUPTED])
+            results = EncodedResults([r for r in results.results()
+                                      if r.status != Status.INTERRUPTED])
             job_ids, status, seconds = results.summary()
         self.store.add(results)
         self.progress.add(status)

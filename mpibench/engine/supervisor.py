@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..store.records import Status
 from .procs import (
     FRAME,
     close_quietly,
@@ -51,7 +52,6 @@ from .procs import (
     vm_bytes,
     write_frame,
 )
-from .protocol import INTERRUPTED
 
 POLL_SECONDS = 0.02
 """Interval of the supervisor's deadline and memory checks while a split runs."""
@@ -167,7 +167,7 @@ class Supervisor:
 
     Parameters
     ----------
-    runner : mpibench.worker.SplitRunner
+    runner : mpibench.engine.worker.SplitRunner
         Loaded (and warmed up) in this process; executors inherit it.
     limits : IsolationLimits
         Timeout, kill grace, memory limit and recycling.
@@ -307,7 +307,7 @@ class Supervisor:
         self._current = None
         self._forget(executor, reaped=True)
         status_name, message = self._classify(verdict, status)
-        if status_name != INTERRUPTED:
+        if status_name is not Status.INTERRUPTED:
             message += executor.last_lines()
         return self.runner.failure(job, start, status_name, message)
 
@@ -318,18 +318,18 @@ class Supervisor:
             executor.first_rss = rss_bytes(executor.pid)
         grown = (executor.n_splits % RSS_CHECK_EVERY == 0
                  and rss_bytes(executor.pid) - executor.first_rss > RECYCLE_GROWTH)
-        if executor.n_splits >= self.limits.recycle_after or status == "oom" or grown:
+        if executor.n_splits >= self.limits.recycle_after or status == Status.OOM or grown:
             self._current = None
             self._forget(executor)
 
     def _watch(self, executor: Executor, start: float,
-               base_rss: int) -> tuple[bytes | None, str | None]:
+               base_rss: int) -> tuple[bytes | None, Status | None]:
         """Wait for the executor's result frame while forwarding its output, taking
         the worker's interrupt and enforcing the limits (every ``POLL_SECONDS``, or
         ``LIVENESS_SECONDS`` without limits).
 
         Returns the payload (None if the executor ended without a whole frame) and the
-        verdict (``"timeout"``, ``"oom"``, ``"interrupted"`` or None).
+        verdict (``Status.TIMEOUT``, ``OOM``, ``INTERRUPTED`` or None).
         """
         limits, fd = self.limits, executor.results_fd
         interval = POLL_SECONDS if limits.timeout or limits.memory_limit else LIVENESS_SECONDS
@@ -345,12 +345,12 @@ class Supervisor:
                     payload = read_exactly(fd, FRAME.unpack(read_exactly(fd, FRAME.size))[0])
                 except EOFError:
                     return None, verdict
-                if verdict in (None, INTERRUPTED):  # (done before the interrupt took)
+                if verdict in (None, Status.INTERRUPTED):  # (done before the interrupt took)
                     return payload, None
             if self._control and self._control[0] in ready:  # the worker's interrupt
                 self._read_control()
                 if verdict is None:
-                    verdict, term_sent = INTERRUPTED, time.time()
+                    verdict, term_sent = Status.INTERRUPTED, time.time()
                     kill_group(executor.pid, signal.SIGTERM)  # SIGKILL after kill_grace
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + interval
@@ -360,8 +360,8 @@ class Supervisor:
                 verdict, term_sent = self._enforce(executor.pid, verdict, term_sent,
                                                    deadline, base_rss)
 
-    def _enforce(self, pid: int, verdict: str | None, term_sent: float,
-                 deadline: float | None, base_rss: int) -> tuple[str | None, float]:
+    def _enforce(self, pid: int, verdict: Status | None, term_sent: float,
+                 deadline: float | None, base_rss: int) -> tuple[Status | None, float]:
         """One check of the limits: SIGKILL after the kill grace, SIGTERM past the
         deadline, SIGKILL over the memory limit. Returns the verdict and when SIGTERM
         went out."""
@@ -369,11 +369,11 @@ class Supervisor:
         if term_sent and now - term_sent >= limits.kill_grace:
             kill_group(pid, signal.SIGKILL)
         elif verdict is None and deadline is not None and now > deadline:
-            verdict, term_sent = "timeout", now
+            verdict, term_sent = Status.TIMEOUT, now
             kill_group(pid, signal.SIGTERM)
         elif (verdict is None and limits.memory_limit
               and rss_bytes(pid) > limits.memory_limit + base_rss):
-            verdict = "oom"
+            verdict = Status.OOM
             kill_group(pid, signal.SIGKILL)
         return verdict, term_sent
 
@@ -384,19 +384,20 @@ class Supervisor:
         except EOFError:
             self._control = []
 
-    def _classify(self, verdict: str | None, status: int) -> tuple[str, str]:
-        if verdict == INTERRUPTED:
-            return INTERRUPTED, "interrupted: the run stopped and its grace period ended"
-        if verdict == "timeout":
-            return "timeout", f"exceeded the timeout of {self.limits.timeout:g}s"
-        if verdict == "oom":
-            return "oom", f"exceeded the memory limit of {self.limits.memory_limit} bytes"
+    def _classify(self, verdict: Status | None, status: int) -> tuple[Status, str]:
+        """How a split whose executor died ended, and why (``status``: from waitpid)."""
+        if verdict is Status.INTERRUPTED:
+            return verdict, "interrupted: the run stopped and its grace period ended"
+        if verdict is Status.TIMEOUT:
+            return verdict, f"exceeded the timeout of {self.limits.timeout:g}s"
+        if verdict is Status.OOM:
+            return verdict, f"exceeded the memory limit of {self.limits.memory_limit} bytes"
         if os.WIFSIGNALED(status):
             name = signal.Signals(os.WTERMSIG(status)).name
             if os.WTERMSIG(status) in OUTSIDE_STOPS:
-                return INTERRUPTED, f"stopped by {name} from outside"
-            return "crash", f"killed by {name}"
-        return "error", f"exited without result (exit code {os.WEXITSTATUS(status)})"
+                return Status.INTERRUPTED, f"stopped by {name} from outside"
+            return Status.CRASH, f"killed by {name}"
+        return Status.ERROR, f"exited without result (exit code {os.WEXITSTATUS(status)})"
 
     def close(self) -> None:
         """End every executor (they exit at EOF; stragglers are killed) and reap them."""
@@ -424,8 +425,8 @@ def serve(frames_in: int, frames_out: int) -> None:
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)  # the worker rank decides when to stop
     set_process_name("mpibench-super")
+    from ..store.gridfile import GridFile
     from .config import limit_threads  # the stack loads while MPI starts on the rank
-    from .gridfile import GridFile
     from .worker import SplitRunner, run_with_fallback, warm_up_stack
 
     warm_up_stack()  # also while MPI starts: off the path to the first split
@@ -459,7 +460,7 @@ def serve(frames_in: int, frames_out: int) -> None:
 
 
 def main() -> None:
-    """``python -m mpibench._forkserver``: a supervisor started as its own interpreter
+    """``python -m mpibench.engine._forkserver``: a supervisor started as its own interpreter
     (when the worker rank had initialised MPI before it could fork one); frames on
     stdin and stdout, which learners then cannot write to."""
     frames_in, frames_out = os.dup(0), os.dup(1)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from .errors import MpibenchError
+from ..errors import MpibenchError
 
 KEYS = ["task", "test_subset", "learner"]
 COMPARISONS = ("other", "all")

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WriteFailed
+from ..errors import WriteFailed, inject_fault
+from ..formatting import format_bytes
 
 WRITE_CHUNK = 1 << 22
 """Bytes per ``write`` call when a file image goes to disk."""
@@ -94,21 +95,6 @@ def replace_atomically(tmp: Path, target: Path) -> None:
     fsync_directory(target.parent)
 
 
-def format_bytes(n_bytes: float) -> str:
-    """``1536`` -> ``'1.5 KiB'``.
-
-    Examples
-    --------
-    >>> format_bytes(1536), format_bytes(3 * 2**30)
-    ('1.5 KiB', '3.0 GiB')
-    """
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if abs(n_bytes) < 1024 or unit == "GiB":
-            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    return f"{n_bytes:.1f} GiB"  # pragma: no cover
-
-
 def write_failed(path: Path, error: OSError, fix: str) -> WriteFailed:
     """The one-line error for a failed write of ``path``: the cause, the space left on
     that file system, and ``fix``."""
@@ -137,8 +123,6 @@ def write_bytes_atomically(target: Path, data: bytes | memoryview, fix: str,
         finally:
             os.close(fd)
         if fault is not None:
-            from .config import inject_fault
-
             inject_fault(fault, 0)
         Path(tmp).replace(target)
         fsync_directory(target.parent)

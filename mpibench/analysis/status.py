@@ -15,12 +15,12 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from .errors import MpibenchError
-from .gridfile import GridFile, read_column
-from .journal import batch_from_columns_record, batch_from_record, changed_parts, read_tail
-from .lock import describe_holder, holder_alive, read_holder
-from .paths import ProjectPaths
-from .progress import format_seconds
+from ..errors import MpibenchError
+from ..formatting import format_seconds
+from ..store.gridfile import GridFile, read_column
+from ..store.journal import batch_from_columns_record, batch_from_record, changed_parts, read_tail
+from ..store.lock import describe_holder, holder_alive, read_holder
+from ..store.paths import ProjectPaths
 
 HEARTBEAT_STALE = 60.0
 """Seconds without a heartbeat after which a run is reported as possibly dead."""
@@ -155,7 +155,7 @@ def _recorded(paths: ProjectPaths, grid_attrs: dict) -> tuple[dict, float, int]:
 
 def _from_results(paths: ProjectPaths,
                   grid_attrs: dict) -> tuple[dict, int | None, float, int]:
-    from .storage import open_results
+    from ..store.storage import open_results
 
     with open_results(paths.root) as h5:
         has_journal = paths.journal.exists() and paths.journal.stat().st_size

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections import Counter
 
 import numpy as np
 
-from .batch import ResultBatch
-from .protocol import RankStats
+from ..formatting import error_groups, format_seconds
+from ..store.batch import ResultBatch
+from ..store.records import RankStats
 
 
-def format_seconds(seconds: float) -> str:
-    """Human-readable duration.
-
-    Examples
-    --------
-    >>> format_seconds(4.25), format_seconds(372), format_seconds(7300)
-    ('4.2s', '6.2min', '2.0h')
-    """
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f}min"
-    return f"{seconds / 3600:.1f}h"
+def log(message: str) -> None:
+    """One ``[mpibench]`` line on stderr."""
+    print(f"[mpibench] {message}", file=sys.stderr, flush=True)
 
 
 class Progress:
@@ -72,38 +62,6 @@ class Progress:
         if self.every and now - self._last >= self.every:
             self._last = now
             print(self.line(), file=self.stream, flush=True)
-
-
-RANK_PREFIX = re.compile(r"^rank \d+ on \S+: ")
-"""The ``rank R on HOST: `` head of an error message."""
-
-
-def without_rank(error: str) -> str:
-    """An error message without its ``rank R on HOST:`` head, to group identical ones.
-
-    Examples
-    --------
-    >>> without_rank("rank 3 on node7: in fit: ValueError: bad")
-    'in fit: ValueError: bad'
-    """
-    return RANK_PREFIX.sub("", error)
-
-
-def error_groups(status: np.ndarray, error: np.ndarray, top: int = 5) -> list[str]:
-    """Identical errors (rank and host removed) with counts, most frequent first.
-
-    Parameters
-    ----------
-    status, error : numpy.ndarray
-        Status and error message of each split.
-    """
-    failed = status != "ok"
-    counts = Counter(zip(status[failed].tolist(),
-                         map(without_rank, error[failed].tolist()), strict=True))
-    lines = [f"  {n} x {status}: {message}" for (status, message), n in counts.most_common(top)]
-    if len(counts) > top:
-        lines.append(f"  ... and {len(counts) - top} more kinds of failure")
-    return lines
 
 
 def summary(results: ResultBatch, ranks: list[RankStats], n_total: int,

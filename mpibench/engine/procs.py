@@ -103,3 +103,10 @@ def kill_group(pid: int, sig: int) -> None:
     """Send ``sig`` to process group ``pid`` (gone already: nothing to do)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far, bytes (Linux reports KiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

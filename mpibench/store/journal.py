@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MpibenchError, WriteFailed
 from .batch import (
     RESULT_FIELDS,
     EncodedResults,
@@ -36,9 +37,8 @@ from .batch import (
     batch_from_columns_record,
     json_bytes,
 )
-from .errors import MpibenchError, WriteFailed
 from .paths import fsync_directory, replace_atomically, write_failed
-from .protocol import SplitResult
+from .records import SplitResult
 
 MAGIC = b"MPIBENCH-JOURNAL 1\n"
 HEAD = struct.Struct("<II")

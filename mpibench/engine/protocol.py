@@ -15,19 +15,13 @@ outlived the grace period.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far, bytes (Linux reports KiB)."""
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+from ..store.records import RankStats
 
 TAG_REQUEST = 1
 """Worker -> rank 0: :class:`WorkRequest`."""
@@ -45,8 +39,6 @@ run's exit code. Workers wait for it with their stop handlers still installed, s
 stop signal at the end of a run cannot kill a rank that has finished."""
 STOP = None
 """Reply that tells a worker to finish."""
-INTERRUPTED = "interrupted"
-"""Status of a split stopped from outside (the job ends): not a result, run again later."""
 
 
 class Assignment(NamedTuple):
@@ -73,78 +65,11 @@ def unpack_assignments(block: np.ndarray | list) -> list[Assignment]:
     return list(map(Assignment._make, rows))
 
 
-class SplitResult(NamedTuple):
-    """Outcome of one split, as recorded in ``/splits`` of ``results.h5``.
-
-    A named tuple: cheap to pickle, and a list of them is a list of journal rows.
-    Times are Unix seconds (``start_time``, ``end_time``) or wall-clock seconds
-    (``*_seconds``); ``max_rss_bytes`` is the worker's peak resident memory in bytes.
-    ``n_warnings`` counts the Python warnings fit, predict and the scorers raised, and
-    ``warning`` is the first of them (``Category: message``); ``record`` is the JSON of
-    what the grid's ``record`` function returned for the fitted learner.
-    """
-
-    job_id: int
-    status: str
-    error: str
-    scores: tuple[float, ...]
-    rank: int
-    host: str
-    pid: int
-    start_time: float
-    end_time: float
-    fit_seconds: float
-    predict_seconds: float
-    score_seconds: float
-    max_rss_bytes: int
-    threads: int
-    attempt: int = 1
-    fallback: bool = False
-    n_warnings: int = 0
-    warning: str = ""
-    record: str = ""
-
-
-@dataclass
-class RankStats:
-    """Running totals of one rank, as recorded in ``/ranks`` of ``results.h5``.
-
-    ``cpu_seconds`` is the rank's own CPU time (user + system) from ``start_time`` on
-    (start-up imports excluded) and ``max_rss_bytes`` its peak resident memory;
-    isolated splits run in child processes, not in them.
-    """
-
-    rank: int
-    host: str
-    pid: int
-    start_time: float
-    end_time: float = 0.0
-    n_splits: int = 0
-    busy_seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    max_rss_bytes: int = 0
-
-    @property
-    def idle_seconds(self) -> float:
-        """Seconds alive and not running a split."""
-        return max(0.0, (self.end_time - self.start_time) - self.busy_seconds)
-
-
-def failed_result(job: Assignment, status: str, error: str, n_scores: int, rank: int,
-                  host: str, pid: int, start: float, threads: int,
-                  max_rss_bytes: int = 0) -> SplitResult:
-    """The result of a split that produced no scores (NaN for each of ``n_scores``),
-    ended now; ``start`` in Unix seconds."""
-    return SplitResult(job.job_id, status, error, (float("nan"),) * n_scores, rank, host,
-                       pid, start, time.time(), 0.0, 0.0, 0.0, max_rss_bytes, threads,
-                       job.attempt)
-
-
 @dataclass(frozen=True)
 class WorkRequest:
     """Worker -> rank 0: finished results and a request for more.
 
-    ``results``: an :class:`~mpibench.batch.EncodedResults` (``None``: none yet).
+    ``results``: an :class:`~mpibench.store.batch.EncodedResults` (``None``: none yet).
     ``busy``: the worker is starting the last split it holds (the reply is its next
     chunk, or ``[]``: ask again when done). ``returned``: job ids it was given and
     did not start (it received a stop signal).

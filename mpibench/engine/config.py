@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
 import warnings
 
-from .errors import MpibenchError, invalid_parameter
+from ..errors import MpibenchError, invalid_parameter
+from ..store.records import RECORDED
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -67,29 +67,7 @@ def check_launch(comm_size: int) -> None:
             )
 
 
-class InjectedFault(RuntimeError):
-    """Raised on purpose by the ``MPIBENCH_FAULT`` test hook."""
-
-
-def inject_fault(where: str, rank: int) -> None:
-    """Test hook: fail at ``where`` on ``rank`` when ``MPIBENCH_FAULT`` says so.
-
-    ``MPIBENCH_FAULT=WHERE:RANK`` raises :class:`InjectedFault`;
-    ``WHERE:RANK:kill`` sends this process SIGKILL. ``where`` is ``worker`` (the
-    worker loop, after its first results), ``dispatcher`` (rank 0's loop, after its
-    first request), ``setup`` (rank 0, before it opens the project) or
-    ``consolidate`` (after writing the temp results file, before the rename).
-    """
-    spec = os.environ.get("MPIBENCH_FAULT", "")
-    if not spec.startswith(f"{where}:{rank}"):
-        return
-    if spec == f"{where}:{rank}:kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if spec == f"{where}:{rank}":
-        raise InjectedFault(f"MPIBENCH_FAULT={spec}")
-
-
-RETRY_STATUSES = ("error", "timeout", "crash", "oom", "invalid", "ok")
+RETRY_STATUSES = RECORDED
 
 
 def parse_retry(retry: str | list[str] | None) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from collections import deque
 
 import numpy as np
 
-from .errors import invalid_parameter
+from ..errors import invalid_parameter
 
 ORDERS = ("lpt", "grid", "random")
 CHUNK_SECONDS = 0.01

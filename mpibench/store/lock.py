@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .errors import MpibenchError
+from ..errors import MpibenchError
 
 
 def pid_alive(pid: int) -> bool:

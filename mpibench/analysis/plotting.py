@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .analysis import PValue
+from .pvalues import PValue
 
 Y_LEVELS = ("all", "all-same", "same", "other-same", "other")
 MAX_COLUMNS = 4

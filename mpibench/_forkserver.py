@@ -1,6 +1,0 @@
-"""``python -m mpibench._forkserver``: the isolation supervisor of one worker rank, as a
-new interpreter (when MPI was initialised before one could be forked)."""
-
-from mpibench.supervisor import main
-
-main()

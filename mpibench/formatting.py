@@ -1,0 +1,70 @@
+"""How numbers and failures read to a person: seconds, bytes, groups of errors."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+
+
+def format_seconds(seconds: float) -> str:
+    """Human-readable duration.
+
+    Examples
+    --------
+    >>> format_seconds(4.25), format_seconds(372), format_seconds(7300)
+    ('4.2s', '6.2min', '2.0h')
+    """
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``.
+
+    Examples
+    --------
+    >>> format_bytes(1536), format_bytes(3 * 2**30)
+    ('1.5 KiB', '3.0 GiB')
+    """
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(n_bytes) < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} GiB"  # pragma: no cover
+
+
+RANK_PREFIX = re.compile(r"^rank \d+ on \S+: ")
+"""The ``rank R on HOST: `` head of an error message."""
+
+
+def without_rank(error: str) -> str:
+    """An error message without its ``rank R on HOST:`` head, to group identical ones.
+
+    Examples
+    --------
+    >>> without_rank("rank 3 on node7: in fit: ValueError: bad")
+    'in fit: ValueError: bad'
+    """
+    return RANK_PREFIX.sub("", error)
+
+
+def error_groups(status: np.ndarray, error: np.ndarray, top: int = 5) -> list[str]:
+    """Identical errors (rank and host removed) with counts, most frequent first.
+
+    Parameters
+    ----------
+    status, error : numpy.ndarray
+        Status and error message of each split.
+    """
+    failed = status != "ok"
+    counts = Counter(zip(status[failed].tolist(),
+                         map(without_rank, error[failed].tolist()), strict=True))
+    lines = [f"  {n} x {status}: {message}" for (status, message), n in counts.most_common(top)]
+    if len(counts) > top:
+        lines.append(f"  ... and {len(counts) - top} more kinds of failure")
+    return lines
