@@ -22,6 +22,7 @@ import numpy as np
 import peers
 
 from mpibench.engine.dispatcher import Dispatcher
+from mpibench.engine.options import RunOptions
 from mpibench.engine.protocol import WorkRequest, unpack_assignments
 from mpibench.store.batch import EncodedResults
 from mpibench.store.paths import ProjectPaths
@@ -58,8 +59,8 @@ def serve_request(dispatcher: Dispatcher, wire: bytes) -> tuple[bytes, tuple]:
 def open_dispatcher(project: Path, chunk: int | str, n_ranks: int = 3) -> Dispatcher:
     """A real rank-0 dispatcher on ``project`` (no MPI: requests are fed by hand)."""
     return Dispatcher(
-        ProjectPaths(project), n_ranks, order="lpt", chunk_size=chunk, checkpoint_every=1e9,
-        progress_every=0.0, grace=20.0, max_attempts=2, repair=False, mpi_library="-")
+        ProjectPaths(project), n_ranks,
+        RunOptions(order="lpt", chunk_size=chunk, checkpoint_every=1e9, progress_every=0.0))
 
 
 def measure(project: Path, n_messages: int, chunk: int) -> np.ndarray:

@@ -9,16 +9,14 @@ from .errors import MpibenchError
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from .engine.options import RENAMED, RunOptions
     from .engine.runner import run
 
-    return run(args.project, threads=args.threads, order=args.order,
-               chunk_size=args.chunk_size, checkpoint_every=args.checkpoint_every,
-               progress_every=args.progress_every, grace=args.grace,
-               max_attempts=args.max_attempts, repair=args.repair, isolate=args.isolate,
-               timeout=args.timeout, memory_limit=args.memory_limit,
-               kill_grace=args.kill_grace, fallback=args.fallback, test=args.test,
-               recycle_after=args.recycle_after, retry=args.retry,
-               save_predictions=args.save_predictions, log_splits=args.log_splits)
+    names = [f.name for f in fields(RunOptions)] + list(RENAMED)
+    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    return run(args.project, options=RunOptions.from_arguments(given, spelling="cli"))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -114,6 +112,17 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _renamed(args: argparse.Namespace, old: str, new: str) -> object:
+    """The value of option ``new``, or of its old name (with a FutureWarning)."""
+    if getattr(args, old) is None:
+        return getattr(args, new)
+    import warnings
+
+    warnings.warn(f"--{old.replace('_', '-')} is now --{new.replace('_', '-')}.",
+                  FutureWarning, stacklevel=2)
+    return getattr(args, old)
+
+
 def _sbatch(args: argparse.Namespace) -> int:
     from .slurm import SbatchOptions, submit, write_sbatch
 
@@ -121,7 +130,9 @@ def _sbatch(args: argparse.Namespace) -> int:
         ntasks=args.ntasks, time=args.time, cpus_per_task=args.cpus_per_task,
         mem_per_cpu=args.mem_per_cpu, partition=args.partition, account=args.account,
         nodes=args.nodes, modules=[m for m in (args.modules or "").split(",") if m],
-        signal_seconds=args.signal_seconds, max_attempts=args.max_attempts, mpi=args.mpi,
+        signal_seconds=args.signal_seconds, max_submissions=_renamed(args, "max_attempts",
+                                                                  "max_submissions"),
+        mpi=args.mpi,
         overcommit=args.overcommit)
     script = write_sbatch(args.project, options)
     if args.submit:
@@ -141,6 +152,69 @@ def _chunk_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected an int >= 1 or 'auto', got {text!r}") from None
 
 
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    """The options of ``mpibench run``: names, defaults and choices from RunOptions."""
+    from .engine.options import FALLBACKS, ORDERS, default
+
+    def option(name: str, **kwargs: object) -> None:
+        flag = "--" + name.replace("_", "-")
+        if kwargs.get("action") not in ("store_true", "store_false"):
+            kwargs.setdefault("default", default(name))
+        run.add_argument(flag, dest=name, **kwargs)
+
+    run.add_argument("project", help="project folder")
+    option("threads", type=int,
+           help="BLAS/OpenMP threads per worker (default: SLURM_CPUS_PER_TASK or 1)")
+    option("order", choices=ORDERS, help="dispatch order (default: lpt, longest expected "
+           "first: train rows x a per-learner rate learned during the run)")
+    option("chunk_size", type=_chunk_size, metavar="N|auto",
+           help="splits per message (default: auto, about 10 ms of expected work, "
+                "shrinking as the run ends; 1 for long splits)")
+    option("checkpoint_every", type=float, metavar="SECONDS",
+           help="rewrite results.h5 this often during the run (default: %(default)s)")
+    option("progress_every", type=float, metavar="SECONDS",
+           help="progress line interval on stderr, 0 for none (default: %(default)s)")
+    option("grace", type=float, metavar="SECONDS",
+           help="after SIGTERM/SIGUSR1/SIGINT, how long splits in flight may finish "
+                "(default: %(default)s)")
+    option("crash_after", type=int, metavar="N",
+           help="record a split as crash once it was in flight in N runs that died "
+                "(default: %(default)s)")
+    run.add_argument("--max-attempts", dest="max_attempts", type=int, default=None,
+                     help=argparse.SUPPRESS)  # the old name of --crash-after
+    option("repair", action="store_true",
+           help="drop damaged journal records (those splits run again)")
+    run.add_argument("--no-isolate", dest="isolate", action="store_false",
+                     help="run splits inside the worker process (cheaper for tiny splits; "
+                          "a crash or hang then ends the job)")
+    option("timeout", type=float, metavar="SECONDS",
+           help="wall-clock limit per split; status 'timeout'")
+    option("kill_grace", type=float, metavar="SECONDS",
+           help="between SIGTERM and SIGKILL of a split that timed out "
+                "(default: %(default)s)")
+    option("memory_limit", type=parse_bytes, metavar="BYTES",
+           help="memory a split may add, e.g. 500M or 4G; status 'oom'")
+    option("recycle_after", type=int, metavar="N",
+           help="splits an isolated executor runs before a fresh one replaces it "
+                "(default: %(default)s)")
+    option("fallback", choices=FALLBACKS,
+           help="train a featureless baseline where a learner fails and record its "
+                "scores (flagged in the 'fallback' column)")
+    option("retry", metavar="STATUS[,STATUS...]",
+           help="run again the splits with these statuses (error, timeout, crash, oom, "
+                "invalid, ok), with this run's options; earlier attempts are kept as "
+                "history")
+    option("save_predictions", action="store_true",
+           help="keep every split's test-row predictions (and class probabilities) in "
+                "results.h5 /predictions")
+    option("log_splits", action="store_true",
+           help="keep each split's printed output in PROJECT/logs/JOB-ATTEMPT.log "
+                "instead of stderr (needs isolation)")
+    option("test", action="store_true",
+           help="dry run: first split of each task x learner x resampling on small "
+                "data, into PROJECT/test/results.h5")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per verb)."""
     parser = argparse.ArgumentParser(
@@ -151,55 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mpibench {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     run = verbs.add_parser("run", help="run the splits of PROJECT that have no result yet")
-    run.add_argument("project", help="project folder")
-    run.add_argument("--threads", type=int, default=None,
-                     help="BLAS/OpenMP threads per worker (default: SLURM_CPUS_PER_TASK or 1)")
-    run.add_argument("--order", choices=("lpt", "grid", "random"), default="lpt",
-                     help="dispatch order (default: lpt, longest expected first: train rows "
-                          "x a per-learner rate learned during the run)")
-    run.add_argument("--chunk-size", type=_chunk_size, default="auto", metavar="N|auto",
-                     help="splits per message (default: auto, about 10 ms of expected work, "
-                          "shrinking as the run ends; 1 for long splits)")
-    run.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
-                     help="rewrite results.h5 this often during the run (default: 300)")
-    run.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
-                     help="progress line interval on stderr, 0 for none (default: 5)")
-    run.add_argument("--grace", type=float, default=20.0, metavar="SECONDS",
-                     help="after SIGTERM/SIGUSR1/SIGINT, how long splits in flight may finish "
-                          "(default: 20)")
-    run.add_argument("--max-attempts", type=int, default=2,
-                     help="runs a split may be in flight in when they die before it is "
-                          "recorded as crash (default: 2)")
-    run.add_argument("--repair", action="store_true",
-                     help="drop damaged journal records (those splits run again)")
-    run.add_argument("--no-isolate", dest="isolate", action="store_false",
-                     help="run splits inside the worker process (cheaper for tiny splits; "
-                          "a crash or hang then ends the job)")
-    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                     help="wall-clock limit per split; status 'timeout'")
-    run.add_argument("--kill-grace", type=float, default=2.0, metavar="SECONDS",
-                     help="between SIGTERM and SIGKILL of a split that timed out (default: 2)")
-    run.add_argument("--memory-limit", type=parse_bytes, default=None, metavar="BYTES",
-                     help="memory a split may add, e.g. 500M or 4G; status 'oom'")
-    run.add_argument("--recycle-after", type=int, default=1000, metavar="N",
-                     help="splits an isolated executor runs before a fresh one replaces it "
-                          "(default: 1000)")
-    run.add_argument("--fallback", choices=("featureless",), default=None,
-                     help="train a featureless baseline where a learner fails and record "
-                          "its scores (flagged in the 'fallback' column)")
-    run.add_argument("--retry", metavar="STATUS[,STATUS...]", default=None,
-                     help="run again the splits with these statuses (error, timeout, "
-                          "crash, oom, invalid), with this run's options; earlier "
-                          "attempts are kept as history")
-    run.add_argument("--save-predictions", action="store_true",
-                     help="keep every split's test-row predictions (and class "
-                          "probabilities) in results.h5 /predictions")
-    run.add_argument("--log-splits", action="store_true",
-                     help="keep each split's printed output in PROJECT/logs/JOB-ATTEMPT.log "
-                          "instead of stderr (needs isolation)")
-    run.add_argument("--test", action="store_true",
-                     help="dry run: first split of each task x learner x resampling on "
-                          "small data, into PROJECT/test/results.h5")
+    _add_run_options(run)
     run.set_defaults(func=_run)
     demo = verbs.add_parser("demo", help="create the built-in example project")
     demo.add_argument("project", help="project folder to create")
@@ -241,9 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     sbatch.add_argument("--modules", help="comma-separated modules to load first")
     sbatch.add_argument("--signal-seconds", type=int, default=120,
                         help="stop this many seconds before the time limit (default: 120)")
-    sbatch.add_argument("--max-attempts", type=int, default=10,
+    sbatch.add_argument("--max-submissions", type=int, default=10,
                         help="submissions in all, resubmitting while the run is resumable "
                              "(default: 10)")
+    sbatch.add_argument("--max-attempts", type=int, default=None,
+                        help=argparse.SUPPRESS)  # the old name of --max-submissions
     sbatch.add_argument("--mpi", help="srun --mpi plugin (default: pmi2 for MPICH, pmix "
                                       "for Open MPI)")
     sbatch.add_argument("--overcommit", action="store_true",

@@ -184,7 +184,7 @@ class Grid:
     >>> import numpy as np
     >>> from sklearn.dummy import DummyRegressor
     >>> task = Task("toy", X=np.arange(12.0).reshape(-1, 1), y=np.arange(12.0))
-    >>> Grid([task], {"mean": DummyRegressor()}).n_jobs
+    >>> Grid([task], {"mean": DummyRegressor()}).n_splits
     3
     """
 
@@ -266,13 +266,22 @@ class Grid:
         return self._split_sets[key]
 
     @property
-    def n_jobs(self) -> int:
-        """Number of jobs (splits x learners)."""
+    def n_splits(self) -> int:
+        """Train/test splits to run: splits of every task x resampling, times learners
+        (one job each)."""
         n_splits = sum(
             len(self.split_set(t, r).meta)
             for t in range(len(self.tasks)) for r in range(len(self.resamplings))
         )
         return n_splits * len(self.learners)
+
+    @property
+    def n_jobs(self) -> int:
+        """Deprecated name of :attr:`n_splits` (``n_jobs`` reads as parallelism)."""
+        import warnings
+
+        warnings.warn("Grid.n_jobs is now Grid.n_splits.", FutureWarning, stacklevel=2)
+        return self.n_splits
 
     def job_table(self) -> pd.DataFrame:
         """One row per job (task x learner x resampling x split), ``job_id`` = row."""

@@ -34,7 +34,7 @@ class SbatchOptions:
         Cores per rank; becomes each worker's ``--threads``.
     signal_seconds : int
         Seconds before the time limit at which the run is told to stop (SIGUSR1).
-    max_attempts : int
+    max_submissions : int
         Submissions in all, counting resubmissions after a resumable stop (exit 3).
     mpi : str
         ``srun --mpi`` plugin (default: from the MPI library mpi4py uses).
@@ -49,7 +49,7 @@ class SbatchOptions:
     nodes: str | None = None
     modules: list[str] = field(default_factory=list)
     signal_seconds: int = 120
-    max_attempts: int = 10
+    max_submissions: int = 10
     mpi: str | None = None
     overcommit: bool = False
     job_name: str | None = None
@@ -67,8 +67,8 @@ class SbatchOptions:
         if self.mpi is not None and self.mpi not in MPI_PLUGINS:
             raise invalid_parameter("mpibench sbatch", "--mpi", f"one of {MPI_PLUGINS}",
                                     self.mpi)
-        if self.max_attempts < 1 or self.signal_seconds < 1:
-            raise MpibenchError("--max-attempts and --signal-seconds must be >= 1.")
+        if self.max_submissions < 1 or self.signal_seconds < 1:
+            raise MpibenchError("--max-submissions and --signal-seconds must be >= 1.")
 
 
 def default_mpi_plugin() -> str:
@@ -107,7 +107,7 @@ def render_sbatch(project: str | os.PathLike, options: SbatchOptions, *,
         "OUTPUT": _directive_value(f"{root}/slurm-%j.out"),
         "NTASKS": str(options.ntasks), "CPUS": str(options.cpus_per_task),
         "TIME": options.time, "SIGNAL_SECONDS": str(options.signal_seconds),
-        "EXTRA_SBATCH": "\n".join(extra), "MAX_ATTEMPTS": str(options.max_attempts),
+        "EXTRA_SBATCH": "\n".join(extra), "MAX_SUBMISSIONS": str(options.max_submissions),
         "MODULES": "\n".join(f"module load {m}" for m in options.modules),
         "MPI": options.mpi or default_mpi_plugin(),
         "SRUN_EXTRA": " --overcommit" if options.overcommit else "",

@@ -76,6 +76,20 @@ def mpibench_command() -> list[str]:
     return [sys.executable, "-m", "mpibench"]
 
 
+TEST_RUN = os.environ.setdefault("MPIBENCH_TEST_RUN", str(os.getpid()))
+"""Marks every process this test run starts (inherited through the environment; the
+launchers put each rank in a session of its own, so sessions cannot tell)."""
+
+
+def ours(pid: str) -> bool:
+    """True for a process of this test run (a re-parented orphan keeps its environment)."""
+    try:
+        environment = Path("/proc", pid, "environ").read_bytes()
+    except OSError:
+        return False
+    return f"\0MPIBENCH_TEST_RUN={TEST_RUN}\0".encode() in b"\0" + environment
+
+
 def run_process(args: list[str], *, timeout: float = 120, env: dict | None = None,
                 cwd: str | os.PathLike | None = None) -> Completed:
     """Run ``args`` in a new session; on timeout kill the whole group and fail."""
@@ -125,16 +139,17 @@ def processes_mentioning(text: str) -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if text in cmdline:
+        if text in cmdline and ours(entry.name):
             found.append(f"{entry.name}: {cmdline}")
     return found
 
 
 def processes_named(*names: str) -> list[str]:
-    """Live processes whose name (``/proc/PID/comm``) is one of ``names``: mpibench's
-    isolation supervisors and executors are named ``mpibench-super``/``mpibench-exec``.
-    Zombies (dead, waiting for a parent that does not reap, e.g. a container's init)
-    are not live."""
+    """Live processes of this test session whose name (``/proc/PID/comm``) is one of
+    ``names``: mpibench's isolation supervisors and executors are named
+    ``mpibench-super``/``mpibench-exec``. Zombies (dead, waiting for a parent that does
+    not reap, e.g. a container's init) are not live. Processes of other test runs on
+    the machine are not ours (see :func:`ours`)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -144,7 +159,7 @@ def processes_named(*names: str) -> list[str]:
             state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
         except (OSError, IndexError):
             continue
-        if name in names and state not in ("Z", "X"):
+        if name in names and state not in ("Z", "X") and ours(entry.name):
             found.append(f"{entry.name}: {name}")
     return found
 

@@ -90,10 +90,10 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
     path = mb.create_project(tmp_path / "p", sleepy_grid())
     moments = random.Random(11).sample([0.6, 0.9, 1.2, 1.5, 1.8, 2.1, 2.5], 4)
     for i, seconds in enumerate(moments):
-        kill_after(path, seconds, "--max-attempts", "10", whole_group=i % 2 == 0)
+        kill_after(path, seconds, "--crash-after", "10", whole_group=i % 2 == 0)
         assert_no_orphans(path)
         assert_results_open(path)
-    done = run_mpibench(3, "run", path, "--max-attempts", "10")
+    done = run_mpibench(3, "run", path, "--crash-after", "10")
     assert done.returncode == 0, done.stderr
     pd.testing.assert_frame_equal(stable(mb.read_results(path)), stable(reference))
     assert_no_orphans(path)
@@ -163,7 +163,7 @@ def test_split_in_flight_in_too_many_dead_runs_is_recorded_as_crash(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         assert_no_orphans(path)
-    proc = start_mpibench(2, "run", path, "--grace", "0.5", "--max-attempts", "2")
+    proc = start_mpibench(2, "run", path, "--grace", "0.5", "--crash-after", "2")
     wait_for_records(path, "r", 1)
     proc.send_signal(signal.SIGUSR1)
     _, err = proc.communicate(timeout=60)

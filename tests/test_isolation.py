@@ -207,7 +207,7 @@ def test_a_timed_out_split_takes_its_child_processes_with_it(tmp_path):
 def test_timeout_without_isolation_is_refused(tmp_path):
     path = project(tmp_path, {"m": mb.DebugLearner()}, n_splits=2)
     done = run_mpibench(None, "run", path, "--no-isolate", "--timeout", "5")
-    assert done.returncode == 2 and "need isolation" in done.stderr
+    assert done.returncode == 2 and "isolation: drop --no-isolate" in done.stderr
 
 
 def test_child_environment_cannot_attach_to_mpi(monkeypatch):

@@ -95,13 +95,14 @@ def test_bad_chunk_size_is_one_line_exit_2(tmp_path):
 
 def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
     from mpibench.engine.dispatcher import Dispatcher
+    from mpibench.engine.options import RunOptions
     from mpibench.engine.protocol import WorkRequest
     from mpibench.store.paths import ProjectPaths
 
     path = mb.create_project(tmp_path / "p", noop_grid(10))  # 20 equal jobs, 2 workers
-    dispatcher = Dispatcher(ProjectPaths(path), 3, order="grid", chunk_size=1,
+    dispatcher = Dispatcher(ProjectPaths(path), 3, RunOptions(order="grid", chunk_size=1,
                             checkpoint_every=300, progress_every=0, grace=5,
-                            max_attempts=2, mpi_library="test")
+                            crash_after=2))
     try:
         first = dispatcher.handle(WorkRequest(1))
         # nothing known of the learner yet: no chunk ahead, decide when it is learned
@@ -122,6 +123,7 @@ def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
 
 def test_splits_in_flight_when_a_run_died_go_out_alone_to_idle_workers(tmp_path):
     from mpibench.engine.dispatcher import Dispatcher
+    from mpibench.engine.options import RunOptions
     from mpibench.engine.protocol import WorkRequest
     from mpibench.store.paths import ProjectPaths
 
@@ -129,9 +131,9 @@ def test_splits_in_flight_when_a_run_died_go_out_alone_to_idle_workers(tmp_path)
 
     def dispatcher_run(hand_outs: list[tuple[int, bool]]) -> tuple[Dispatcher, list]:
         """A run that hands out chunks for (rank, busy) requests, then dies."""
-        dispatcher = Dispatcher(ProjectPaths(path), 3, order="grid", chunk_size=4,
+        dispatcher = Dispatcher(ProjectPaths(path), 3, RunOptions(order="grid", chunk_size=4,
                                 checkpoint_every=300, progress_every=0, grace=5,
-                                max_attempts=2, mpi_library="test")
+                                crash_after=2))
         try:
             return dispatcher, [dispatcher.handle(WorkRequest(rank, busy=busy))
                                 for rank, busy in hand_outs]
@@ -202,15 +204,16 @@ def test_workers_ask_ahead_by_round_trips_and_for_long_last_splits():
 
 def test_rank_0_learns_a_new_learner_from_the_request_before_replying(tmp_path):
     from mpibench.engine.dispatcher import Dispatcher
+    from mpibench.engine.options import RunOptions
     from mpibench.engine.protocol import WorkRequest
     from mpibench.store.batch import EncodedResults
     from mpibench.store.paths import ProjectPaths
     from mpibench.store.records import SplitResult
 
     path = mb.create_project(tmp_path / "p", noop_grid(10))  # 2 learners x 10 splits
-    dispatcher = Dispatcher(ProjectPaths(path), 3, order="lpt", chunk_size="auto",
+    dispatcher = Dispatcher(ProjectPaths(path), 3, RunOptions(order="lpt", chunk_size="auto",
                             checkpoint_every=300, progress_every=0, grace=5,
-                            max_attempts=2, mpi_library="test")
+                            crash_after=2))
     try:
         first = [dispatcher.handle(WorkRequest(rank)) for rank in (1, 2)]
         jobs = [int(chunk[0][0]) for chunk in first]

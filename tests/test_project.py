@@ -33,7 +33,9 @@ def test_grid_expands_tasks_learners_resamplings():
     learners = {"mean": DummyRegressor(), "tree": DecisionTreeRegressor()}
     grid = mb.Grid(tasks, learners, resamplings=[KFold(3), mb.SameOtherSizesCV(folds=2)])
     jobs = grid.job_table()
-    assert len(jobs) == grid.n_jobs == 2 * 2 * (3 + 2)
+    assert len(jobs) == grid.n_splits == 2 * 2 * (3 + 2)
+    with pytest.warns(FutureWarning, match="n_splits"):
+        assert grid.n_jobs == grid.n_splits
     assert jobs["job_id"].tolist() == list(range(len(jobs)))
     assert set(jobs["resampling"]) == {"KFold", "SameOtherSizesCV"}
     assert jobs.groupby(["task", "learner"]).size().tolist() == [5, 5, 5, 5]

@@ -44,7 +44,7 @@ def full_script() -> str:
     options = SbatchOptions(ntasks=129, time="1-12:00:00", cpus_per_task=4,
                             mem_per_cpu="4G", partition="cpu", account="lab",
                             nodes="2-4", modules=["gcc/12", "openmpi/5"], signal_seconds=300,
-                            max_attempts=3, mpi="pmix", overcommit=True)
+                            max_submissions=3, mpi="pmix", overcommit=True)
     text = render_sbatch("/data/my project", options, python="/opt/venv/bin/python")
     return text.replace(mb.__version__, "VERSION")
 

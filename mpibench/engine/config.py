@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from ..errors import MpibenchError, invalid_parameter
-from ..store.records import RECORDED
+from ..errors import MpibenchError
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -25,16 +24,6 @@ def env_int(name: str, default: int | None) -> int | None:
     except ValueError:
         warnings.warn(f"Ignoring {name}={raw!r}: not an integer.", stacklevel=2)
         return default
-
-
-def resolve_threads(threads: int | None) -> int:
-    """Threads per worker: argument > MPIBENCH_THREADS > SLURM_CPUS_PER_TASK > 1."""
-    value = threads if threads is not None else env_int("MPIBENCH_THREADS", None)
-    if value is None:
-        value = env_int("SLURM_CPUS_PER_TASK", 1)
-    if value < 1:
-        raise MpibenchError(f"--threads must be >= 1. Got {value} instead.")
-    return value
 
 
 def limit_threads(threads: int) -> None:
@@ -65,52 +54,3 @@ def check_launch(comm_size: int) -> None:
                 "(MPICH) or `srun --mpi=pmix` (Open MPI), or install mpi4py built for the "
                 "MPI that mpiexec belongs to."
             )
-
-
-RETRY_STATUSES = RECORDED
-
-
-def parse_retry(retry: str | list[str] | None) -> tuple[str, ...]:
-    """The statuses of ``--retry`` (a comma-separated string or a list), checked.
-
-    Examples
-    --------
-    >>> parse_retry("error, timeout"), parse_retry(None)
-    (('error', 'timeout'), ())
-    """
-    if retry is None:
-        return ()
-    names = [s.strip() for s in (retry.split(",") if isinstance(retry, str) else retry)]
-    wrong = [name for name in names if name not in RETRY_STATUSES]
-    if wrong or not names:
-        raise invalid_parameter("run", "retry", f"statuses among {RETRY_STATUSES}", retry)
-    return tuple(dict.fromkeys(names))
-
-
-def check_run_options(*, max_attempts: int, recycle_after: int, isolate: bool,
-                      timeout: float | None, memory_limit: int | None, grace: float,
-                      kill_grace: float) -> None:
-    """Refuse option values :func:`run` cannot honour, before anything starts.
-
-    Examples
-    --------
-    >>> try:
-    ...     check_run_options(max_attempts=2, recycle_after=1000, isolate=True,
-    ...                       timeout=-1, memory_limit=None, grace=20, kill_grace=2)
-    ... except MpibenchError as exc:
-    ...     print(exc)
-    The 'timeout' parameter of run must be a number of seconds > 0. Got -1 instead.
-    """
-    checks = (("max_attempts", max_attempts, max_attempts >= 1, "an int >= 1"),
-              ("recycle_after", recycle_after, recycle_after >= 1, "an int >= 1"),
-              ("timeout", timeout, timeout is None or timeout > 0,
-               "a number of seconds > 0"),
-              ("memory_limit", memory_limit, memory_limit is None or memory_limit > 0,
-               "a number of bytes > 0"),
-              ("grace", grace, grace >= 0, "a number of seconds >= 0"),
-              ("kill_grace", kill_grace, kill_grace >= 0, "a number of seconds >= 0"))
-    for name, value, valid, expected in checks:
-        if not valid:
-            raise invalid_parameter("run", name, expected, value)
-    if not isolate and (timeout is not None or memory_limit is not None):
-        raise MpibenchError("--timeout and --memory-limit need isolation: drop --no-isolate.")

@@ -20,6 +20,7 @@ from ..store.lock import ProjectLock
 from ..store.paths import ProjectPaths
 from ..store.records import RankStats, SplitResult, Status, failed_result
 from ..store.storage import JOB_COLUMNS, ResultStore
+from .options import RunOptions
 from .procs import peak_rss_bytes
 from .progress import Progress, log, summary
 from .protocol import (
@@ -103,18 +104,28 @@ class Dispatcher:
         The project.
     n_ranks : int
         Size of the MPI job.
-    options : dict
-        ``order``, ``chunk_size``, ``checkpoint_every`` (seconds), ``progress_every``
-        (seconds), ``grace`` (seconds), ``max_attempts``, ``repair``, ``mpi_library``.
+    options : RunOptions
+        The run's options (checked).
+    signals : StopSignals, optional
+        The stop signal handlers ``run`` installed (default: installed here).
+    mpi_library : str
+        The MPI library's name, recorded in ``results.h5``.
+    test_source : path, optional
+        In test mode, the project the test sub-project was made from.
     """
 
-    def __init__(self, paths: ProjectPaths, n_ranks: int, **options: object) -> None:
+    def __init__(self, paths: ProjectPaths, n_ranks: int, options: RunOptions | None = None,
+                 *, signals: StopSignals | None = None, mpi_library: str = "-",
+                 test_source: object = None) -> None:
         if not paths.grid.exists():
             raise MpibenchError(
                 f"No project at {paths.root} (missing {paths.grid.name}). Create it with "
                 "mpibench.create_project() or `mpibench demo PROJECT`."
             )
-        self.paths, self.n_ranks, self.options = paths, n_ranks, options
+        self.paths, self.n_ranks = paths, n_ranks
+        self.options = options if options is not None else RunOptions()
+        self.mpi_library, self.test_source = mpi_library, test_source
+        self.signals = signals or StopSignals()
         self.lock = ProjectLock(paths.lock)
         self.lock.acquire()
         try:
@@ -146,12 +157,12 @@ class Dispatcher:
                 "results.journal is kept.") from None
         limited = [name for name, settings in grid_file.learner_options().items()
                    if settings.get("timeout") or settings.get("memory_limit")]
-        if limited and not self.options.get("isolate", True):
+        if limited and not self.options.isolate:
             raise MpibenchError(
                 f"The grid's learner_options set a timeout or memory limit for {limited}: "
-                "these need isolation. Drop --no-isolate.")
+                "these need isolation: drop --no-isolate (isolate=False).")
         self.store = ResultStore(self.paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(),
-                                 attrs, repair=bool(self.options.get("repair", False)))
+                                 attrs, repair=self.options.repair)
         self.n_total = len(jobs)
         self._assignment_rows = np.column_stack(
             [jobs["job_id"].to_numpy(), *(jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS),
@@ -161,7 +172,7 @@ class Dispatcher:
         self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy(),
                                jobs["task_i"].to_numpy())
         learners = grid_file.names("learners")
-        if self.options.get("test_source") is None:
+        if self.test_source is None:
             learn_from_test_run(self.costs, self.paths, learners)
         self._mark_retries()
         self._retire_exhausted()
@@ -172,12 +183,11 @@ class Dispatcher:
         todo = np.setdiff1d(jobs["job_id"].to_numpy(), current.index.to_numpy())
         priority = jobs["priority"].to_numpy() if "priority" in jobs else None
         self.scheduler = Scheduler(
-            todo, self.costs, priority=priority, order=str(self.options["order"]),
-            chunk_size=self.options["chunk_size"], n_workers=self.n_ranks - 1,
+            todo, self.costs, priority=priority, order=self.options.order,
+            chunk_size=self.options.chunk_size, n_workers=self.n_ranks - 1,
             seed=int(attrs["seed"]), solo=self._suspects(todo))
         self.deadline = Deadline()
-        self.signals = self.options.get("signals") or StopSignals()
-        self.progress = Progress(len(todo), self.n_total, float(self.options["progress_every"]))
+        self.progress = Progress(len(todo), self.n_total, self.options.progress_every)
         self._failed_before = int((current != "ok").sum())
         self._last_heartbeat = 0.0
         self.stop_reason: str | None = None
@@ -195,18 +205,18 @@ class Dispatcher:
     def _mark_retries(self) -> None:
         """``--retry STATUS,...``: splits whose result has one of those statuses run
         again (their results so far stay in the journal and ``/history``)."""
-        statuses = tuple(self.options.get("retry") or ())
+        statuses = self.options.retry
         if not statuses:
             return
         latest = self.store.latest_status()
         again = latest.index[latest.isin(statuses)].to_numpy(dtype=np.int64)
         if len(again):
             self.store.mark_retry(again)
-        log(f"--retry {','.join(statuses)}: {len(again)} split(s) run again")
+        log(f"retry {','.join(statuses)}: {len(again)} split(s) run again")
 
     def _retire_exhausted(self) -> None:
-        """Record as ``crash`` the splits in flight in ``max_attempts`` runs that died."""
-        limit = int(self.options["max_attempts"])
+        """Record as ``crash`` the splits in flight in ``crash_after`` runs that died."""
+        limit = self.options.crash_after
         started = self.store.attempts_since_retry()
         exhausted = np.setdiff1d(np.flatnonzero(started >= limit), self.store.done_ids())
         if not len(exhausted):
@@ -215,7 +225,7 @@ class Dispatcher:
         me = self.ranks[0]
         self.store.add(EncodedResults([failed_result(
             j, int(self.store.started[j]), Status.CRASH,
-            f"in flight when {started[j]} runs died; not retried (--max-attempts {limit})",
+            f"in flight when {started[j]} runs died; not retried (crash_after={limit})",
             n_scores=n_scores, rank=0, host=me.host, pid=me.pid, start=now, threads=0,
             end=now) for j in exhausted.tolist()]))
         log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
@@ -341,7 +351,7 @@ class Dispatcher:
         if self.stop_reason is None:
             self.stop_reason, self._stop_started = reason, time.monotonic()
             log(f"{reason}: starting no new splits; waiting up to "
-                f"{self.options['grace']:g}s for {self.scheduler.n_in_flight} in flight")
+                f"{self.options.grace:g}s for {self.scheduler.n_in_flight} in flight")
 
     def _stop_requested(self) -> str | None:
         """A stop signal, or the stop file (checked at most every STOP_FILE_SECONDS)."""
@@ -364,7 +374,7 @@ class Dispatcher:
             self.store.journal.commit_in_background()
         self.progress.maybe_print()
         self.heartbeat()
-        if time.monotonic() - self._last_checkpoint >= float(self.options["checkpoint_every"]):
+        if time.monotonic() - self._last_checkpoint >= self.options.checkpoint_every:
             self.checkpoint(complete=False)
         if self.stop_reason is not None and self.scheduler.n_in_flight:
             self._end_grace()
@@ -402,7 +412,7 @@ class Dispatcher:
         out ``kill_grace + INTERRUPT_WAIT`` seconds later, raise :class:`GraceExpired`."""
         now = time.monotonic()
         if self._interrupted_at is None:
-            grace = min(float(self.options["grace"]), self.deadline.seconds_left() + 25)
+            grace = min(self.options.grace, self.deadline.seconds_left() + 25)
             if now - self._stop_started < grace:
                 return
             self._interrupted_at = now
@@ -411,7 +421,7 @@ class Dispatcher:
                 f"period; interrupting them (they run again on resume)")
             for rank in holders if self.transport is not None else ():
                 self.transport.send(None, rank, TAG_INTERRUPT)
-        elif now - self._interrupted_at >= float(self.options["kill_grace"]) + INTERRUPT_WAIT:
+        elif now - self._interrupted_at >= self.options.kill_grace + INTERRUPT_WAIT:
             raise GraceExpired
 
     def give_back_in_flight(self) -> int:
@@ -430,7 +440,7 @@ class Dispatcher:
             time.time(), time.process_time() - self._cpu_at_start, peak_rss_bytes())
         self.store.write(sorted(self.ranks.values(), key=lambda r: r.rank), {
             "complete": complete, "mpibench_version": __version__,
-            "mpi_library": str(self.options["mpi_library"]), "n_ranks": self.n_ranks,
+            "mpi_library": self.mpi_library, "n_ranks": self.n_ranks,
         })
 
     def serve(self, transport: MPITransport) -> None:

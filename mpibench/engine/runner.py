@@ -11,18 +11,14 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MpibenchError, inject_fault
 from ..store.paths import ProjectPaths
-from .config import (
-    check_launch,
-    check_run_options,
-    limit_threads,
-    parse_retry,
-    resolve_threads,
-)
+from .config import check_launch, limit_threads
 from .isolation import (
     IsolatedExecutor,
     IsolationLimits,
@@ -31,12 +27,13 @@ from .isolation import (
     mpi_initialized,
     runs_no_split,
 )
+from .options import RunOptions, resolve_threads
+from .progress import log
 from .protocol import (
     TAG_DONE,
     TAG_SETUP,
 )
 from .stopping import StopSignals
-from .supervisor import RECYCLE_AFTER
 from .transport import MPITransport
 from .workerloop import work
 
@@ -54,37 +51,78 @@ class PeerRefused(MpibenchError):
     quiet = True
 
 
-def make_executor(paths: ProjectPaths, rank: int, threads: int, options: dict) -> object:
+class Role(Enum):
+    """What a process does in a run, decided once from its rank and the job's size."""
+
+    SERIAL = "serial"
+    """The only process: dispatches and runs every split itself."""
+    DISPATCHER = "dispatcher"
+    """Rank 0 of a job: hands out splits, records results, runs none."""
+    WORKER = "worker"
+    """Any other rank: asks for splits and runs them."""
+
+    @classmethod
+    def of(cls, rank: int, size: int) -> Role:
+        """The role of ``rank`` in a job of ``size`` processes.
+
+        Examples
+        --------
+        >>> Role.of(0, 1).runs_splits, Role.of(0, 4).runs_splits, Role.of(3, 4).name
+        (True, False, 'WORKER')
+        """
+        if size == 1:
+            return cls.SERIAL
+        return cls.DISPATCHER if rank == 0 else cls.WORKER
+
+    @property
+    def runs_splits(self) -> bool:
+        """True for the roles that fit learners (they get an executor)."""
+        return self is not Role.DISPATCHER
+
+    @property
+    def dispatches(self) -> bool:
+        """True for the roles that own the project (lock, journal, results.h5)."""
+        return self is not Role.WORKER
+
+
+@dataclass
+class RunContext:
+    """What a run has besides its options: set up by :func:`run` on every rank."""
+
+    threads: int
+    """BLAS/OpenMP threads per split (resolved from the option and the environment)."""
+    signals: StopSignals
+    supervisor: SupervisorProcess | None = None
+    """The isolation supervisor forked before MPI started (None: spawn one if needed)."""
+    test_source: object = None
+    """In test mode, the project the ``test`` sub-project is made from."""
+    mpi_library: str = "-"
+
+
+def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
+                  context: RunContext) -> object:
     """An isolated executor (``isolate``; through the supervisor forked before MPI
-    started, if there is one) or an in-process runner, with limits and fallback."""
-    predictions = paths.predictions if options.get("save_predictions") else None
-    if options["isolate"]:
-        limits = IsolationLimits(options["timeout"], options["kill_grace"],
-                                 options["memory_limit"], options["recycle_after"])
-        supervisor, options["supervisor"] = options.get("supervisor"), None
-        return IsolatedExecutor(paths.grid, rank, threads, limits,
-                                fallback=options["fallback"], supervisor=supervisor,
+    started, if there is one) or an in-process one."""
+    predictions = paths.predictions if options.save_predictions else None
+    if options.isolate:
+        limits = IsolationLimits(options.timeout, options.kill_grace,
+                                 options.memory_limit, options.recycle_after)
+        supervisor, context.supervisor = context.supervisor, None
+        return IsolatedExecutor(paths.grid, rank, context.threads, limits,
+                                fallback=options.fallback, supervisor=supervisor,
                                 predictions=predictions,
-                                log_folder=paths.logs if options.get("log_splits") else None)
+                                log_folder=paths.logs if options.log_splits else None)
     from ..store.gridfile import GridFile
     from .worker import InProcessExecutor, SplitRunner
 
-    runner = SplitRunner(GridFile(paths.grid), rank, threads, fallback=options["fallback"],
-                         predictions=predictions)
+    runner = SplitRunner(GridFile(paths.grid), rank, context.threads,
+                         fallback=options.fallback, predictions=predictions)
     runner.warm_up()  # first-call costs stay out of the first split's timings
     return InProcessExecutor(runner)
 
 
-def run(
-    project: str | os.PathLike | Grid, folder: str | os.PathLike | None = None, *,
-    threads: int | None = None, order: str = "lpt",
-    chunk_size: int | str = "auto", checkpoint_every: float = 300.0, progress_every: float = 5.0,
-    grace: float = 20.0, max_attempts: int = 2, repair: bool = False, isolate: bool = True,
-    timeout: float | None = None, memory_limit: int | None = None, kill_grace: float = 2.0,
-    fallback: object = None, test: bool = False, recycle_after: int = RECYCLE_AFTER,
-    retry: str | list[str] | None = None, save_predictions: bool = False,
-    log_splits: bool = False, comm: object = None,
-) -> int:
+def run(project: str | os.PathLike | Grid, folder: str | os.PathLike | None = None, *,
+        options: RunOptions | None = None, comm: object = None, **settings: Any) -> int:
     """Run every split of a project that has no result yet.
 
     Call it from every rank of an MPI job (``mpiexec -n 8 mpibench run PROJECT`` does);
@@ -100,59 +138,16 @@ def run(
         script started as ``mpiexec -n 16 python experiment.py`` is one launch.
     folder : str or os.PathLike, optional
         The project folder, when ``project`` is a grid.
-    threads : int, optional
-        BLAS/OpenMP threads per worker (default: ``SLURM_CPUS_PER_TASK``, else 1).
-    order : {"lpt", "grid", "random"}, default="lpt"
-        Dispatch order; ``lpt`` sends the longest expected splits first (train rows x a
-        per-learner rate learned from finished splits). A ``priority`` column given to
-        :func:`~mpibench.create_project` comes first.
-    chunk_size : int or "auto", default="auto"
-        Splits per message; ``"auto"`` sends about 10 ms of expected work per message,
-        shrinking as the run ends, and long splits one at a time.
-    checkpoint_every : float, default=300.0
-        Seconds between rewrites of ``results.h5`` during the run.
-    progress_every : float, default=5.0
-        Seconds between progress lines on stderr (0: none).
-    grace : float, default=20.0
-        Seconds the splits in flight get to finish after a stop signal.
-    max_attempts : int, default=2
-        Runs a split may be in flight in when they die before it is recorded ``crash``.
-    repair : bool, default=False
-        Drop damaged journal records (those splits run again) instead of refusing.
-    isolate : bool, default=True
-        Run the splits in a long-lived executor process per worker (forked before MPI
-        starts; replaced when it dies), so a crash, hang or memory blow-up ends only
-        that split.
-    timeout : float, optional
-        Wall-clock seconds per split (then SIGTERM, ``kill_grace`` seconds, SIGKILL);
-        status ``timeout``. Needs ``isolate``.
-    memory_limit : int, optional
-        Bytes of memory a split may add; status ``oom``. Needs ``isolate``.
-    kill_grace : float, default=2.0
-        Seconds between SIGTERM and SIGKILL of a split that timed out.
-    fallback : "featureless" or estimator, optional
-        Overrides the grid's fallback learner for failed splits.
-    test : bool, default=False
-        Test mode: run the first split of each task x learner x resampling on tasks
-        down-sampled per stratum, in the sub-project ``PROJECT/test`` (its own
-        ``results.h5``), to find errors in a minute.
-    recycle_after : int, default=1000
-        Splits an executor runs before a fresh one replaces it (it is also replaced
-        after an ``oom`` split and when its memory grew by 1 GiB).
-    retry : str or list of str, optional
-        Run again the splits whose result has one of these statuses (``"error"``,
-        ``"timeout"``, ``"crash"``, ``"oom"``, ``"invalid"``, or ``"ok"`` to recompute
-        finished ones, e.g. to save their predictions; a comma-separated string or a
-        list), with this run's options. Their earlier results stay as history
-        (``read_results(attempts="all")``); ``attempt`` counts on.
-    save_predictions : bool, default=False
-        Keep every split's test-row predictions (and class probabilities) in
-        ``/predictions`` of ``results.h5`` (:func:`~mpibench.read_predictions`).
-    log_splits : bool, default=False
-        Keep what each split prints (stdout and stderr of its executor, up to 1 MiB) in
-        ``PROJECT/logs/JOB-ATTEMPT.log`` instead of the job's stderr. Needs ``isolate``.
+    options : RunOptions, optional
+        The run's options as one object; or give them as keywords.
     comm : mpi4py.MPI.Comm, optional
         Communicator (default ``COMM_WORLD``).
+    **settings
+        Any parameter of :class:`~mpibench.RunOptions` (``threads``, ``order``,
+        ``chunk_size``, ``checkpoint_every``, ``progress_every``, ``grace``,
+        ``crash_after``, ``repair``, ``isolate``, ``timeout``, ``memory_limit``,
+        ``kill_grace``, ``fallback``, ``test``, ``recycle_after``, ``retry``,
+        ``save_predictions``, ``log_splits``), checked before anything is touched.
 
     Returns
     -------
@@ -164,53 +159,41 @@ def run(
     --------
     >>> import tempfile, mpibench
     >>> project = mpibench.create_demo(tempfile.mkdtemp() + "/demo")
-    >>> mpibench.run(project, progress_every=0)
+    >>> mpibench.run(project, progress_every=0, order="grid")
     0
     """
-    check_run_options(max_attempts=max_attempts, recycle_after=recycle_after,
-                      isolate=isolate, timeout=timeout, memory_limit=memory_limit,
-                      grace=grace, kill_grace=kill_grace)
-    if log_splits and not isolate:
-        raise MpibenchError("--log-splits captures the output of isolated executors: "
-                            "drop --no-isolate.")
-    retry = parse_retry(retry)
-    threads = resolve_threads(threads)
-    signals = StopSignals()
-    signals.install()  # from here on a stop signal is a clean stop, whatever the rank does
-    supervisor = None
+    if options is None:
+        options = RunOptions.from_arguments(settings)
+    elif settings:
+        raise MpibenchError(f"run() takes options= or keyword options, not both; got "
+                            f"{sorted(settings)} beside options=.")
+    context = RunContext(resolve_threads(options.threads), StopSignals())
+    context.signals.install()  # from here on a stop is a clean stop, whatever the rank does
     try:
-        if isolate and comm is None and not mpi_initialized() and not runs_no_split():
-            supervisor = fork_supervisor(threads)  # before MPI starts: no second interpreter
-        return _launch(project, folder, threads, supervisor, comm, {
-            "order": order, "chunk_size": chunk_size, "checkpoint_every": checkpoint_every,
-            "progress_every": progress_every, "grace": grace, "max_attempts": max_attempts,
-            "repair": repair, "isolate": isolate, "timeout": timeout,
-            "memory_limit": memory_limit, "kill_grace": kill_grace, "fallback": fallback,
-            "recycle_after": recycle_after, "test": test, "signals": signals,
-            "retry": retry, "save_predictions": save_predictions,
-            "log_splits": log_splits})
+        if (options.isolate and comm is None and not mpi_initialized()
+                and not runs_no_split()):  # before MPI starts: no second interpreter
+            context.supervisor = fork_supervisor(context.threads)
+        return _launch(project, folder, comm, options, context)
     finally:
-        signals.restore()
-        if supervisor is not None and not supervisor.configured:
-            supervisor.kill()  # unused: rank 0, or a refused run
+        context.signals.restore()
+        if context.supervisor is not None and not context.supervisor.configured:
+            context.supervisor.kill()  # unused: rank 0, or a refused run
 
 
-def _launch(project: object, folder: object, threads: int,
-            supervisor: SupervisorProcess | None, comm: object, options: dict) -> int:
+def _launch(project: object, folder: object, comm: object, options: RunOptions,
+            context: RunContext) -> int:
     """Initialise MPI, settle the project folder, and play this rank's role."""
     from mpi4py import MPI
 
-    comm = comm if comm is not None else MPI.COMM_WORLD
-    transport = MPITransport(comm)
+    transport = MPITransport(comm if comm is not None else MPI.COMM_WORLD)
     check_launch(transport.size)
     project = settle_project(transport, project, folder)
-    test = options.pop("test")
-    paths = ProjectPaths(Path(project) / "test" if test else project)
+    paths = ProjectPaths(Path(project) / "test" if options.test else project)
+    context.test_source = project if options.test else None
+    context.mpi_library = library_name(MPI)
     if transport.size > 1:
         exit_when_orphaned()
-    return _start(transport, paths, threads, {
-        **options, "supervisor": supervisor, "test_source": project if test else None,
-        "mpi_library": library_name(MPI)})
+    return _start(transport, paths, options, context)
 
 
 def settle_project(transport: MPITransport, project: object, folder: object) -> object:
@@ -288,48 +271,54 @@ def library_name(mpi: object) -> str:
     return mpi.Get_library_version().replace("\x00", "").splitlines()[0].strip()
 
 
-def _start(transport: MPITransport, paths: ProjectPaths, threads: int, options: dict) -> int:
+def _start(transport: MPITransport, paths: ProjectPaths, options: RunOptions,
+           context: RunContext) -> int:
     """Rank 0 opens the project (all ranks learn if it could not), each rank plays its
-    role, and all end together with rank 0's exit code."""
-    dispatcher, outcome = None, None
-    if transport.rank != 0 and not options["isolate"]:
+    role, and all end together with rank 0's exit code; any failure ends every rank."""
+    role = Role.of(transport.rank, transport.size)
+    dispatcher, outcome, failure, abort = None, None, None, False
+    if role is Role.WORKER and not options.isolate:
         import mpibench.engine.worker  # noqa: F401 - loads while rank 0 opens the project
-    if transport.rank == 0:
+    if role.dispatches:
         try:
-            dispatcher = _open_dispatcher(paths, transport.size, options)
+            dispatcher = _open_dispatcher(paths, transport.size, options, context)
         except Exception as exc:  # every rank must learn of it
             outcome = _refusal(exc)
     share_refusal(transport, outcome)
     try:
-        if dispatcher is None or transport.size == 1:  # rank 0 of a job runs no split:
-            limit_threads(threads)  # finding the thread pools costs it 10-90 ms of CPU
-        code = _run_role(transport, dispatcher, paths, threads, options)
+        if role.runs_splits:  # (rank 0 of a job skips it: finding the pools costs CPU)
+            limit_threads(context.threads)
+        code, abort = _run_role(transport, role, dispatcher, paths, options, context)
     except Exception as exc:
-        if transport.size == 1:
+        if role is Role.SERIAL:
             raise
-        if dispatcher is not None:
-            dispatcher.close()  # the lock goes before the job does
-        _abort(transport, _failure_message(transport, exc), getattr(exc, "exit_code", 1))
-        raise
+        failure, code = exc, getattr(exc, "exit_code", 1)
+        message = _failure_message(transport, exc)
     finally:
         if dispatcher is not None:
-            dispatcher.close()
+            dispatcher.close()  # the lock goes before the job does
+    if failure is not None:
+        _abort(transport, message, code)
+        raise failure
+    if abort:
+        _abort(transport, "", code)
     return _end_together(transport, code)
 
 
-def _open_dispatcher(paths: ProjectPaths, n_ranks: int, options: dict) -> Dispatcher:
-    """Rank 0's dispatcher for ``paths`` (first the ``--test`` sub-project, if asked)."""
+def _open_dispatcher(paths: ProjectPaths, n_ranks: int, options: RunOptions,
+                     context: RunContext) -> Dispatcher:
+    """Rank 0's dispatcher for ``paths`` (first the test sub-project, if asked)."""
     from .dispatcher import Dispatcher
-    from .progress import log
 
     inject_fault("setup", 0)
-    if options["test_source"] is not None:
+    if context.test_source is not None:
         from .testmode import create_test_project
 
-        create_test_project(options["test_source"])
+        create_test_project(context.test_source)
         log(f"test mode: {paths.root} (first split of each task x learner x "
             "resampling, small data)")
-    return Dispatcher(paths, n_ranks, **options)
+    return Dispatcher(paths, n_ranks, options, signals=context.signals,
+                      mpi_library=context.mpi_library, test_source=context.test_source)
 
 
 def _end_together(transport: MPITransport, code: int) -> int:
@@ -357,40 +346,38 @@ def _abort(transport: MPITransport, message: str, code: int) -> None:
     transport.abort(code)
 
 
-def _run_role(transport: MPITransport, dispatcher: Dispatcher | None, paths: ProjectPaths,
-              threads: int, options: dict) -> int:
-    executor = None
-    if dispatcher is None or transport.size == 1:
-        executor = make_executor(paths, transport.rank, threads, options)
+def _run_role(transport: MPITransport, role: Role, dispatcher: Dispatcher | None,
+              paths: ProjectPaths, options: RunOptions,
+              context: RunContext) -> tuple[int, bool]:
+    """Play ``role``; returns the exit code and whether the job must end at once
+    (splits that could not be interrupted are still running)."""
+    executor = (make_executor(paths, transport.rank, options, context)
+                if role.runs_splits else None)
     try:
-        return _play(transport, dispatcher, executor, options.get("signals"))
+        if role is Role.WORKER:
+            work(transport, executor, context.signals)
+            transport.flush()
+            return 0, False
+        return _dispatch(transport, role, dispatcher, executor)
     finally:
         if executor is not None:
             executor.close()
 
 
-def _play(transport: MPITransport, dispatcher: Dispatcher | None, executor: object,
-          signals: StopSignals | None = None) -> int:
-    if dispatcher is None:
-        work(transport, executor, signals)
-        transport.flush()
-        return 0
+def _dispatch(transport: MPITransport, role: Role, dispatcher: Dispatcher,
+              executor: object) -> tuple[int, bool]:
     from .dispatcher import GraceExpired
-    from .progress import log
 
     try:
-        if executor is not None:
+        if role is Role.SERIAL:
             dispatcher.run_serially(executor)
         else:
             dispatcher.serve(transport)
             transport.flush()
-    except GraceExpired:  # splits that could not be interrupted (--no-isolate)
+    except GraceExpired:  # splits that could not be interrupted (isolate=False)
         n_stuck = dispatcher.give_back_in_flight()
         code = dispatcher.finish()
         log(f"{n_stuck} split(s) still running after the grace period and the interrupt "
             "(--no-isolate cannot stop a split); ending the job. They run again on resume.")
-        dispatcher.close()
-        if transport.size > 1:
-            _abort(transport, "", code)
-        return code
-    return dispatcher.finish()
+        return code, role is not Role.SERIAL
+    return dispatcher.finish(), False

@@ -1,0 +1,233 @@
+"""The options of a run: defined, defaulted and checked once, for ``mpibench.run`` and
+``mpibench run`` alike, before anything is touched."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import MpibenchError
+from ..store.records import RECORDED
+
+ORDERS = ("lpt", "grid", "random")
+"""Dispatch orders: longest expected first, grid order, random."""
+FALLBACKS = ("featureless",)
+"""Fallback learners named by a string."""
+NEEDS_ISOLATION = ("timeout", "memory_limit", "log_splits")
+"""Options only an isolated executor can honour."""
+RENAMED = {"max_attempts": "crash_after"}
+"""Old parameter names still accepted (with a FutureWarning)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a project: every option of :func:`mpibench.run` and ``mpibench run``.
+
+    Made and checked before the run touches anything (no lock, no journal): a bad value
+    raises :class:`~mpibench.MpibenchError` naming the parameter (the command line names
+    its flag instead).
+
+    Parameters
+    ----------
+    threads : int, optional
+        BLAS/OpenMP threads per worker (default: ``MPIBENCH_THREADS``, else
+        ``SLURM_CPUS_PER_TASK``, else 1).
+    order : {"lpt", "grid", "random"}, default="lpt"
+        Dispatch order; ``lpt`` sends the longest expected splits first (train rows x
+        a per-learner rate learned from finished splits). A ``priority`` column given
+        to :func:`~mpibench.create_project` comes first.
+    chunk_size : int or "auto", default="auto"
+        Splits per message; ``"auto"`` sends about 10 ms of expected work per message,
+        shrinking as the run ends, and long splits one at a time.
+    checkpoint_every : float, default=300.0
+        Seconds between rewrites of ``results.h5`` during the run.
+    progress_every : float, default=5.0
+        Seconds between progress lines on stderr (0: none).
+    grace : float, default=20.0
+        Seconds the splits in flight get to finish after a stop signal.
+    crash_after : int, default=2
+        A split in flight in this many runs that died (killed, crashed) is recorded
+        ``crash`` instead of being tried again.
+    repair : bool, default=False
+        Drop damaged journal records (those splits run again) instead of refusing.
+    isolate : bool, default=True
+        Run the splits in a long-lived executor process per worker (forked before MPI
+        starts; replaced when it dies), so a crash, hang or memory blow-up ends only
+        that split.
+    timeout : float, optional
+        Wall-clock seconds per split (then SIGTERM, ``kill_grace`` seconds, SIGKILL);
+        status ``timeout``. Needs ``isolate``.
+    memory_limit : int, optional
+        Bytes of memory a split may add; status ``oom``. Needs ``isolate``.
+    kill_grace : float, default=2.0
+        Seconds between SIGTERM and SIGKILL of a split that timed out or was
+        interrupted.
+    fallback : "featureless" or estimator, optional
+        Overrides the grid's fallback learner for failed splits.
+    test : bool, default=False
+        Test mode: run the first split of each task x learner x resampling on tasks
+        down-sampled per stratum, in the sub-project ``PROJECT/test`` (its own
+        ``results.h5``), to find errors in a minute.
+    recycle_after : int, default=1000
+        Splits an executor runs before a fresh one replaces it (it is also replaced
+        after an ``oom`` split and when its memory grew by 1 GiB).
+    retry : str or sequence of str, optional
+        Run again the splits whose result has one of these statuses (``"error"``,
+        ``"timeout"``, ``"crash"``, ``"oom"``, ``"invalid"``, or ``"ok"`` to recompute
+        finished ones; a comma-separated string or a list), with this run's options.
+        Earlier results stay as history (``read_results(attempts="all")``).
+    save_predictions : bool, default=False
+        Keep every split's test-row predictions (and class probabilities) in
+        ``/predictions`` of ``results.h5`` (:func:`~mpibench.read_predictions`).
+    log_splits : bool, default=False
+        Keep what each split prints (up to 1 MiB) in ``PROJECT/logs/JOB-ATTEMPT.log``
+        instead of the job's stderr. Needs ``isolate``.
+
+    Examples
+    --------
+    >>> RunOptions(retry="timeout,error").retry
+    ('timeout', 'error')
+    >>> try:
+    ...     RunOptions(order="fastest")
+    ... except MpibenchError as exc:
+    ...     print(exc)
+    The 'order' parameter of run must be one of ('lpt', 'grid', 'random'). Got 'fastest' instead.
+    """
+
+    threads: int | None = None
+    order: str = "lpt"
+    chunk_size: int | str = "auto"
+    checkpoint_every: float = 300.0
+    progress_every: float = 5.0
+    grace: float = 20.0
+    crash_after: int = 2
+    repair: bool = False
+    isolate: bool = True
+    timeout: float | None = None
+    memory_limit: int | None = None
+    kill_grace: float = 2.0
+    fallback: Any = None
+    test: bool = False
+    recycle_after: int = 1000
+    retry: tuple[str, ...] = ()
+    save_predictions: bool = False
+    log_splits: bool = False
+    spelling: dataclasses.InitVar[str] = "python"
+
+    def __post_init__(self, spelling: str) -> None:
+        object.__setattr__(self, "retry", _retry_statuses(self.retry, spelling))
+        for name, valid, expected in self._checks():
+            if not valid:
+                raise option_error(name, expected, getattr(self, name), spelling)
+        if not self.isolate:
+            needing = [n for n in NEEDS_ISOLATION if getattr(self, n) not in (None, False)]
+            if needing:
+                names = " and ".join(map(_quoted(spelling), needing))
+                fix = "drop --no-isolate" if spelling == "cli" else "keep isolate=True"
+                verb = "need" if len(needing) > 1 else "needs"
+                raise MpibenchError(f"{names} {verb} isolation: {fix}.")
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        number = (int, float)
+        return [
+            ("threads", self.threads is None or _int_at_least(self.threads, 1),
+             "an int >= 1 or None"),
+            ("order", self.order in ORDERS, f"one of {ORDERS}"),
+            ("chunk_size", self.chunk_size == "auto" or _int_at_least(self.chunk_size, 1),
+             "an int >= 1 or 'auto'"),
+            ("checkpoint_every", isinstance(self.checkpoint_every, number)
+             and self.checkpoint_every > 0, "a number of seconds > 0"),
+            ("progress_every", isinstance(self.progress_every, number)
+             and self.progress_every >= 0, "a number of seconds >= 0"),
+            ("grace", isinstance(self.grace, number) and self.grace >= 0,
+             "a number of seconds >= 0"),
+            ("crash_after", _int_at_least(self.crash_after, 1), "an int >= 1"),
+            ("timeout", self.timeout is None or (isinstance(self.timeout, number)
+                                                 and self.timeout > 0),
+             "a number of seconds > 0"),
+            ("memory_limit", self.memory_limit is None or _int_at_least(self.memory_limit, 1),
+             "a number of bytes > 0"),
+            ("kill_grace", isinstance(self.kill_grace, number) and self.kill_grace >= 0,
+             "a number of seconds >= 0"),
+            ("fallback", not isinstance(self.fallback, str) or self.fallback in FALLBACKS,
+             f"None, an estimator or one of {FALLBACKS}"),
+            ("recycle_after", _int_at_least(self.recycle_after, 1), "an int >= 1"),
+        ]
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any],
+                       spelling: str = "python") -> RunOptions:
+        """Options from keyword arguments (``mpibench.run``'s, or the command line's
+        with ``spelling="cli"``); an unknown name is refused in one line, a renamed one
+        accepted with a FutureWarning."""
+        known = {f.name for f in fields(cls)}
+        arguments = dict(arguments)
+        for old, new in RENAMED.items():
+            if arguments.get(old) is not None:
+                warnings.warn(f"{_quoted(spelling)(old)} is now {_quoted(spelling)(new)}.",
+                              FutureWarning, stacklevel=3)
+                arguments[new] = arguments.pop(old)
+            arguments.pop(old, None)
+        unknown = sorted(set(arguments) - known)
+        if unknown:
+            raise MpibenchError(f"run() got unknown option(s) {unknown}; the options are "
+                                f"{sorted(known)} (see mpibench.RunOptions).")
+        return cls(**arguments, spelling=spelling)
+
+
+def default(name: str) -> Any:
+    """The default value of option ``name`` (for the command line's help)."""
+    return RunOptions.__dataclass_fields__[name].default
+
+
+def _int_at_least(value: object, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _quoted(spelling: str):
+    if spelling == "cli":
+        return lambda name: "--" + name.replace("_", "-")
+    return lambda name: repr(name)
+
+
+def option_error(name: str, expected: str, value: object, spelling: str) -> MpibenchError:
+    """The one message for a bad option value, naming the parameter (or the flag)."""
+    if spelling == "cli":
+        return MpibenchError(f"{_quoted(spelling)(name)} must be {expected}. "
+                             f"Got {value!r} instead.")
+    return MpibenchError(f"The {name!r} parameter of run must be {expected}. "
+                         f"Got {value!r} instead.")
+
+
+def _retry_statuses(retry: object, spelling: str) -> tuple[str, ...]:
+    """``"error,timeout"`` or a list -> a tuple of recorded statuses, without repeats."""
+    if retry is None or retry == ():
+        return ()
+    names = ([n.strip() for n in retry.split(",")] if isinstance(retry, str)
+             else [str(n) for n in retry])  # type: ignore[attr-defined]
+    if not names or any(n not in RECORDED for n in names):
+        raise option_error("retry", f"statuses among {RECORDED}", retry, spelling)
+    return tuple(dict.fromkeys(names))
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Threads per worker: the option > ``MPIBENCH_THREADS`` > ``SLURM_CPUS_PER_TASK``
+    > 1 (an environment value below 1 is refused, naming the variable)."""
+    if threads is not None:
+        return threads
+    for name in ("MPIBENCH_THREADS", "SLURM_CPUS_PER_TASK"):
+        raw = os.environ.get(name, "")
+        if raw.strip():
+            try:
+                value = int(raw)
+            except ValueError:
+                warnings.warn(f"Ignoring {name}={raw!r}: not an integer.", stacklevel=2)
+                continue
+            if value < 1:
+                raise MpibenchError(f"{name}={value}: threads per worker must be >= 1; "
+                                    "set it to 1 or more, or pass threads.")
+            return value
+    return 1
