@@ -1,12 +1,13 @@
 """CPU per no-op split on both sides of the protocol, measured in one process.
 
-A real worker (``Worker`` with an in-process ``SplitRunner``) and a real rank-0
-``Dispatcher`` on a real project take turns in one process: each request the worker
-sends is pickled, served as ``Dispatcher.serve`` serves it (``serve_request`` of
-dispatcher_message.py) and the pickled reply handed back. Nothing waits for a core,
-so the figures are CPU, not scheduling: what bounds chunk-size-1 dispatch on a node
-where every rank has a core (rank 0's share, and each worker's share divided by the
-number of workers), and what automatic chunking leaves of it.
+The real code on both sides: a real ``Worker`` (in-process ``SplitRunner``) runs its
+loop, and each request it sends through the package's ``InProcessTransport`` (pickled,
+as over MPI) is answered at once, in the same thread, by a real rank-0 ``Dispatcher``
+on a real project (``Dispatcher.answer``, what ``Dispatcher.serve`` does with each
+request it receives). Nothing waits for a core or polls, so the figures are CPU, not
+scheduling: what bounds chunk-size-1 dispatch on a node where every rank has a core
+(rank 0's share, and each worker's share divided by the number of workers), and what
+automatic chunking leaves of it.
 
 Usage: python benchmarks/cpu_per_split.py [--splits 20000] [--repeat 5]
 """
@@ -14,47 +15,42 @@ Usage: python benchmarks/cpu_per_split.py [--splits 20000] [--repeat 5]
 from __future__ import annotations
 
 import argparse
-import pickle
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import peers
-from dispatcher_message import open_dispatcher, serve_request
+from dispatcher_message import open_dispatcher
 
+from mpibench.engine.protocol import TAG_REQUEST
+from mpibench.engine.transport import InProcessTransport
 from mpibench.engine.worker import InProcessExecutor, SplitRunner
 from mpibench.engine.workerloop import Worker
 from mpibench.store.gridfile import GridFile
 
 
-class LoopbackTransport:
-    """The worker's side of the transport, served at once by a dispatcher in-process."""
+class AnsweredAtOnce(InProcessTransport):
+    """A worker's transport whose requests rank 0 answers at once, in this thread."""
 
-    rank, size = 1, 2
-
-    def __init__(self, dispatcher: object) -> None:
-        self.dispatcher = dispatcher
-        self.replies: list[bytes] = []
-        self.rank0_seconds = 0.0
+    def __init__(self, rank0: InProcessTransport, dispatcher: object) -> None:
+        super().__init__(1, 2, rank0._mail)
+        self.rank0, self.dispatcher, self.rank0_seconds = rank0, dispatcher, 0.0
 
     def send(self, message: object, dest: int, tag: int) -> None:
-        reply, times = serve_request(self.dispatcher, pickle.dumps(message, protocol=5))
-        self.replies.append(reply)
-        self.rank0_seconds += times[-1] - times[0]
-
-    def has_message(self, source: int, tag: int) -> bool:
-        return bool(self.replies)
-
-    def receive(self, source: int, tag: int, spin: float | None = None) -> tuple:
-        return pickle.loads(self.replies.pop(0)), 0  # noqa: S301 (made by serve_request)
+        super().send(message, dest, tag)
+        start = time.perf_counter()
+        request, source = self.rank0.receive(None, TAG_REQUEST)
+        self.dispatcher.answer(request, source, self.rank0)
+        self.rank0_seconds += time.perf_counter() - start
 
 
 def measure(project: Path, chunk: int | str) -> tuple[float, float, float]:
     """Seconds of rank 0, of the worker's splits and of the rest of the worker."""
+    rank0, _ = InProcessTransport.group(2)
     dispatcher = open_dispatcher(project, chunk, n_ranks=2)
     try:
-        transport = LoopbackTransport(dispatcher)
+        transport = AnsweredAtOnce(rank0, dispatcher)
         runner = SplitRunner(GridFile(project / "grid.h5"), 1, 1)
         worker = Worker(transport, InProcessExecutor(runner))
         start = time.perf_counter()

@@ -19,14 +19,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mpibench.engine import transport
+from mpibench import tuning
 
 CODE = r'''
 import sys, time
 from mpi4py import MPI
+from mpibench.engine.polling import DispatcherPolling, worker_backoff
 from mpibench.engine.transport import MPITransport
 comm, seconds = MPI.COMM_WORLD, float(sys.argv[1])
-transport = MPITransport(comm)
+transport, polling = MPITransport(comm), DispatcherPolling()
 
 def wait(receive):
     cpu, start = time.process_time(), time.time()
@@ -41,13 +42,14 @@ def late_send(dest, tag):
 for case in ("worker", "dispatcher", "dispatcher_slow", "blocking"):
     waiter = 0 if case.startswith("dispatcher") else 1
     # the average gap between requests rank 0 has seen: 1 ms, or 1 s (long splits)
-    transport.mean_gap = 1.0 if case == "dispatcher_slow" else 1e-3
+    polling.mean_gap = 1.0 if case == "dispatcher_slow" else 1e-3
     comm.Barrier()
     if comm.rank == waiter:
         if case == "blocking":
             share, late = wait(lambda: (comm.recv(source=1 - waiter, tag=7), 0))
         else:
-            share, late = wait(lambda: transport.receive(1 - waiter, 7, on_idle=lambda: None))
+            backoff = worker_backoff() if case == "worker" else polling.backoff()
+            share, late = wait(lambda: transport.receive(1 - waiter, 7, backoff, lambda: None))
         print(f"{case} {100 * share:.2f} {late * 1e6:.0f}", flush=True)
     else:
         late_send(waiter, 7)
@@ -58,13 +60,13 @@ if comm.rank == 0:
     print(f"sleep {(time.process_time() - cpu) * 1e3:.1f} 0", flush=True)
 '''
 
-_FAST_CAP = max(transport.DISPATCHER_MAX_SLEEP, 1e-3 / transport.GAP_FRACTION)
+_FAST_CAP = max(tuning.DISPATCHER_MAX_SLEEP, 1e-3 / tuning.GAP_FRACTION)
 LABELS = {
-    "worker": f"worker waiting for its reply (back-off to {transport.MAX_SLEEP * 1e3:g} ms)",
+    "worker": f"worker waiting for its reply (back-off to {tuning.WORKER_MAX_SLEEP * 1e3:g} ms)",
     "dispatcher": "rank 0 waiting, requests ~1 ms apart so far "
                   f"(back-off to {_FAST_CAP * 1e6:.0f} us, then a third of the wait)",
     "dispatcher_slow": "rank 0 waiting, requests ~1 s apart so far "
-                       f"(back-off to {transport.DISPATCHER_SLOW_SLEEP * 1e3:g} ms)",
+                       f"(back-off to {tuning.DISPATCHER_SLOW_SLEEP * 1e3:g} ms)",
     "blocking": "blocking comm.recv (MPICH default)",
     "sleep": "(one time.sleep(250 us): CPU us per call, in the CPU column)",
 }

@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mpibench"
 DEFINITIONS = ("grid", "splitters", "scorers", "debug", "demo", "project", "errors",
-               "formatting", "slurm", "_version")
+               "formatting", "slurm", "tuning", "_version")
 """Top-level modules of the user API (everything on top but the CLI)."""
 
 

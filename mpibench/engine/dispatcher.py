@@ -20,7 +20,18 @@ from ..store.lock import ProjectLock
 from ..store.paths import ProjectPaths
 from ..store.records import RankStats, SplitResult, Status, failed_result
 from ..store.storage import JOB_COLUMNS, ResultStore
+from ..tuning import (
+    COMES_BACK_MARGIN,
+    HEARTBEAT_SECONDS,
+    INTERRUPT_WAIT,
+    PREFETCH_PENDING,
+    PREFETCH_SHARE,
+    SMALL_BLOCK,
+    STOP_FILE_SECONDS,
+    TEST_RUN_WEIGHT,
+)
 from .options import RunOptions
+from .polling import DispatcherPolling
 from .procs import peak_rss_bytes
 from .progress import Progress, log, summary
 from .protocol import (
@@ -33,10 +44,8 @@ from .protocol import (
 )
 from .scheduler import CostModel, Scheduler
 from .stopping import Deadline, StopSignals
-from .transport import MPITransport
+from .transport import Transport
 
-SMALL_BLOCK = 64
-"""Fewer assignments than this go out as lists (cheaper to pickle than a small array)."""
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
 
 
@@ -49,25 +58,8 @@ def compact(jobs: pd.DataFrame) -> pd.DataFrame:
     return jobs
 
 
-PREFETCH_PENDING = 2
-"""Busy workers get their next chunk ahead while this many splits per worker pend."""
-PREFETCH_SHARE = 0.25
-"""... and while the next split is at most this share of the work left per worker."""
-COMES_BACK_MARGIN = 2e-3
-"""Rank 0 polls at its fastest from this many seconds before a worker told to ask
-again when idle is expected back."""
-STOP_FILE_SECONDS = 0.5
-"""How often rank 0 looks for ``PROJECT/stop.request``."""
-HEARTBEAT_SECONDS = 2.0
-"""How often rank 0 rewrites ``PROJECT/run.status`` (what ``mpibench status`` shows)."""
-INTERRUPT_WAIT = 5.0
-"""Seconds (beyond ``kill_grace``) rank 0 waits for interrupted splits to come back
-before it ends the job without them."""
 
 
-TEST_RUN_WEIGHT = 1e-3
-"""Weight of a ``--test`` run's splits in the cost model, beside the run's own: they
-rank the learners from the first split on, and the first real results outweigh them."""
 
 
 def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[str]) -> int:
@@ -193,7 +185,7 @@ class Dispatcher:
         self.stop_reason: str | None = None
         self._stop_started = 0.0
         self._interrupted_at: float | None = None
-        self.transport: MPITransport | None = None
+        self.transport: Transport | None = None
         self._last_checkpoint = time.monotonic()
         self._stop_file_checked = 0.0
         self._n_learners = len(learners)
@@ -443,7 +435,7 @@ class Dispatcher:
             "mpi_library": self.mpi_library, "n_ranks": self.n_ranks,
         })
 
-    def serve(self, transport: MPITransport) -> None:
+    def serve(self, transport: Transport) -> None:
         """Answer worker requests until every worker was told to stop and holds nothing.
 
         A worker told "ask again when idle" (``[]``) will wait for its next reply, so
@@ -452,20 +444,27 @@ class Dispatcher:
         """
         active = set(range(1, transport.size))
         self.transport = transport
+        polling = DispatcherPolling()
         gc.freeze()  # a full collection would walk the job table: tens of ms of silence
         while active:
             due = min(self.comes_back.values(), default=float("inf")) - COMES_BACK_MARGIN
-            message, source = transport.receive(None, TAG_REQUEST, on_idle=self.tick,
-                                                urgent_at=due)
-            request = WorkRequest.from_wire(message, EncodedResults.from_wire)
-            with self.store.journal.one_write():
-                reply = self.handle(request)
-                transport.send(reply, source, TAG_REPLY)  # the worker goes on at once ...
-                self.keep(request.rank, request.results)  # ... while its results are kept
-            if reply is STOP and not self.scheduler.in_flight(source):
+            message, source = transport.receive(None, TAG_REQUEST,
+                                                lambda due=due: polling.backoff(due), self.tick)
+            polling.arrived()
+            if self.answer(message, source, transport):
                 active.discard(source)
-            inject_fault("dispatcher", 0)
-            self.tick()
+
+    def answer(self, message: tuple, source: int, transport: Transport) -> bool:
+        """Serve one request as it came off the wire: reply, keep its results, do the
+        periodic duties. True when ``source`` was told to stop and holds nothing."""
+        request = WorkRequest.from_wire(message, EncodedResults.from_wire)
+        with self.store.journal.one_write():
+            reply = self.handle(request)
+            transport.send(reply, source, TAG_REPLY)  # the worker goes on at once ...
+            self.keep(request.rank, request.results)  # ... while its results are kept
+        inject_fault("dispatcher", 0)
+        self.tick()
+        return reply is STOP and not self.scheduler.in_flight(source)
 
     def run_serially(self, executor: object) -> None:
         """One process: run every split here, in dispatch order, until done or stopped."""

@@ -22,14 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..tuning import INTERRUPT_POLL
 from .config import THREAD_VARIABLES
 from .procs import close_quietly, die_with_parent, fork_child, read_frame, write_frame
 from .supervisor import INTERRUPT, STOP_SIGNALS, IsolationLimits, serve
 
 MPI_VARIABLE_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPIR_", "I_MPI_", "MPICH_",
                          "PRTE_", "OPAL_")
-INTERRUPT_POLL = 0.25
-"""Seconds between a worker's checks for an interrupt while a split runs."""
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 __all__ = ["IsolatedExecutor", "IsolationLimits", "SupervisorProcess", "child_environment",
            "fork_supervisor"]

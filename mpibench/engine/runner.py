@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MpibenchError, inject_fault
 from ..store.paths import ProjectPaths
+from ..tuning import ABORT_DELAY, ORPHAN_CHECK_SECONDS
 from .config import check_launch, limit_threads
 from .isolation import (
     IsolatedExecutor,
@@ -34,15 +35,13 @@ from .protocol import (
     TAG_SETUP,
 )
 from .stopping import StopSignals
-from .transport import MPITransport
+from .transport import MPITransport, Transport, TransportAborted
 from .workerloop import work
 
 if TYPE_CHECKING:
     from ..grid import Grid
     from .dispatcher import Dispatcher
 
-ABORT_DELAY = 0.5
-"""Seconds between printing a fatal error and ``MPI_Abort``."""
 
 
 class PeerRefused(MpibenchError):
@@ -196,7 +195,7 @@ def _launch(project: object, folder: object, comm: object, options: RunOptions,
     return _start(transport, paths, options, context)
 
 
-def settle_project(transport: MPITransport, project: object, folder: object) -> object:
+def settle_project(transport: Transport, project: object, folder: object) -> object:
     """The project folder; given a grid, rank 0 creates or checks it, and every rank
     learns the outcome (a refusal raises :class:`MpibenchError` on rank 0 and
     :class:`PeerRefused` elsewhere)."""
@@ -233,7 +232,7 @@ def _refusal(error: Exception) -> tuple[int, str]:
                f"{error}); the traceback is above. Please report it.")
 
 
-def share_refusal(transport: MPITransport, outcome: tuple[int, str] | None) -> None:
+def share_refusal(transport: Transport, outcome: tuple[int, str] | None) -> None:
     """Every rank learns rank 0's ``outcome`` (None: go on); a refusal raises
     :class:`MpibenchError` on rank 0 and :class:`PeerRefused` elsewhere, both with the
     refusal's exit code."""
@@ -245,8 +244,6 @@ def share_refusal(transport: MPITransport, outcome: tuple[int, str] | None) -> N
         raise error
 
 
-ORPHAN_CHECK_SECONDS = 1.0
-"""How often each rank of a multi-rank job checks that its launcher is still alive."""
 
 
 def exit_when_orphaned(interval: float = ORPHAN_CHECK_SECONDS) -> None:
@@ -271,7 +268,7 @@ def library_name(mpi: object) -> str:
     return mpi.Get_library_version().replace("\x00", "").splitlines()[0].strip()
 
 
-def _start(transport: MPITransport, paths: ProjectPaths, options: RunOptions,
+def _start(transport: Transport, paths: ProjectPaths, options: RunOptions,
            context: RunContext) -> int:
     """Rank 0 opens the project (all ranks learn if it could not), each rank plays its
     role, and all end together with rank 0's exit code; any failure ends every rank."""
@@ -289,6 +286,8 @@ def _start(transport: MPITransport, paths: ProjectPaths, options: RunOptions,
         if role.runs_splits:  # (rank 0 of a job skips it: finding the pools costs CPU)
             limit_threads(context.threads)
         code, abort = _run_role(transport, role, dispatcher, paths, options, context)
+    except TransportAborted:  # (in-process ranks) another rank ended the job
+        raise
     except Exception as exc:
         if role is Role.SERIAL:
             raise
@@ -321,7 +320,7 @@ def _open_dispatcher(paths: ProjectPaths, n_ranks: int, options: RunOptions,
                       mpi_library=context.mpi_library, test_source=context.test_source)
 
 
-def _end_together(transport: MPITransport, code: int) -> int:
+def _end_together(transport: Transport, code: int) -> int:
     """Rank 0 tells every worker the run's exit code (after ``results.h5`` is written
     and the lock released); workers wait for it with their stop handlers installed, so
     a stop signal at the end of a run cannot kill a rank that finished early."""
@@ -330,7 +329,7 @@ def _end_together(transport: MPITransport, code: int) -> int:
     return code
 
 
-def _failure_message(transport: MPITransport, error: Exception) -> str:
+def _failure_message(transport: Transport, error: Exception) -> str:
     """What a failing rank prints before it ends the job: one line for a refusal or a
     failed write, the traceback for anything else."""
     where = f"rank {transport.rank} of {transport.size} on {socket.gethostname()}"
@@ -339,14 +338,14 @@ def _failure_message(transport: MPITransport, error: Exception) -> str:
     return f"{where} failed; ending the job:\n{traceback.format_exc()}"
 
 
-def _abort(transport: MPITransport, message: str, code: int) -> None:
+def _abort(transport: Transport, message: str, code: int) -> None:
     sys.stderr.write(f"[mpibench] {message}")
     sys.stderr.flush()
     time.sleep(ABORT_DELAY)  # let the launcher forward stderr before the job is torn down
     transport.abort(code)
 
 
-def _run_role(transport: MPITransport, role: Role, dispatcher: Dispatcher | None,
+def _run_role(transport: Transport, role: Role, dispatcher: Dispatcher | None,
               paths: ProjectPaths, options: RunOptions,
               context: RunContext) -> tuple[int, bool]:
     """Play ``role``; returns the exit code and whether the job must end at once
@@ -364,7 +363,7 @@ def _run_role(transport: MPITransport, role: Role, dispatcher: Dispatcher | None
             executor.close()
 
 
-def _dispatch(transport: MPITransport, role: Role, dispatcher: Dispatcher,
+def _dispatch(transport: Transport, role: Role, dispatcher: Dispatcher,
               executor: object) -> tuple[int, bool]:
     from .dispatcher import GraceExpired
 

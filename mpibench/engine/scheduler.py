@@ -33,19 +33,15 @@ from collections import deque
 import numpy as np
 
 from ..errors import invalid_parameter
-
-ORDERS = ("lpt", "grid", "random")
-CHUNK_SECONDS = 0.01
-"""Expected seconds of work per message under automatic chunking."""
-GUIDED = 2
-"""A chunk is at most ``pending / (GUIDED * workers)`` splits."""
-MAX_CHUNK = 4096
-"""Most splits per message."""
-SOLO_SERIAL_SECONDS = 1.0
-"""A suspect expected to be shorter than this runs while no other suspect is in flight."""
-UNKNOWN_FACTOR = 2.0
-"""Under ``lpt``, a learner with no finished split is ranked as if it cost this many
-times the most expensive known learner (per train row)."""
+from ..tuning import (
+    CHUNK_SECONDS,
+    FEW_SPLITS,
+    GUIDED,
+    MAX_CHUNK,
+    SOLO_SERIAL_SECONDS,
+    UNKNOWN_FACTOR,
+)
+from .options import ORDERS
 
 
 class CostModel:
@@ -90,7 +86,7 @@ class CostModel:
                     seconds: np.ndarray | list) -> None:
         """Learn from finished splits: job ids, statuses and seconds of each, as arrays
         or (a few) lists (failed splits say nothing about cost)."""
-        if len(job_ids) <= 8:  # a message of a few splits: cheaper one by one
+        if len(job_ids) <= FEW_SPLITS:  # a message of a few splits: cheaper one by one
             for job, state, spent in zip(job_ids, status, seconds, strict=True):
                 if state == "ok":
                     self.learn(int(self.learner[job]), float(spent),

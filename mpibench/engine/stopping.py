@@ -6,11 +6,10 @@ import signal
 import threading
 import time
 
+from ..tuning import END_MARGIN
 from .config import env_int
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-END_MARGIN = 30
-"""Seconds kept free before SLURM_JOB_END_TIME for the final commit and exit."""
 
 
 class StopSignals:

@@ -38,6 +38,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..store.records import Status
+from ..tuning import (
+    LIVENESS_SECONDS,
+    POLL_SECONDS,
+    RECYCLE_AFTER,
+    RECYCLE_GROWTH,
+    RSS_CHECK_EVERY,
+)
 from .procs import (
     FRAME,
     close_quietly,
@@ -53,17 +60,6 @@ from .procs import (
     write_frame,
 )
 
-POLL_SECONDS = 0.02
-"""Interval of the supervisor's deadline and memory checks while a split runs."""
-LIVENESS_SECONDS = 0.5
-"""Without limits, how often the supervisor checks that a running executor is alive (a
-process a learner forked may hold the result pipe open after the executor died)."""
-RECYCLE_AFTER = 1000
-"""Default number of splits after which an executor is replaced by a fresh one."""
-RECYCLE_GROWTH = 1 << 30
-"""Bytes of resident-memory growth (since its first split) that retire an executor."""
-RSS_CHECK_EVERY = 16
-"""An executor's growth is read after every this many splits (a ``/proc`` read)."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 OUTPUT_TAIL = 4096
 """Bytes of a split's output kept to explain its failure."""

@@ -1,107 +1,100 @@
-"""MPI message passing without busy-waiting.
+"""Point-to-point messages between the ranks of a run: over MPI, or between threads.
 
-Blocking receives spin at 100% CPU in MPICH and Open MPI, which steals a core from
-the workers on an oversubscribed node. Both sides probe instead, sleeping between
-probes with an exponential back-off: workers cap it at ``MAX_SLEEP`` (they wait for
-a reply rank 0 sends at once); rank 0 at a third of the average gap between
-requests (``GAP_FRACTION``), within ``DISPATCHER_MAX_SLEEP`` .. ``DISPATCHER_SLOW_SLEEP``,
-so a run of long splits wakes rank 0 rarely; the wait this adds to a request is
-hidden because workers ask for their next chunk ahead of time. Linux adds a "timer
-slack" of 50 us to every sleep; it is cut to 1 us.
+A transport moves picklable messages and knows nothing of roles: how long to wait is
+the caller's :class:`~mpibench.engine.polling.Backoff`. :class:`MPITransport` is the
+real one; :class:`InProcessTransport` runs the same message loops on threads of one
+process (tests, benchmarks), with the same semantics: a message is copied (pickled)
+on send, taken in order per sender and tag, and ``abort`` ends every rank.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import time
+import pickle
+import threading
+from collections import deque
 from collections.abc import Callable
 
-MIN_SLEEP = 1e-6
-"""First back-off sleep, seconds."""
-MAX_SLEEP = 2e-3
-"""Longest back-off sleep of a worker, seconds."""
-DISPATCHER_MAX_SLEEP = 2.5e-4
-"""Longest back-off sleep of rank 0 while requests come often, seconds."""
-DISPATCHER_SLOW_SLEEP = 1e-2
-"""Longest back-off sleep of rank 0 while requests come seconds apart, seconds."""
-SPIN = 1e-3
-"""Rank 0 waits for requests that arrive more often than this (seconds apart, on
-average) by yielding instead of sleeping, for up to twice the average gap."""
-WORKER_SPIN = 2 * DISPATCHER_MAX_SLEEP
-"""A worker yields this long (seconds) before sleeping: its reply is due at once."""
-GAP_FRACTION = 3.0
-"""Rank 0's back-off cap is the average gap between requests, or the time waited so
-far, over this; its first sleep a quarter of the cap. Workers ask ahead by two
-measured round trips, so a later wake-up is hidden, and each sleep costs CPU (40 us
-on a VM)."""
-_PR_SET_TIMERSLACK = 29
+from .polling import Backoff, reduce_timer_slack, worker_backoff
 
 
-def reduce_timer_slack(nanoseconds: int = 1000) -> bool:
-    """Make this process's sleeps end within ``nanoseconds`` of the asked time (Linux).
+class TransportAborted(RuntimeError):
+    """Raised on every rank of an in-process group after one of them called ``abort``."""
 
-    Returns
-    -------
-    bool
-        True if the kernel accepted it.
-    """
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, nanoseconds,
-                                                       0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the job was aborted with exit code {code}")
+        self.code = code
 
 
-class Backoff:
-    """Between unsuccessful polls: yield the CPU for ``spin`` seconds, then sleep with
-    an exponential back-off from ``minimum`` to ``maximum`` seconds.
+class Transport:
+    """Messages between ``size`` ranks; this one is ``rank``.
 
-    Yielding (``sched_yield``) keeps the wake-up latency at a few microseconds while a
-    message is due any moment, and lets other processes on the core run. With
-    ``stretch``, the cap grows to that fraction of the time waited so far (at most
-    ``ceiling`` seconds): a long quiet spell is polled rarely.
-
-    Examples
-    --------
-    >>> b = Backoff(); b.sleep(); b.delay
-    2e-06
+    Subclasses provide :meth:`send`, :meth:`flush`, :meth:`abort`, :meth:`has_message`
+    and :meth:`_poll` (take a waiting message, if there is one); waiting (poll,
+    ``on_idle``, back-off) is shared.
     """
 
-    def __init__(self, minimum: float = MIN_SLEEP, maximum: float = MAX_SLEEP,
-                 spin: float = 0.0, stretch: float = 0.0, ceiling: float = 0.0) -> None:
-        self.minimum, self.maximum, self.spin = minimum, maximum, spin
-        self.stretch, self.ceiling = stretch, ceiling
-        self.delay = minimum
-        self._start = time.perf_counter()
-        self._spin_until = self._start + spin
+    rank: int
+    size: int
 
-    def sleep(self) -> None:
-        """Yield or sleep once, lengthening the next sleep."""
-        if self.spin and time.perf_counter() < self._spin_until:
-            os.sched_yield()
-            return
-        time.sleep(self.delay)
-        cap = self.maximum
-        if self.stretch:
-            waited = time.perf_counter() - self._start
-            cap = max(cap, min(waited * self.stretch, self.ceiling))
-        self.delay = min(self.delay * 2.0, cap)
+    def send(self, message: object, dest: int, tag: int) -> None:
+        """Send ``message`` to ``dest`` without waiting for it to be received."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Wait until every message sent so far has been received."""
+
+    def abort(self, code: int) -> None:
+        """End every rank of the job now with exit code ``code``."""
+        raise NotImplementedError
+
+    def has_message(self, source: int, tag: int) -> bool:
+        """True if a message from ``source`` with ``tag`` is waiting (no wait)."""
+        raise NotImplementedError
+
+    def _poll(self, source: int | None, tag: int) -> tuple[object, int] | None:
+        """``(message, source_rank)`` if one is waiting (taken), else None."""
+        raise NotImplementedError
+
+    def receive(self, source: int | None, tag: int,
+                backoff: Backoff | Callable[[], Backoff] | None = None,
+                on_idle: Callable[[], None] | None = None) -> tuple[object, int]:
+        """Wait for a message (``source=None``: from any rank), polling with
+        ``backoff`` (or the one a callable makes when the first poll finds nothing;
+        default: a worker's) and running ``on_idle`` between polls.
+
+        Returns
+        -------
+        tuple
+            ``(message, source_rank)``.
+        """
+        got = self._poll(source, tag)
+        if got is None:
+            if not isinstance(backoff, Backoff):
+                backoff = (backoff or worker_backoff)()
+            while (got := self._poll(source, tag)) is None:
+                if on_idle is not None:
+                    on_idle()
+                backoff.sleep()
+        return got
+
+    def share(self, value: object, tag: int) -> object:
+        """Rank 0's ``value``, on every rank: a broadcast whose receivers wait with the
+        back-off (a blocking ``bcast`` spins in MPICH and Open MPI, taking the cores
+        that the other processes' start-up needs while rank 0 opens the project)."""
+        if self.size == 1:
+            return value
+        if self.rank == 0:
+            for dest in range(1, self.size):
+                self.send(value, dest, tag)
+            return value
+        message, _ = self.receive(0, tag, worker_backoff(spin=0.0))
+        return message
 
 
-class MPITransport:
-    """Point-to-point messages over an mpi4py communicator, polled with back-off.
+class MPITransport(Transport):
+    """Messages over an mpi4py communicator (usually ``MPI.COMM_WORLD``)."""
 
-    Parameters
-    ----------
-    comm : mpi4py.MPI.Comm
-        Usually ``MPI.COMM_WORLD``.
-    max_sleep : float, optional
-        Longest back-off sleep, seconds (default: ``DISPATCHER_MAX_SLEEP`` on rank 0,
-        ``MAX_SLEEP`` elsewhere).
-    """
-
-    def __init__(self, comm: object, max_sleep: float | None = None) -> None:
+    def __init__(self, comm: object) -> None:
         from mpi4py import MPI
 
         reduce_timer_slack()
@@ -110,11 +103,6 @@ class MPITransport:
         self.size = comm.Get_size()
         self._any_source = MPI.ANY_SOURCE
         self._status = MPI.Status()
-        default = DISPATCHER_MAX_SLEEP if self.rank == 0 else MAX_SLEEP
-        self.max_sleep = default if max_sleep is None else max_sleep
-        self._last_arrival = time.perf_counter()
-        self.mean_gap = 0.0
-        """Moving average of the seconds between received messages."""
         self._sending: list = []
         self._wait_all = MPI.Request.Waitall
 
@@ -132,67 +120,82 @@ class MPITransport:
         self._sending.append(self.comm.isend(message, dest=dest, tag=tag))
 
     def flush(self) -> None:
-        """Wait until every message sent so far has been received."""
         self._wait_all(self._sending)
         self._sending = []
 
-    def share(self, value: object, tag: int) -> object:
-        """Rank 0's ``value``, on every rank: a broadcast whose receivers wait with the
-        back-off (a blocking ``bcast`` spins in MPICH and Open MPI, taking the cores
-        that the other processes' start-up needs while rank 0 opens the project)."""
-        if self.size == 1:
-            return value
-        if self.rank == 0:
-            for dest in range(1, self.size):
-                self.send(value, dest, tag)
-            return value
-        message, _ = self.receive(0, tag, spin=0.0)
-        return message
-
     def has_message(self, source: int, tag: int) -> bool:
-        """True if a message from ``source`` with ``tag`` is waiting (no wait)."""
         return self.comm.Iprobe(source=source, tag=tag)
 
-    def receive(
-        self, source: int | None, tag: int, on_idle: Callable[[], None] | None = None,
-        urgent_at: float = float("inf"), spin: float | None = None,
-    ) -> tuple[object, int]:
-        """Wait for a message with back-off; ``source=None`` means any rank.
-
-        ``on_idle`` runs between polls (progress lines, checkpoints). From
-        ``time.perf_counter()`` = ``urgent_at`` on, rank 0 polls at its fastest
-        (back-off capped at ``DISPATCHER_MAX_SLEEP``): a worker is expected. ``spin``:
-        seconds to yield before sleeping (default: ``WORKER_SPIN`` on workers, on rank 0
-        twice the average gap while requests come faster than ``SPIN``).
-
-        Returns
-        -------
-        tuple
-            ``(message, source_rank)``.
-        """
+    def _poll(self, source: int | None, tag: int) -> tuple[object, int] | None:
         src = self._any_source if source is None else source
-        if spin is None and self.rank != 0:
-            spin = WORKER_SPIN
-        elif spin is None:
-            spin = 2 * self.mean_gap if self.mean_gap < SPIN else 0.0
-        if self.rank == 0:
-            cap = min(max(self.max_sleep, self.mean_gap / GAP_FRACTION),
-                      DISPATCHER_SLOW_SLEEP)
-            backoff = Backoff(cap / 4, cap, spin, 1 / GAP_FRACTION, DISPATCHER_SLOW_SLEEP)
-        else:
-            backoff = Backoff(maximum=self.max_sleep, spin=spin)
-        while not self.comm.Iprobe(source=src, tag=tag, status=self._status):
-            if on_idle is not None:
-                on_idle()
-            if urgent_at <= time.perf_counter():
-                backoff, urgent_at = Backoff(MIN_SLEEP, self.max_sleep), float("inf")
-            backoff.sleep()
-        now = time.perf_counter()
-        self.mean_gap = 0.8 * self.mean_gap + 0.2 * (now - self._last_arrival)
-        self._last_arrival = now
+        if not self.comm.Iprobe(source=src, tag=tag, status=self._status):
+            return None
         actual = self._status.Get_source()
         return self.comm.recv(source=actual, tag=tag), actual
 
     def abort(self, code: int) -> None:
-        """End every rank of the job now."""
         self.comm.Abort(code)
+
+
+class _Mailboxes:
+    """The messages of an in-process group: per receiver, in arrival order."""
+
+    def __init__(self, size: int) -> None:
+        self.lock = threading.Lock()
+        self.boxes: list[deque[tuple[int, int, bytes]]] = [deque() for _ in range(size)]
+        self.aborted: int | None = None
+
+
+class InProcessTransport(Transport):
+    """One rank of a group whose ranks are threads of this process (see :meth:`group`).
+
+    Examples
+    --------
+    >>> zero, one = InProcessTransport.group(2)
+    >>> zero.send({"hello": 1}, 1, tag=7)
+    >>> one.receive(0, 7)
+    ({'hello': 1}, 0)
+    """
+
+    def __init__(self, rank: int, size: int, mailboxes: _Mailboxes) -> None:
+        self.rank, self.size, self._mail = rank, size, mailboxes
+
+    @classmethod
+    def group(cls, size: int) -> list[InProcessTransport]:
+        """``size`` connected transports, rank 0 first."""
+        mailboxes = _Mailboxes(size)
+        return [cls(rank, size, mailboxes) for rank in range(size)]
+
+    def send(self, message: object, dest: int, tag: int) -> None:
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._mail.lock:
+            self._mail.boxes[dest].append((self.rank, tag, payload))
+
+    def abort(self, code: int) -> None:
+        with self._mail.lock:
+            if self._mail.aborted is None:
+                self._mail.aborted = code
+        raise TransportAborted(code)
+
+    def _find(self, source: int | None, tag: int) -> int | None:
+        """Index of the first matching message in this rank's box (lock held)."""
+        if self._mail.aborted is not None:
+            raise TransportAborted(self._mail.aborted)
+        for i, (sender, sent_tag, _) in enumerate(self._mail.boxes[self.rank]):
+            if sent_tag == tag and source in (None, sender):
+                return i
+        return None
+
+    def has_message(self, source: int, tag: int) -> bool:
+        with self._mail.lock:
+            return self._find(source, tag) is not None
+
+    def _poll(self, source: int | None, tag: int) -> tuple[object, int] | None:
+        with self._mail.lock:
+            i = self._find(source, tag)
+            if i is None:
+                return None
+            box = self._mail.boxes[self.rank]
+            sender, _, payload = box[i]
+            del box[i]
+        return pickle.loads(payload), sender  # noqa: S301 - pickled by this process

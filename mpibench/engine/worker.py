@@ -22,7 +22,8 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from ..scorers import bind_scorers, score_split
 from ..store.gridfile import GridFile, SplitIndex
 from ..store.predictions import PredictionWriter
-from ..store.records import SplitResult, Status, failed_result
+from ..store.records import INTERRUPTED, OK, SplitResult, Status, failed_result
+from ..tuning import PRELOAD_PAIRS, RSS_SAMPLE_SECONDS
 from .procs import peak_rss_bytes
 from .protocol import Assignment
 
@@ -86,13 +87,6 @@ class EstimatorFactory:
                                        **dict.fromkeys(self.names, random_state)})
 
 
-PRELOAD_PAIRS = 64
-"""The isolation supervisor loads every task up front when the grid has at most this
-many (task, resampling) pairs (else each executor loads what its splits need)."""
-RSS_SAMPLE_SECONDS = 1e-3
-"""In-process, a split's ``max_rss_bytes`` is read from the kernel when the last reading
-is this many seconds old (a reading costs a system call; a split shorter than this
-cannot allocate much): no-op splits record the worker's peak as of at most 1 ms ago."""
 
 
 def row_taker(X: object) -> Callable[[np.ndarray], object]:
@@ -268,7 +262,7 @@ class SplitRunner:
 
     def _run(self, job: Assignment, learner: object, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
-        scores, status, error, stage, extra = self._no_scores, Status.OK.value, "", "fit", ""
+        scores, status, error, stage, extra = self._no_scores, OK, "", "fit", ""
         try:
             y, take = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
@@ -361,11 +355,11 @@ def run_with_fallback(run_split: object, runner: SplitRunner, job: Assignment) -
     produced the scores (as mlr3 records it). A split stopped from outside gets none.
     """
     result = run_split(job)
-    failed = Status(result.status).failed
+    failed = result.status != OK and result.status != INTERRUPTED
     fallback = runner.fallback_for(job) if failed else None
     if fallback is not None:
         backup = run_split(job, learner=fallback)
-        result = result._replace(scores=backup.scores, fallback=backup.status == Status.OK)
+        result = result._replace(scores=backup.scores, fallback=backup.status == OK)
     return result
 
 

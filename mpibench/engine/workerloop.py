@@ -13,7 +13,9 @@ import time
 
 from ..errors import inject_fault
 from ..store.batch import EncodedResults
-from ..store.records import RankStats, Status
+from ..store.records import INTERRUPTED, RankStats
+from ..tuning import ASK_LEAD, MAX_WORKER_SPIN, MIN_LEAD, PREFETCH_SECONDS, WORKER_SPIN
+from .polling import worker_backoff
 from .procs import peak_rss_bytes
 from .protocol import (
     STOP,
@@ -24,19 +26,8 @@ from .protocol import (
     unpack_assignments,
 )
 from .stopping import StopSignals
-from .transport import WORKER_SPIN, MPITransport
+from .transport import Transport
 
-PREFETCH_SECONDS = 1e-3
-"""A worker asks ahead for its next chunk, at the latest when it starts the last split
-it holds, when its previous split took this long (seconds) ..."""
-LEAD = 2.0
-"""... and, whatever the split lengths, once the splits it has left are expected to
-take less than ``LEAD`` round trips to rank 0 (so the next chunk is there in time) or
-``MIN_LEAD`` seconds."""
-MIN_LEAD = 1e-3
-MAX_WORKER_SPIN = 5e-3
-"""A worker waiting for a reply yields (instead of sleeping) for ``LEAD`` round trips,
-at least ``WORKER_SPIN`` and at most this many seconds."""
 
 def should_ask_ahead(left: int, n_done: int, last_seconds: float, split_seconds: float,
                      round_trip: float) -> bool:
@@ -65,7 +56,7 @@ def should_ask_ahead(left: int, n_done: int, last_seconds: float, split_seconds:
     """
     if left == 1 and (last_seconds >= PREFETCH_SECONDS or n_done == 0):
         return True
-    return n_done > 0 and left * split_seconds < max(LEAD * round_trip, MIN_LEAD)
+    return n_done > 0 and left * split_seconds < max(ASK_LEAD * round_trip, MIN_LEAD)
 
 
 class Worker:
@@ -73,7 +64,7 @@ class Worker:
 
     Requests and replies strictly alternate. A worker asks for its next chunk before
     it runs out (``busy=True``): when the splits it has left are expected to last
-    less than ``LEAD`` round trips (request to reply, a moving average), or, for
+    less than ``ASK_LEAD`` round trips (request to reply, a moving average), or, for
     splits of ``PREFETCH_SECONDS`` or more and for its first, when it starts the last
     one. The reply is there when the chunk ends and it never waits for rank 0; rank 0
     answers ``[]`` near the end of the run, so no split waits behind a busy worker
@@ -82,7 +73,7 @@ class Worker:
     unstarted splits back.
     """
 
-    def __init__(self, transport: MPITransport, executor: object,
+    def __init__(self, transport: Transport, executor: object,
                  signals: StopSignals | None = None) -> None:
         self.transport, self.executor, self.signals = transport, executor, signals
         self.stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
@@ -103,7 +94,7 @@ class Worker:
     def interrupt_arrived(self) -> bool:
         """True once rank 0 has said to interrupt (the message is taken on the way)."""
         if not self.interrupted and self.transport.has_message(0, TAG_INTERRUPT):
-            self.transport.receive(0, TAG_INTERRUPT, spin=0.0)
+            self.transport.receive(0, TAG_INTERRUPT, worker_backoff(spin=0.0))
             self.interrupted = True
         return self.interrupted
 
@@ -140,7 +131,7 @@ class Worker:
                 self.request(busy=True)
                 ahead = True
             result = self.executor.run(job)
-            if result.status == Status.INTERRUPTED:
+            if result.status == INTERRUPTED:
                 self.interrupt_arrived()  # (an executor stopped from outside: the same)
                 self.interrupted = True
             seconds = self._last_seconds = result.end_time - result.start_time
@@ -158,8 +149,9 @@ class Worker:
         """Until rank 0 says STOP with no result left to send."""
         self.request()
         while True:
-            spin = min(max(LEAD * self._round_trip, WORKER_SPIN), MAX_WORKER_SPIN)
-            reply, _ = self.transport.receive(0, TAG_REPLY, spin=spin)
+            spin = min(max(ASK_LEAD * self._round_trip, WORKER_SPIN), MAX_WORKER_SPIN)
+            reply, _ = self.transport.receive(0, TAG_REPLY,
+                                              lambda spin=spin: worker_backoff(spin))
             if not self._reply_seen:
                 self._note_reply()
             if reply is STOP and not self.results:
@@ -168,7 +160,7 @@ class Worker:
                 self.request()
 
 
-def work(transport: MPITransport, executor: object,
+def work(transport: Transport, executor: object,
          signals: StopSignals | None = None) -> None:
     """Worker loop (see :class:`Worker`)."""
     gc.freeze()  # what is loaded stays: full collections then skip it (no 20 ms stalls)

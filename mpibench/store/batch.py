@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from ..tuning import SMALL_RESULTS
 from .records import SplitResult
 
 RESULT_FIELDS = SplitResult._fields
@@ -196,7 +197,7 @@ class EncodedResults:
     (1, b'{"t": "r", "rows": [[4, "ok", "", [0.5],')
     """
 
-    SMALL = 64
+    SMALL = SMALL_RESULTS
     """Fewer results than this travel as objects, more as columns."""
 
     def __init__(self, results: list) -> None:

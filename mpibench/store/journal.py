@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MpibenchError, WriteFailed
+from ..tuning import COMMIT_RECORDS, COMMIT_SECONDS
 from .batch import (
     RESULT_FIELDS,
     EncodedResults,
@@ -42,10 +43,6 @@ from .records import SplitResult
 
 MAGIC = b"MPIBENCH-JOURNAL 1\n"
 HEAD = struct.Struct("<II")
-COMMIT_RECORDS = 4096
-"""Group commit: fsync after this many finished splits ..."""
-COMMIT_SECONDS = 1.0
-"""... or when the oldest unsynced record is this old (seconds)."""
 _RECORD_START = b'{"t": '
 
 

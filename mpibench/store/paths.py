@@ -11,11 +11,7 @@ from pathlib import Path
 
 from ..errors import WriteFailed, inject_fault
 from ..formatting import format_bytes
-
-WRITE_CHUNK = 1 << 22
-"""Bytes per ``write`` call when a file image goes to disk."""
-IN_MEMORY_LIMIT = 1 << 30
-"""HDF5 files expected below this many bytes are built in memory, then written."""
+from ..tuning import IN_MEMORY_LIMIT, WRITE_CHUNK
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MpibenchError, invalid_parameter
+from ..tuning import FEW_SPLITS
 from .batch import EncodedResults, ResultBatch, ResultColumns
 from .gridfile import SCHEMA_VERSION, read_column, write_column
 from .journal import JournalWriter, read_journal
@@ -166,7 +167,7 @@ class ResultStore:
     def mark_started(self, job_ids: np.ndarray | list[int]) -> None:
         """Journal that these splits were handed out (for attempt counting)."""
         self.journal.append_ids("s", job_ids)
-        if isinstance(job_ids, list) and len(job_ids) < 8:
+        if isinstance(job_ids, list) and len(job_ids) <= FEW_SPLITS:
             for job_id in job_ids:
                 self.started[job_id] += 1
         else:
