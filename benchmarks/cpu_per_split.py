@@ -9,7 +9,7 @@ scheduling: what bounds chunk-size-1 dispatch on a node where every rank has a c
 (rank 0's share, and each worker's share divided by the number of workers), and what
 automatic chunking leaves of it.
 
-Usage: python benchmarks/cpu_per_split.py [--splits 20000] [--repeat 5]
+Usage: python benchmarks/cpu_per_split.py [--splits 20000] [--repeat 5] [--one-shape]
 """
 
 from __future__ import annotations
@@ -66,7 +66,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--one-shape", action="store_true",
+                        help="send every chunk as an int64 array and every batch of "
+                             "results as columns (no list form for a few)")
     args = parser.parse_args()
+    if args.one_shape:
+        import mpibench.engine.dispatcher
+        from mpibench.store.batch import EncodedResults
+
+        mpibench.engine.dispatcher.SMALL_BLOCK = 0
+        EncodedResults.SMALL = 0
     print(f"{args.splits} no-op splits, one worker and rank 0 in one process; us per split, "
           f"median (range) of {args.repeat} runs\n")
     print("| chunk size | rank 0 | worker: the splits | worker: the rest | total |")

@@ -18,7 +18,8 @@ _HOMES = {
     "DebugLearner": "debug", "NoOpLearner": "debug", "zero_score": "debug",
     "create_demo": "demo", "demo_data": "demo", "demo_grid": "demo",
     "Grid": "grid", "Task": "grid", "GridFile": "store.gridfile",
-    "create_project": "project", "run": "engine.runner", "SameOtherSizesCV": "splitters",
+    "create_project": "project", "run": "engine.runner", "RunOptions": "engine.options",
+    "SameOtherSizesCV": "splitters",
     "project_status": "analysis.status",
     "read_attrs": "store.storage", "read_ranks": "store.storage", "read_results": "store.storage",
     "read_predictions": "store.storage",
@@ -48,7 +49,7 @@ __all__ = [  # noqa: RUF022 - grouped by role, not sorted
     "Grid", "Task", "SameOtherSizesCV", "DebugLearner", "create_project",
     "create_demo", "demo_data", "demo_grid",
     # running it
-    "run", "MpibenchError",
+    "run", "RunOptions", "MpibenchError",
     # reading and comparing results
     "read_results", "read_attrs", "read_ranks", "read_predictions", "project_status",
     "PValue", "pvalue", "pvalue_downsample",

@@ -71,9 +71,8 @@ def plot_pvalue(result: PValue, path: str | os.PathLike | None = None) -> Figure
 
     Examples
     --------
-    >>> import tempfile, mpibench as mb
-    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
-    >>> _ = mb.run(project, progress_every=0)
+    >>> import mpibench as mb
+    >>> project = finished_demo()  # mb.create_demo(folder), then mb.run(folder)
     >>> figure = mb.plot_pvalue(mb.pvalue(mb.read_results(project), "rmse"))
     >>> len(figure.axes)
     8
@@ -155,9 +154,8 @@ def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None,
 
     Examples
     --------
-    >>> import tempfile, mpibench as mb
-    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
-    >>> _ = mb.run(project, progress_every=0)
+    >>> import mpibench as mb
+    >>> project = finished_demo()  # mb.create_demo(folder), then mb.run(folder)
     >>> mb.plot_timeline(mb.read_results(project)).axes[0].get_xlabel()
     'seconds since the first split started'
     """
@@ -206,9 +204,8 @@ def plot_scores(results: pd.DataFrame, score: str,
 
     Examples
     --------
-    >>> import tempfile, mpibench as mb
-    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
-    >>> _ = mb.run(project, progress_every=0)
+    >>> import mpibench as mb
+    >>> project = finished_demo()  # mb.create_demo(folder), then mb.run(folder)
     >>> len(mb.plot_scores(mb.read_results(project), "mae").axes)
     4
     """

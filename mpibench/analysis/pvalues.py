@@ -196,9 +196,8 @@ def pvalue(results: pd.DataFrame, score: str, *, digits: int = 3) -> PValue:
 
     Examples
     --------
-    >>> import tempfile, mpibench as mb
-    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
-    >>> _ = mb.run(project, progress_every=0)
+    >>> import mpibench as mb
+    >>> project = finished_demo()  # mb.create_demo(folder), then mb.run(folder)
     >>> result = mb.pvalue(mb.read_results(project), "rmse")
     >>> len(result.stats), len(result.pvalues), set(result.pvalues["n"])
     (24, 16, {3})

@@ -143,9 +143,8 @@ def write_report(project: str | os.PathLike, path: str | os.PathLike,
 
     Examples
     --------
-    >>> import tempfile, mpibench as mb
-    >>> project = mb.create_demo(tempfile.mkdtemp() + "/demo")
-    >>> _ = mb.run(project, progress_every=0)
+    >>> import mpibench as mb
+    >>> project = finished_demo()  # mb.create_demo(folder), then mb.run(folder)
     >>> text = mb.write_report(project, project / "report.html").read_text()
     >>> "Same vs other vs all: rmse" in text and text.count("data:image/png") == 3
     True

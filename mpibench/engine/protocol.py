@@ -1,16 +1,30 @@
-"""The wire protocol between rank 0 and workers, in one place.
+"""The wire protocol between rank 0 and the workers, on one screen.
 
-A worker sends one :class:`WorkRequest` (the results of its last assignments, its
-running totals; on the wire as plain tuples, :meth:`WorkRequest.to_wire`) and gets
-exactly one reply: a block of assignments (one
-:class:`Assignment` per row: an int64 array, one buffer to pickle instead of an
-object per split, or for a few a list of lists), ``[]`` (ask again later), or
-``STOP`` (``None``: finish, after sending any result still held). Job ids travel
-in message bodies, never in MPI tags.
+::
 
-Around the run: rank 0's word on the project before it (``TAG_SETUP``), and the exit
-code after it (``TAG_DONE``); during a stop, ``TAG_INTERRUPT`` ends a split that
-outlived the grace period.
+    when   from -> to          tag            message (and what answers it)
+    start  rank 0 -> all       TAG_SETUP      None (go) or (exit code, one-line message):
+                                              every rank then ends with that code
+    run    worker -> rank 0    TAG_REQUEST    WorkRequest.to_wire(): rank, results so far
+                                              (or None), running totals, busy (asking
+                                              ahead), ids handed back after a stop signal
+           rank 0 -> worker    TAG_REPLY      exactly one per request: a block of
+                                              Assignment rows, [] (ask again when idle),
+                                              or STOP (None: send what you hold, finish)
+    stop   rank 0 -> worker    TAG_INTERRUPT  None: stop the running split now (the grace
+                                              is over); it comes back `interrupted` in
+                                              the next request
+    end    rank 0 -> workers   TAG_DONE       the run's exit code, once results.h5 is
+                                              written and the lock released
+
+Requests and replies strictly alternate per worker; a worker asks ahead
+(``busy=True``) so the next block is there when it needs it. Job ids travel in message
+bodies, never in tags. A block is one int64 array (one buffer to pickle); fewer than
+``tuning.SMALL_BLOCK`` rows go as a list of lists and fewer than
+``tuning.SMALL_RESULTS`` results as rows, not columns: sending every message in the
+array or column form costs 400 us per split at chunk size 1 instead of 94
+(``benchmarks/cpu_per_split.py --one-shape``). Results are
+:class:`~mpibench.store.records.SplitResult` records (a failure is a record too).
 """
 
 from __future__ import annotations
