@@ -9,6 +9,8 @@ numpy and a worker rank loads no analysis or plotting code.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._version import __version__
 from .errors import MpibenchError
 
@@ -30,7 +32,7 @@ _HOMES = {
 """The module of each public name (imported on first use)."""
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     if name in _HOMES:
         from importlib import import_module
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from .errors import MpibenchError
 
@@ -112,7 +113,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _renamed(args: argparse.Namespace, old: str, new: str) -> object:
+def _renamed(args: argparse.Namespace, old: str, new: str) -> Any:
     """The value of option ``new``, or of its old name (with a FutureWarning)."""
     if getattr(args, old) is None:
         return getattr(args, new)
@@ -156,7 +157,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     """The options of ``mpibench run``: names, defaults and choices from RunOptions."""
     from .engine.options import FALLBACKS, ORDERS, default
 
-    def option(name: str, **kwargs: object) -> None:
+    def option(name: str, **kwargs: Any) -> None:
         flag = "--" + name.replace("_", "-")
         if kwargs.get("action") not in ("store_true", "store_false"):
             kwargs.setdefault("default", default(name))

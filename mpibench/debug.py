@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -85,7 +86,7 @@ class DebugLearner(BaseEstimator):
         if failure == "exit":
             os._exit(0)
 
-    def fit(self, X: object, y: object) -> DebugLearner:
+    def fit(self, X: Any, y: Any) -> DebugLearner:
         """Remember the mean or majority class of ``y``."""
         if self.sleep_fit or self.sleep_per_row:
             time.sleep(self.sleep_fit + self.sleep_per_row * len(y))
@@ -99,14 +100,14 @@ class DebugLearner(BaseEstimator):
             self.class_prior_ = counts / counts.sum()
         return self
 
-    def predict(self, X: object) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """The constant, once per row."""
         if self.sleep_predict:
             time.sleep(self.sleep_predict)
         self._maybe_fail("predict")
         return np.full(len(X), self.constant_)
 
-    def predict_proba(self, X: object) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Training class frequencies, once per row (classification only)."""
         return np.tile(self.class_prior_, (len(X), 1))
 
@@ -124,16 +125,16 @@ class NoOpLearner(BaseEstimator):
     array([0., 0.])
     """
 
-    def fit(self, X: object, y: object) -> NoOpLearner:
+    def fit(self, X: Any, y: Any) -> NoOpLearner:
         """Return ``self`` unchanged."""
         return self
 
-    def predict(self, X: object) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """Zeros, once per row."""
         return np.zeros(len(X))
 
 
-def zero_score(y_true: object, y_pred: object) -> float:
+def zero_score(y_true: Any, y_pred: Any) -> float:
     """A scorer that costs nothing and always says 0.0 (for :class:`NoOpLearner`).
 
     Examples

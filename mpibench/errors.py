@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 
 class MpibenchError(ValueError):
@@ -28,7 +29,7 @@ class WriteFailed(MpibenchError):
     exit_code = 1
 
 
-def invalid_parameter(owner: str, name: str, expected: str, got: object) -> MpibenchError:
+def invalid_parameter(owner: str, name: str, expected: str, got: Any) -> MpibenchError:
     """Build the standard message for a bad parameter value.
 
     Parameters

@@ -7,6 +7,7 @@ import pickle
 import warnings
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,8 +62,8 @@ class Task:
     """
 
     def __init__(
-        self, name: str, X: object, y: object, *, subset: object = None,
-        groups: object = None, stratum: object = None, fold: object = None,
+        self, name: str, X: Any, y: Any, *, subset: Any = None,
+        groups: Any = None, stratum: Any = None, fold: Any = None,
         kind: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
@@ -127,7 +128,7 @@ class SplitSet:
     test: list[np.ndarray] = field(repr=False)
 
 
-def _named(items: object, what: str) -> dict:
+def _named(items: Any, what: str) -> dict:
     if isinstance(items, dict):
         named = dict(items)
     else:
@@ -189,9 +190,9 @@ class Grid:
     """
 
     def __init__(
-        self, tasks: list[Task], learners: object, resamplings: object = None,
-        scoring: object = None, *, seed: int = 0, fallback: object = None,
-        record: object = None, learner_options: dict | None = None,
+        self, tasks: list[Task], learners: Any, resamplings: Any = None,
+        scoring: Any = None, *, seed: int = 0, fallback: Any = None,
+        record: Any = None, learner_options: dict | None = None,
     ) -> None:
         if isinstance(tasks, Task):
             tasks = [tasks]
@@ -333,7 +334,7 @@ def _check_learner_options(options: dict, learners: dict) -> dict:
     return {name: dict(settings) for name, settings in options.items()}
 
 
-def _check_learner(name: str, estimator: object) -> None:
+def _check_learner(name: str, estimator: Any) -> None:
     try:
         clone(estimator)
     except Exception as exc:
@@ -360,12 +361,12 @@ class _ReferenceRecorder(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.references: list[tuple[str, str]] = []
 
-    def find_class(self, module: str, name: str) -> object:
+    def find_class(self, module: str, name: str) -> Any:
         self.references.append((module, name))
         return super().find_class(module, name)
 
 
-def script_references(obj: object) -> list[str]:
+def script_references(obj: Any) -> list[str]:
     """Classes and functions that ``obj`` pickles by reference to the running script
     (``__main__``): a worker started by ``mpibench run`` cannot import them.
 
@@ -400,7 +401,7 @@ def check_importable(grid: Grid) -> None:
                 "installed package) and import it from there.")
 
 
-def expand_splits(task: Task, cv: object, seed: int) -> SplitSet:
+def expand_splits(task: Task, cv: Any, seed: int) -> SplitSet:
     """All splits of one task under one resampling, with their metadata.
 
     Parameters
@@ -449,7 +450,7 @@ def expand_splits(task: Task, cv: object, seed: int) -> SplitSet:
     return SplitSet(meta=meta, train=train, test=test)
 
 
-def _sklearn_splits(task: Task, cv: object, seed: int) -> tuple[list, list]:
+def _sklearn_splits(task: Task, cv: Any, seed: int) -> tuple[list, list]:
     if hasattr(cv, "split"):
         if getattr(cv, "random_state", 0) is None and getattr(cv, "shuffle", True):
             cv = clone(cv) if hasattr(cv, "get_params") else cv

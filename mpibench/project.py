@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from .store.paths import ProjectPaths
 from .store.storage import FINGERPRINT_PARTS
 
 
-def fingerprint_parts(grid: object, jobs: pd.DataFrame) -> dict[str, str]:
+def fingerprint_parts(grid: Any, jobs: pd.DataFrame) -> dict[str, str]:
     """SHA-256 of each part of a grid (and its job table) that decides its results.
 
     Returns
@@ -56,7 +57,7 @@ def fingerprint_parts(grid: object, jobs: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def _spec_id(spec: object) -> str:
+def _spec_id(spec: Any) -> str:
     if isinstance(spec, str):
         return spec
     return f"{getattr(spec, '__module__', '')}.{getattr(spec, '__qualname__', repr(spec))}"
@@ -67,7 +68,7 @@ def combine_fingerprint(parts: dict[str, str]) -> str:
     return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()
 
 
-def validate_jobs(grid: object, jobs: pd.DataFrame) -> None:
+def validate_jobs(grid: Any, jobs: pd.DataFrame) -> None:
     """Refuse splits that cannot be fitted: empty sets, a class missing from training.
 
     Raises
@@ -102,7 +103,7 @@ def validate_jobs(grid: object, jobs: pd.DataFrame) -> None:
         )
 
 
-def _priority(priority: object, jobs: pd.DataFrame) -> np.ndarray:
+def _priority(priority: Any, jobs: pd.DataFrame) -> np.ndarray:
     values = np.asarray(priority(jobs) if callable(priority) else priority, dtype=np.float64)
     if values.shape != (len(jobs),) or not np.isfinite(values).all():
         raise MpibenchError(
@@ -112,8 +113,8 @@ def _priority(priority: object, jobs: pd.DataFrame) -> np.ndarray:
     return values
 
 
-def create_project(path: str | os.PathLike, grid: object, *,
-                   select_jobs: object = None, priority: object = None) -> Path:
+def create_project(path: str | os.PathLike, grid: Any, *,
+                   select_jobs: Any = None, priority: Any = None) -> Path:
     """Validate ``grid`` and write ``PATH/grid.h5``, ready for ``mpibench run PATH``.
 
     Calling it again with an identical grid is a no-op. A grid that adds tasks,
@@ -185,7 +186,7 @@ def create_project(path: str | os.PathLike, grid: object, *,
     return paths.root
 
 
-def _grown(paths: ProjectPaths, grid: object, jobs: pd.DataFrame,
+def _grown(paths: ProjectPaths, grid: Any, jobs: pd.DataFrame,
            digests: dict) -> tuple[pd.DataFrame, bool]:
     """The job table of ``grid`` with the project's job ids kept (new jobs after them),
     and whether it adds anything; refuses a grid that changes what the project holds."""
@@ -239,10 +240,10 @@ def _live_run(paths: ProjectPaths) -> str:
     return describe_holder(holder)
 
 
-def _scorer_part(grid: object) -> str:
+def _scorer_part(grid: Any) -> str:
     return hashlib.sha256(repr([(s.name, s.kind, _spec_id(s.spec)) for s in grid.scorers])
                           .encode()).hexdigest()
 
 
-def _seed_part(grid: object) -> str:
+def _seed_part(grid: Any) -> str:
     return hashlib.sha256(str(grid.seed).encode()).hexdigest()

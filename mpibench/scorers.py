@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .errors import MpibenchError
 
 
-def _numbers(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray] | None:
+def _numbers(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """Both as 1-D float arrays when they are finite numbers of one length, else None
     (then scikit-learn validates them, and raises where it would)."""
     t, p = np.asarray(y_true), np.asarray(y_pred)
@@ -23,7 +24,7 @@ def _numbers(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray] | 
     return t, p
 
 
-def _labels(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray] | None:
+def _labels(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """Both as 1-D arrays when they are integer (or bool) or string labels of one kind
     and length, else None."""
     t, p = np.asarray(y_true), np.asarray(y_pred)
@@ -34,7 +35,7 @@ def _labels(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray] | N
     return t, p
 
 
-def mse(y_true: object, y_pred: object) -> float:
+def mse(y_true: Any, y_pred: Any) -> float:
     """Mean squared error (numpy on plain 1-D numbers; scikit-learn otherwise).
 
     Examples
@@ -49,12 +50,12 @@ def mse(y_true: object, y_pred: object) -> float:
     return float(np.dot(diff, diff) / len(diff))
 
 
-def rmse(y_true: object, y_pred: object) -> float:
+def rmse(y_true: Any, y_pred: Any) -> float:
     """Root mean squared error, ``sqrt(mse)``."""
     return float(np.sqrt(mse(y_true, y_pred)))
 
 
-def mae(y_true: object, y_pred: object) -> float:
+def mae(y_true: Any, y_pred: Any) -> float:
     """Mean absolute error."""
     pair = _numbers(y_true, y_pred)
     if pair is None:
@@ -62,7 +63,7 @@ def mae(y_true: object, y_pred: object) -> float:
     return float(np.mean(np.abs(pair[0] - pair[1])))
 
 
-def medae(y_true: object, y_pred: object) -> float:
+def medae(y_true: Any, y_pred: Any) -> float:
     """Median absolute error."""
     pair = _numbers(y_true, y_pred)
     if pair is None:
@@ -70,7 +71,7 @@ def medae(y_true: object, y_pred: object) -> float:
     return float(np.median(np.abs(pair[0] - pair[1])))
 
 
-def r2(y_true: object, y_pred: object) -> float:
+def r2(y_true: Any, y_pred: Any) -> float:
     """Coefficient of determination (scikit-learn's rules for constant ``y_true`` and a
     single row).
 
@@ -89,7 +90,7 @@ def r2(y_true: object, y_pred: object) -> float:
     return float(_metrics().r2_score(y_true, y_pred))
 
 
-def accuracy(y_true: object, y_pred: object) -> float:
+def accuracy(y_true: Any, y_pred: Any) -> float:
     """Share of correct labels."""
     pair = _labels(y_true, y_pred)
     if pair is None:
@@ -97,12 +98,12 @@ def accuracy(y_true: object, y_pred: object) -> float:
     return float(np.count_nonzero(pair[0] == pair[1]) / len(pair[0]))
 
 
-def error(y_true: object, y_pred: object) -> float:
+def error(y_true: Any, y_pred: Any) -> float:
     """Classification error, ``1 - accuracy``."""
     return 1.0 - accuracy(y_true, y_pred)
 
 
-def _metrics() -> object:
+def _metrics() -> Any:
     """``sklearn.metrics``, imported on first use (workers scoring only short names
     computed here never import it)."""
     from sklearn import metrics
@@ -169,7 +170,7 @@ class Scorer:
 
     name: str
     kind: str
-    spec: object
+    spec: Any
 
     def function(self) -> Callable:
         """The callable to apply (resolved lazily, so pickles stay small)."""
@@ -182,7 +183,7 @@ class Scorer:
         return self.spec
 
 
-def resolve_scorer(spec: object, name: str | None = None) -> Scorer:
+def resolve_scorer(spec: Any, name: str | None = None) -> Scorer:
     """Turn a short name, a scikit-learn scorer name or a callable into a :class:`Scorer`.
 
     Examples
@@ -218,7 +219,7 @@ def resolve_scorer(spec: object, name: str | None = None) -> Scorer:
     )
 
 
-def resolve_scoring(scoring: object) -> list[Scorer]:
+def resolve_scoring(scoring: Any) -> list[Scorer]:
     """Resolve a list, a dict ``{name: spec}`` or a single spec into scorers."""
     if isinstance(scoring, dict):
         scorers = [resolve_scorer(spec, name) for name, spec in scoring.items()]
@@ -249,7 +250,7 @@ def bind_scorers(scorers: list[Scorer]) -> list[tuple[str, Callable]]:
 
 
 def score_split(
-    scoring: list[tuple[str, Callable]], estimator: object, X_test: object,
+    scoring: list[tuple[str, Callable]], estimator: Any, X_test: Any,
     y_test: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None,
 ) -> tuple[float, ...]:
     """Apply every scorer (from :func:`bind_scorers`) to one split's test predictions.

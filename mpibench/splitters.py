@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ class SoakSplit:
     test: np.ndarray
 
 
-def _encode(values: object, n_rows: int, role: str, *, sort: bool) -> tuple[np.ndarray, list]:
+def _encode(values: Any, n_rows: int, role: str, *, sort: bool) -> tuple[np.ndarray, list]:
     """Integer codes and labels of a column (DataFrame: one code per combination)."""
     if isinstance(values, pd.DataFrame):
         if values.shape[1] == 1:
@@ -230,13 +231,13 @@ class SameOtherSizesCV:
 
     def split(
         self,
-        X: object,
-        y: object = None,
-        groups: object = None,
+        X: Any,
+        y: Any = None,
+        groups: Any = None,
         *,
-        subset: object = None,
-        stratum: object = None,
-        fold: object = None,
+        subset: Any = None,
+        stratum: Any = None,
+        fold: Any = None,
         random_state: int | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train, test)`` row indices, in iteration order."""
@@ -247,7 +248,7 @@ class SameOtherSizesCV:
             yield split.train, split.test
 
     def get_n_splits(
-        self, X: object = None, y: object = None, groups: object = None, **columns: object
+        self, X: Any = None, y: Any = None, groups: Any = None, **columns: Any
     ) -> int:
         """Number of splits for these data (it depends on which subsets exist)."""
         if X is None:
@@ -258,12 +259,12 @@ class SameOtherSizesCV:
 
     def iterations(
         self,
-        X: object,
+        X: Any,
         *,
-        groups: object = None,
-        subset: object = None,
-        stratum: object = None,
-        fold: object = None,
+        groups: Any = None,
+        subset: Any = None,
+        stratum: Any = None,
+        fold: Any = None,
         random_state: int | None = None,
     ) -> list[SoakSplit]:
         """The full iteration table: one :class:`SoakSplit` per split, in order.

@@ -135,7 +135,9 @@ def _recorded(paths: ProjectPaths, grid_attrs: dict) -> tuple[dict, float, int]:
     after it), the mean seconds of a split, and the last run's ranks."""
     parts = {k.removeprefix("fingerprint_"): str(v) for k, v in grid_attrs.items()
              if k.startswith("fingerprint_")}
-    statuses, offset, seconds, n_ranks = {}, 0, 0.0, 1
+    statuses: dict = {}
+    offset: int | None = 0
+    seconds, n_ranks = 0.0, 1
     if paths.results.exists():
         statuses, offset, seconds, n_ranks = _from_results(paths, grid_attrs)
     journal = paths.journal

@@ -8,6 +8,8 @@ import os
 import socket
 import sys
 import time
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,7 +110,7 @@ class Dispatcher:
 
     def __init__(self, paths: ProjectPaths, n_ranks: int, options: RunOptions | None = None,
                  *, signals: StopSignals | None = None, mpi_library: str = "-",
-                 test_source: object = None) -> None:
+                 test_source: Any = None) -> None:
         if not paths.grid.exists():
             raise MpibenchError(
                 f"No project at {paths.root} (missing {paths.grid.name}). Create it with "
@@ -411,8 +413,9 @@ class Dispatcher:
             holders = [r for r in range(1, self.n_ranks) if self.scheduler.in_flight(r)]
             log(f"{self.scheduler.n_in_flight} split(s) still running after the grace "
                 f"period; interrupting them (they run again on resume)")
-            for rank in holders if self.transport is not None else ():
-                self.transport.send(None, rank, TAG_INTERRUPT)
+            if self.transport is not None:  # (none when serial)
+                for rank in holders:
+                    self.transport.send(None, rank, TAG_INTERRUPT)
         elif now - self._interrupted_at >= self.options.kill_grace + INTERRUPT_WAIT:
             raise GraceExpired
 
@@ -449,7 +452,7 @@ class Dispatcher:
         while active:
             due = min(self.comes_back.values(), default=float("inf")) - COMES_BACK_MARGIN
             message, source = transport.receive(None, TAG_REQUEST,
-                                                lambda due=due: polling.backoff(due), self.tick)
+                                                partial(polling.backoff, due), self.tick)
             polling.arrived()
             if self.answer(message, source, transport):
                 active.discard(source)
@@ -466,7 +469,7 @@ class Dispatcher:
         self.tick()
         return reply is STOP and not self.scheduler.in_flight(source)
 
-    def run_serially(self, executor: object) -> None:
+    def run_serially(self, executor: Any) -> None:
         """One process: run every split here, in dispatch order, until done or stopped."""
         stats = self.ranks[0]
         while True:

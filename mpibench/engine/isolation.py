@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..tuning import INTERRUPT_POLL
 from .config import THREAD_VARIABLES
@@ -77,9 +78,10 @@ class SupervisorProcess:
             [sys.executable, "-m", "mpibench.engine._forkserver"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, preexec_fn=_spawned_preexec,
             start_new_session=True)  # signals for the MPI job are the worker's to handle
+        assert proc.stdin is not None and proc.stdout is not None  # (both piped)
         return cls(proc.pid, proc.stdin.fileno(), proc.stdout.fileno(), proc)
 
-    def send(self, obj: object) -> object:
+    def send(self, obj: Any) -> Any:
         """Send a frame and read the reply frame (EOFError or OSError if it died)."""
         write_frame(self.to_fd, obj)
         return read_frame(self.from_fd)
@@ -98,6 +100,7 @@ class SupervisorProcess:
     def close(self, timeout: float = 10.0) -> int:
         """Close its input (it ends its executors and exits); returns its exit status."""
         if self._popen is not None:
+            assert self._popen.stdin is not None and self._popen.stdout is not None
             with contextlib.suppress(OSError):
                 self._popen.stdin.close()
             try:
@@ -202,7 +205,7 @@ class IsolatedExecutor:
     """
 
     def __init__(self, grid_path: Path, rank: int, threads: int, limits: IsolationLimits,
-                 fallback: object = None, supervisor: SupervisorProcess | None = None,
+                 fallback: Any = None, supervisor: SupervisorProcess | None = None,
                  predictions: Path | None = None, log_folder: Path | None = None) -> None:
         self._config = {"grid_path": str(grid_path), "rank": rank, "threads": threads,
                         "limits": limits, "fallback": fallback, "predictions": predictions,
@@ -223,7 +226,7 @@ class IsolatedExecutor:
             self._supervisor.configure(self._config)
         return self._supervisor
 
-    def run(self, job: object) -> object:
+    def run(self, job: Any) -> Any:
         """Run one split in the supervisor's executor; a dead supervisor is a ``crash``."""
         start = time.time()
         supervisor = self._started()
@@ -249,7 +252,7 @@ class IsolatedExecutor:
                 write_frame(supervisor.to_fd, INTERRUPT)
                 asked = True
 
-    def _crash(self, job: object, start: float, message: str) -> object:
+    def _crash(self, job: Any, start: float, message: str) -> Any:
         from ..store.gridfile import GridFile
         from ..store.records import Status, failed_result
 

@@ -183,7 +183,7 @@ def default(name: str) -> Any:
     return RunOptions.__dataclass_fields__[name].default
 
 
-def _int_at_least(value: object, low: int) -> bool:
+def _int_at_least(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
@@ -193,7 +193,7 @@ def _quoted(spelling: str):
     return lambda name: repr(name)
 
 
-def option_error(name: str, expected: str, value: object, spelling: str) -> MpibenchError:
+def option_error(name: str, expected: str, value: Any, spelling: str) -> MpibenchError:
     """The one message for a bad option value, naming the parameter (or the flag)."""
     if spelling == "cli":
         return MpibenchError(f"{_quoted(spelling)(name)} must be {expected}. "
@@ -202,7 +202,7 @@ def option_error(name: str, expected: str, value: object, spelling: str) -> Mpib
                          f"Got {value!r} instead.")
 
 
-def _retry_statuses(retry: object, spelling: str) -> tuple[str, ...]:
+def _retry_statuses(retry: Any, spelling: str) -> tuple[str, ...]:
     """``"error,timeout"`` or a list -> a tuple of recorded statuses, without repeats."""
     if retry is None or retry == ():
         return ()

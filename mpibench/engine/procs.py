@@ -13,6 +13,7 @@ import struct
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 FRAME = struct.Struct("<Q")
 """Frame head: the pickle's length in bytes."""
@@ -30,7 +31,7 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def write_frame(fd: int, obj: object) -> None:
+def write_frame(fd: int, obj: Any) -> None:
     """Pickle ``obj`` with an 8-byte length prefix and write it whole to ``fd``."""
     data = pickle.dumps(obj, protocol=5)
     view = memoryview(FRAME.pack(len(data)) + data)
@@ -49,7 +50,7 @@ def read_exactly(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def read_frame(fd: int) -> object:
+def read_frame(fd: int) -> Any:
     """Read one length-prefixed pickle from ``fd`` (EOFError at end of stream)."""
     (length,) = FRAME.unpack(read_exactly(fd, FRAME.size))
     return pickle.loads(read_exactly(fd, length))  # noqa: S301 - our own processes

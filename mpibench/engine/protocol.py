@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class WorkRequest:
     """
 
     rank: int
-    results: object = None
+    results: Any = None
     stats: RankStats | None = None
     busy: bool = False
     returned: list[int] = field(default_factory=list)
@@ -109,8 +109,10 @@ class WorkRequest:
         return self.rank, results, stats, self.busy, self.returned
 
     @classmethod
-    def from_wire(cls, message: tuple, decode_results: Callable | None) -> WorkRequest:
+    def from_wire(cls, message: tuple,
+                  decode_results: Callable[[tuple], Any] | None) -> WorkRequest:
         """The request :meth:`to_wire` made; ``decode_results`` rebuilds its results."""
         rank, results, stats, busy, returned = message
-        return cls(rank, None if results is None else decode_results(results),
+        decoded = None if results is None or decode_results is None else decode_results(results)
+        return cls(rank, decoded,
                    None if stats is None else RankStats(*stats), busy, returned)

@@ -93,13 +93,13 @@ class RunContext:
     signals: StopSignals
     supervisor: SupervisorProcess | None = None
     """The isolation supervisor forked before MPI started (None: spawn one if needed)."""
-    test_source: object = None
+    test_source: Any = None
     """In test mode, the project the ``test`` sub-project is made from."""
     mpi_library: str = "-"
 
 
 def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
-                  context: RunContext) -> object:
+                  context: RunContext) -> Any:
     """An isolated executor (``isolate``; through the supervisor forked before MPI
     started, if there is one) or an in-process one."""
     predictions = paths.predictions if options.save_predictions else None
@@ -121,7 +121,7 @@ def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
 
 
 def run(project: str | os.PathLike | Grid, folder: str | os.PathLike | None = None, *,
-        options: RunOptions | None = None, comm: object = None, **settings: Any) -> int:
+        options: RunOptions | None = None, comm: Any = None, **settings: Any) -> int:
     """Run every split of a project that has no result yet.
 
     Call it from every rank of an MPI job (``mpiexec -n 8 mpibench run PROJECT`` does);
@@ -179,7 +179,7 @@ def run(project: str | os.PathLike | Grid, folder: str | os.PathLike | None = No
             context.supervisor.kill()  # unused: rank 0, or a refused run
 
 
-def _launch(project: object, folder: object, comm: object, options: RunOptions,
+def _launch(project: Any, folder: Any, comm: Any, options: RunOptions,
             context: RunContext) -> int:
     """Initialise MPI, settle the project folder, and play this rank's role."""
     from mpi4py import MPI
@@ -195,7 +195,7 @@ def _launch(project: object, folder: object, comm: object, options: RunOptions,
     return _start(transport, paths, options, context)
 
 
-def settle_project(transport: Transport, project: object, folder: object) -> object:
+def settle_project(transport: Transport, project: Any, folder: Any) -> Any:
     """The project folder; given a grid, rank 0 creates or checks it, and every rank
     learns the outcome (a refusal raises :class:`MpibenchError` on rank 0 and
     :class:`PeerRefused` elsewhere)."""
@@ -263,7 +263,7 @@ def exit_when_orphaned(interval: float = ORPHAN_CHECK_SECONDS) -> None:
     threading.Thread(target=watch, name="mpibench-orphan-check", daemon=True).start()
 
 
-def library_name(mpi: object) -> str:
+def library_name(mpi: Any) -> str:
     """First line of the MPI library's version string (Open MPI pads it with NULs)."""
     return mpi.Get_library_version().replace("\x00", "").splitlines()[0].strip()
 
@@ -357,6 +357,7 @@ def _run_role(transport: Transport, role: Role, dispatcher: Dispatcher | None,
             work(transport, executor, context.signals)
             transport.flush()
             return 0, False
+        assert dispatcher is not None  # (every role but WORKER dispatches)
         return _dispatch(transport, role, dispatcher, executor)
     finally:
         if executor is not None:
@@ -364,7 +365,7 @@ def _run_role(transport: Transport, role: Role, dispatcher: Dispatcher | None,
 
 
 def _dispatch(transport: Transport, role: Role, dispatcher: Dispatcher,
-              executor: object) -> tuple[int, bool]:
+              executor: Any) -> tuple[int, bool]:
     from .dispatcher import GraceExpired
 
     try:

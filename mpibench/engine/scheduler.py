@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -193,9 +194,9 @@ class Scheduler:
     """
 
     def __init__(
-        self, job_ids: object, costs: object = None, *, priority: object = None,
+        self, job_ids: Any, costs: Any = None, *, priority: Any = None,
         order: str = "lpt", chunk_size: int | str = 1, n_workers: int = 1, seed: int = 0,
-        solo: object = None,
+        solo: Any = None,
     ) -> None:
         if order not in ORDERS:
             raise invalid_parameter("run", "order", f"one of {ORDERS}", order)
@@ -419,7 +420,7 @@ class Scheduler:
         self.n_done += before - len(held)
 
 
-def _as_model(ids: np.ndarray, costs: object) -> CostModel:
+def _as_model(ids: np.ndarray, costs: Any) -> CostModel:
     """A cost model from a CostModel, fixed costs per job (rows of one learner), or none."""
     if isinstance(costs, CostModel):
         return costs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import Any
 
 from ..tuning import END_MARGIN
 from .config import env_int
@@ -41,7 +42,7 @@ class StopSignals:
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def _handle(self, signum: int, frame: object) -> None:
+    def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         if self.received is None:
@@ -54,8 +55,9 @@ class Deadline:
     def __init__(self, end_time: float | None = None, margin: float | None = None) -> None:
         self.end_time = end_time if end_time is not None else env_int("SLURM_JOB_END_TIME",
                                                                       None)
-        self.margin = margin if margin is not None else env_int("MPIBENCH_END_MARGIN",
-                                                                END_MARGIN)
+        from_env = env_int("MPIBENCH_END_MARGIN", END_MARGIN)
+        self.margin: float = (margin if margin is not None
+                              else from_env if from_env is not None else END_MARGIN)
 
     def allows(self, expected_seconds: float) -> bool:
         """Can a split of ``expected_seconds`` start now and end before the deadline?"""

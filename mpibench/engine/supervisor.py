@@ -36,6 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ..store.records import Status
 from ..tuning import (
@@ -253,7 +254,7 @@ class Supervisor:
                 self._forget(executor)
         raise RuntimeError("executors die before they can take a split")
 
-    def run(self, job, learner: object = None):
+    def run(self, job, learner: Any = None):
         """Run ``job`` in the executor; timeout, memory and crashes become statuses.
         The limits are the run's, or those the grid's ``learner_options`` set for the
         job's learner (its fallback, ``learner``, runs under the run's)."""
@@ -268,7 +269,7 @@ class Supervisor:
         self._write_log(job, learner)
         return result
 
-    def _write_log(self, job, learner: object) -> None:
+    def _write_log(self, job, learner: Any) -> None:
         """``--log-splits``: the split's output to its file (the fallback's after it)."""
         executor = self._last
         if self.log_folder is None or executor is None or not executor.log:
@@ -279,7 +280,7 @@ class Supervisor:
             out.write(bytes(executor.log))
         executor.log = None
 
-    def _run(self, job, learner: object):
+    def _run(self, job, learner: Any):
         self.reap()
         base_rss = rss_bytes(self._current.pid) if self._current and self.limits.memory_limit \
             else 0

@@ -13,6 +13,7 @@ import pickle
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from .polling import Backoff, reduce_timer_slack, worker_backoff
 
@@ -36,7 +37,7 @@ class Transport:
     rank: int
     size: int
 
-    def send(self, message: object, dest: int, tag: int) -> None:
+    def send(self, message: Any, dest: int, tag: int) -> None:
         """Send ``message`` to ``dest`` without waiting for it to be received."""
         raise NotImplementedError
 
@@ -51,13 +52,13 @@ class Transport:
         """True if a message from ``source`` with ``tag`` is waiting (no wait)."""
         raise NotImplementedError
 
-    def _poll(self, source: int | None, tag: int) -> tuple[object, int] | None:
+    def _poll(self, source: int | None, tag: int) -> tuple[Any, int] | None:
         """``(message, source_rank)`` if one is waiting (taken), else None."""
         raise NotImplementedError
 
     def receive(self, source: int | None, tag: int,
                 backoff: Backoff | Callable[[], Backoff] | None = None,
-                on_idle: Callable[[], None] | None = None) -> tuple[object, int]:
+                on_idle: Callable[[], None] | None = None) -> tuple[Any, int]:
         """Wait for a message (``source=None``: from any rank), polling with
         ``backoff`` (or the one a callable makes when the first poll finds nothing;
         default: a worker's) and running ``on_idle`` between polls.
@@ -77,7 +78,7 @@ class Transport:
                 backoff.sleep()
         return got
 
-    def share(self, value: object, tag: int) -> object:
+    def share(self, value: Any, tag: int) -> Any:
         """Rank 0's ``value``, on every rank: a broadcast whose receivers wait with the
         back-off (a blocking ``bcast`` spins in MPICH and Open MPI, taking the cores
         that the other processes' start-up needs while rank 0 opens the project)."""
@@ -94,7 +95,7 @@ class Transport:
 class MPITransport(Transport):
     """Messages over an mpi4py communicator (usually ``MPI.COMM_WORLD``)."""
 
-    def __init__(self, comm: object) -> None:
+    def __init__(self, comm: Any) -> None:
         from mpi4py import MPI
 
         reduce_timer_slack()
@@ -106,7 +107,7 @@ class MPITransport(Transport):
         self._sending: list = []
         self._wait_all = MPI.Request.Waitall
 
-    def send(self, message: object, dest: int, tag: int) -> None:
+    def send(self, message: Any, dest: int, tag: int) -> None:
         """Send a picklable message without waiting for the receiver to take it.
 
         A large message (a chunk of assignments, a batch of results) goes out by
@@ -166,7 +167,7 @@ class InProcessTransport(Transport):
         mailboxes = _Mailboxes(size)
         return [cls(rank, size, mailboxes) for rank in range(size)]
 
-    def send(self, message: object, dest: int, tag: int) -> None:
+    def send(self, message: Any, dest: int, tag: int) -> None:
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._mail.lock:
             self._mail.boxes[dest].append((self.rank, tag, payload))

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter_ns
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,14 +32,14 @@ WARNING_CHARS = 500
 """Characters of a split's first warning kept in the ``warning`` column."""
 
 
-def unset_random_states(estimator: object) -> list[str]:
+def unset_random_states(estimator: Any) -> list[str]:
     """Names of the ``random_state`` parameters (nested ones too) that are ``None``."""
     return [name for name, value in estimator.get_params(deep=True).items()
             if (name == "random_state" or name.endswith("__random_state")) and value is None]
 
 
-def seed_estimator(estimator: object, random_state: int,
-                   names: list[str] | None = None) -> object:
+def seed_estimator(estimator: Any, random_state: int,
+                   names: list[str] | None = None) -> Any:
     """Set every unset ``random_state`` parameter (nested ones too) to ``random_state``.
 
     ``names`` (from :func:`unset_random_states` of an identical estimator) saves
@@ -68,7 +69,7 @@ class EstimatorFactory:
         The unfitted prototype; it is never fitted itself.
     """
 
-    def __init__(self, estimator: object) -> None:
+    def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
         self.names = unset_random_states(estimator)
         params = estimator.get_params(deep=False)
@@ -79,7 +80,7 @@ class EstimatorFactory:
                  and not any(hasattr(estimator, name) for name in _CLONE_STATE))
         self._params = params if plain else None
 
-    def __call__(self, random_state: int) -> object:
+    def __call__(self, random_state: int) -> Any:
         """A fresh unfitted copy whose unset ``random_state`` parameters are seeded."""
         if self._params is None:
             return seed_estimator(clone(self.estimator), random_state, self.names)
@@ -89,7 +90,7 @@ class EstimatorFactory:
 
 
 
-def row_taker(X: object) -> Callable[[np.ndarray], object]:
+def row_taker(X: Any) -> Callable[[np.ndarray], object]:
     """A function giving the rows ``index`` of ``X`` (a data frame, an array, a sparse
     matrix). For numpy arrays (and memory maps) it is ``X.take(index, axis=0)``: the
     same rows as ``X[index]``, several times faster for the few rows of small splits.
@@ -129,7 +130,7 @@ class SplitRunner:
     """
 
     def __init__(self, grid_file: GridFile, rank: int, threads: int,
-                 fallback: object = None, predictions: Path | None = None) -> None:
+                 fallback: Any = None, predictions: Path | None = None) -> None:
         self.grid_file = grid_file
         self.predictions = None if predictions is None else PredictionWriter(predictions, rank)
         """Where each split's predictions go (``--save-predictions``), or None."""
@@ -208,7 +209,7 @@ class SplitRunner:
             self._learner(learner_i)
         warm_up_stack(self._scoring)
 
-    def fallback_for(self, job: Assignment) -> object:
+    def fallback_for(self, job: Assignment) -> Any:
         """The fallback estimator for ``job`` (its learner's own, else the run's; a
         ``"featureless"`` one predicts the task's mean or prior), or None."""
         settings = self.learner_options[job.learner_i]
@@ -233,7 +234,7 @@ class SplitRunner:
             return "a single class in the classification train set"
         return ""
 
-    def run(self, job: Assignment, learner: object = None) -> SplitResult:
+    def run(self, job: Assignment, learner: Any = None) -> SplitResult:
         """Fit, predict and score one split; an exception becomes an ``error`` result.
 
         ``learner`` replaces the job's learner (used for fallbacks). Stages are timed
@@ -249,18 +250,19 @@ class SplitRunner:
             result = result._replace(n_warnings=len(caught), warning=text[:WARNING_CHARS])
         return result
 
-    def _save_predictions(self, job: Assignment, test: np.ndarray, estimator: object,
-                          X_test: object, y_pred: object, proba: object) -> None:
+    def _save_predictions(self, job: Assignment, test: np.ndarray, estimator: Any,
+                          X_test: Any, y_pred: Any, proba: Any) -> None:
         """Append one split's predictions (and class probabilities, if the learner
         gives them); outside the timed stages."""
         if (proba is None and self._kind(job.task_i) == "classification"
                 and hasattr(estimator, "predict_proba")):
             proba = estimator.predict_proba(X_test)
         classes = getattr(estimator, "classes_", None) if proba is not None else None
+        assert self.predictions is not None  # (called only when predictions are kept)
         self.predictions.write(job.job_id, job.attempt, test, np.asarray(y_pred), proba,
                                classes)
 
-    def _run(self, job: Assignment, learner: object, start: float) -> SplitResult:
+    def _run(self, job: Assignment, learner: Any, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
         scores, status, error, stage, extra = self._no_scores, OK, "", "fit", ""
         try:
@@ -303,7 +305,7 @@ class SplitRunner:
                            record=extra)
 
 
-def record_json(values: object) -> str:
+def record_json(values: Any) -> str:
     """What a ``record`` function returned, as the JSON text of the ``record`` column:
     a dict whose numpy numbers become Python numbers and other non-scalars text.
 
@@ -348,7 +350,7 @@ def warm_up_stack(scoring: list | None = None) -> None:
                 score_split([scorer], model, X, y, y_pred, proba)
 
 
-def run_with_fallback(run_split: object, runner: SplitRunner, job: Assignment) -> SplitResult:
+def run_with_fallback(run_split: Any, runner: SplitRunner, job: Assignment) -> SplitResult:
     """``run_split(job)``; if the split failed, its scores come from the fallback learner.
 
     The failed status and error are kept; ``fallback`` says whether the fallback
@@ -363,7 +365,7 @@ def run_with_fallback(run_split: object, runner: SplitRunner, job: Assignment) -
     return result
 
 
-def featureless(kind: str) -> object:
+def featureless(kind: str) -> Any:
     """The featureless baseline: training mean (regression) or class prior."""
     if kind == "regression":
         return DummyRegressor(strategy="mean")

@@ -10,6 +10,8 @@ import gc
 import os
 import socket
 import time
+from functools import partial
+from typing import Any
 
 from ..errors import inject_fault
 from ..store.batch import EncodedResults
@@ -73,7 +75,7 @@ class Worker:
     unstarted splits back.
     """
 
-    def __init__(self, transport: Transport, executor: object,
+    def __init__(self, transport: Transport, executor: Any,
                  signals: StopSignals | None = None) -> None:
         self.transport, self.executor, self.signals = transport, executor, signals
         self.stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
@@ -151,7 +153,7 @@ class Worker:
         while True:
             spin = min(max(ASK_LEAD * self._round_trip, WORKER_SPIN), MAX_WORKER_SPIN)
             reply, _ = self.transport.receive(0, TAG_REPLY,
-                                              lambda spin=spin: worker_backoff(spin))
+                                              partial(worker_backoff, spin))
             if not self._reply_seen:
                 self._note_reply()
             if reply is STOP and not self.results:
@@ -160,7 +162,7 @@ class Worker:
                 self.request()
 
 
-def work(transport: Transport, executor: object,
+def work(transport: Transport, executor: Any,
          signals: StopSignals | None = None) -> None:
     """Worker loop (see :class:`Worker`)."""
     gc.freeze()  # what is loaded stays: full collections then skip it (no 20 ms stalls)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class ResultBatch:
         self.columns = columns
 
     @classmethod
-    def from_columns(cls, columns: dict[str, list]) -> ResultBatch:
+    def from_columns(cls, columns: dict[str, Any]) -> ResultBatch:
         """From lists (a journal record): one list per field, ``scores`` a list of rows."""
         n = len(columns["job_id"])
         out = {name: _column(columns[name] if name in columns else [DEFAULTS[name]] * n,
@@ -114,7 +115,7 @@ SECOND_FIELDS = ("fit_seconds", "predict_seconds", "score_seconds")
 """Durations; a ``"c"`` record holds them as integer nanoseconds."""
 
 
-def json_bytes(value: object) -> bytes:
+def json_bytes(value: Any) -> bytes:
     """``value`` as the journal's JSON text (``", "`` and ``": "`` separators), UTF-8."""
     return _ENCODER.encode(value).encode()
 
@@ -124,7 +125,7 @@ def rows_record(rows: list) -> bytes:
     return b'{"t": "r", "rows": ' + json_bytes(rows) + b"}"
 
 
-def _column_value(column: np.ndarray) -> object:
+def _column_value(column: np.ndarray) -> Any:
     """A column as a JSON list, or its one value when every row holds it."""
     if len(column) and (column == column[0]).all():
         return column[:1].tolist()[0]
@@ -160,7 +161,7 @@ def batch_from_columns_record(record: dict) -> ResultBatch:
     """The results of a ``"t": "c"`` record (see :func:`columns_record`)."""
     n, t0, values = record["n"], record["t0"], record["cols"]
 
-    def full(value: object) -> list:
+    def full(value: Any) -> list:
         return value if isinstance(value, list) else [value] * n
 
     columns = {}
@@ -201,14 +202,14 @@ class EncodedResults:
     """Fewer results than this travel as objects, more as columns."""
 
     def __init__(self, results: list) -> None:
-        self.rows = results if len(results) < self.SMALL else None
-        self.batch = None if self.rows is not None else ResultBatch.from_rows(results)
-        self.record = (rows_record(results) if self.rows is not None
-                       else columns_record(self.batch))
+        self.rows: list[SplitResult] | None = results if len(results) < self.SMALL else None
+        batch = None if self.rows is not None else ResultBatch.from_rows(results)
+        self.batch: ResultBatch | None = batch
+        self.record = rows_record(results) if batch is None else columns_record(batch)
         self._summary: tuple | None = None
 
     def __len__(self) -> int:
-        return len(self.rows) if self.rows is not None else len(self.batch)
+        return len(self.batch) if self.batch is not None else len(self.rows or ())
 
     def to_wire(self) -> tuple:
         """Record, rows as plain tuples (or None) and columns (or None), for sending."""
@@ -227,7 +228,7 @@ class EncodedResults:
 
     def results(self) -> list:
         """The results as objects."""
-        return self.rows if self.rows is not None else self.batch.results()
+        return self.batch.results() if self.batch is not None else self.rows or []
 
     def summary(self) -> tuple:
         """Job ids, statuses and seconds (end - start) of the results (worked out once):
@@ -238,7 +239,7 @@ class EncodedResults:
                 self._summary = (columns["job_id"], columns["status"],
                                  columns["end_time"] - columns["start_time"])
             else:
-                rows = self.rows
+                rows = self.rows or []
                 self._summary = ([r.job_id for r in rows], [r.status for r in rows],
                                  [r.end_time - r.start_time for r in rows])
         return self._summary
@@ -297,7 +298,7 @@ class ResultColumns:
         if results.batch is not None:
             self.append(results.batch)
         else:
-            self.extend(results.rows)
+            self.extend(results.rows or [])
 
     def _take_rows(self) -> None:
         if self._rows:

@@ -21,6 +21,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -30,7 +31,7 @@ STRING = h5py.string_dtype()
 SCHEMA_VERSION = 1
 
 
-def write_column(group: h5py.Group, name: str, values: object) -> None:
+def write_column(group: h5py.Group, name: str, values: Any) -> None:
     """Write a 1-D column: numbers as they are, anything else as UTF-8 strings."""
     array = np.asarray(values)
     if array.dtype.kind in "fiub":
@@ -68,17 +69,17 @@ def read_shared(dataset: h5py.Dataset) -> np.ndarray:
     return mapped.view(np.ndarray)
 
 
-def write_pickle(group: h5py.Group, name: str, obj: object) -> h5py.Dataset:
+def write_pickle(group: h5py.Group, name: str, obj: Any) -> h5py.Dataset:
     """Store ``obj`` pickled, as an opaque byte string."""
     return group.create_dataset(name, data=np.void(pickle.dumps(obj, protocol=5)))
 
 
-def read_pickle(dataset: h5py.Dataset) -> object:
+def read_pickle(dataset: h5py.Dataset) -> Any:
     """Load an object stored by :func:`write_pickle`."""
     return pickle.loads(dataset[()].tobytes())  # noqa: S301 - our own project file
 
 
-def _write_x(group: h5py.Group, X: object) -> None:
+def _write_x(group: h5py.Group, X: Any) -> None:
     if isinstance(X, pd.DataFrame):
         if len(X.columns) and len(set(X.dtypes)) == 1 and X.dtypes.iloc[0].kind in "fiub":
             group.attrs["x_format"] = "frame"  # one 2-D array: mapped once per node
@@ -100,7 +101,7 @@ def _write_x(group: h5py.Group, X: object) -> None:
     write_pickle(group, "X", X)
 
 
-def _read_x(group: h5py.Group) -> object:
+def _read_x(group: h5py.Group) -> Any:
     fmt = group.attrs["x_format"]
     if fmt == "array":
         return read_shared(group["X"])
@@ -115,7 +116,7 @@ def _read_x(group: h5py.Group) -> object:
     return read_pickle(group["X"])
 
 
-def data_bytes(grid: object) -> int:
+def data_bytes(grid: Any) -> int:
     """Bytes of the grid's task data (X and y), a lower bound on ``grid.h5``'s size."""
     total = 0
     for task in grid.tasks:
@@ -127,7 +128,7 @@ def data_bytes(grid: object) -> int:
     return total
 
 
-def write_grid_file(path: Path, grid: object, jobs: pd.DataFrame, attrs: dict) -> None:
+def write_grid_file(path: Path, grid: Any, jobs: pd.DataFrame, attrs: dict) -> None:
     """Write the whole grid to ``path`` atomically (a full disk: one
     :class:`~mpibench.errors.WriteFailed`, nothing left behind)."""
     from .paths import write_hdf5_atomically
@@ -138,7 +139,7 @@ def write_grid_file(path: Path, grid: object, jobs: pd.DataFrame, attrs: dict) -
         expected_bytes=data_bytes(grid))
 
 
-def _fill_grid_file(h5: h5py.File, grid: object, jobs: pd.DataFrame, attrs: dict) -> None:
+def _fill_grid_file(h5: h5py.File, grid: Any, jobs: pd.DataFrame, attrs: dict) -> None:
     h5.attrs.update(attrs)
     h5.attrs["schema_version"] = SCHEMA_VERSION
     tasks = h5.create_group("tasks")
@@ -237,7 +238,7 @@ class GridFile:
         with self._open() as h5:
             return [str(n) for n in h5["scorers"].attrs["names"]]
 
-    def task_data(self, task_i: int) -> tuple[object, np.ndarray]:
+    def task_data(self, task_i: int) -> tuple[Any, np.ndarray]:
         """``(X, y)`` of one task (numeric arrays memory-mapped, see :func:`read_shared`)."""
         with self._open() as h5:
             group = h5["tasks"][str(task_i)]
@@ -264,7 +265,7 @@ class GridFile:
             return {str(group[str(i)].attrs["name"]): read_pickle(group[str(i)])
                     for i in range(len(group))}
 
-    def learner(self, learner_i: int) -> object:
+    def learner(self, learner_i: int) -> Any:
         """The (unfitted) estimator."""
         with self._open() as h5:
             return read_pickle(h5["learners"][str(learner_i)])
@@ -274,7 +275,7 @@ class GridFile:
         with self._open() as h5:
             return read_pickle(h5["scorers"])
 
-    def fallback(self) -> object:
+    def fallback(self) -> Any:
         """The grid's fallback learner (``None``, ``"featureless"`` or an estimator)."""
         with self._open() as h5:
             return read_pickle(h5["fallback"]) if "fallback" in h5 else None
@@ -284,7 +285,7 @@ class GridFile:
         with self._open() as h5:
             return read_pickle(h5["learner_options"]) if "learner_options" in h5 else {}
 
-    def record(self) -> object:
+    def record(self) -> Any:
         """The grid's ``record`` function (None when it has none)."""
         with self._open() as h5:
             return read_pickle(h5["record"]) if "record" in h5 else None

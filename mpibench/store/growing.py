@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ def _digest(*parts: bytes) -> str:
     return digest.hexdigest()[:32]
 
 
-def array_bytes(values: object) -> bytes:
+def array_bytes(values: Any) -> bytes:
     """The bytes a task's array, Series or DataFrame is hashed by (None included), for
     the project fingerprint and job keys alike."""
     if values is None:
@@ -44,7 +45,7 @@ def array_bytes(values: object) -> bytes:
     return pickle.dumps([str(v) for v in array.ravel()])
 
 
-def name_digests(grid: object) -> dict[str, str]:
+def name_digests(grid: Any) -> dict[str, str]:
     """``{"task NAME": digest, "learner NAME": digest, "resampling NAME/TASK": digest}``:
     what each named part of the grid holds, to say what changed."""
     out = {}
@@ -64,14 +65,14 @@ def name_digests(grid: object) -> dict[str, str]:
     return out
 
 
-def _split_key(split_set: object, k: int) -> str:
+def _split_key(split_set: Any, k: int) -> str:
     meta = split_set.meta.iloc[k].drop(labels=["iteration"], errors="ignore")
     return _digest(json.dumps({str(c): str(v) for c, v in meta.items()}).encode(),
                    split_set.train[k].astype(np.int64).tobytes(), b"|",
                    split_set.test[k].astype(np.int64).tobytes())
 
 
-def job_keys(grid: object, jobs: pd.DataFrame) -> np.ndarray:
+def job_keys(grid: Any, jobs: pd.DataFrame) -> np.ndarray:
     """The content key of every job of ``jobs`` (a job table of ``grid``)."""
     digests = name_digests(grid)
     task_keys = [digests[f"task {t.name}"] for t in grid.tasks]

@@ -15,6 +15,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from ..errors import MpibenchError
 
@@ -154,5 +155,5 @@ class ProjectLock:
         self.acquire()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.release()

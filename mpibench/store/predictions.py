@@ -17,6 +17,7 @@ import pickle
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ class PredictionWriter:
         self._fd: int | None = None
 
     def write(self, job_id: int, attempt: int, rows: np.ndarray, prediction: np.ndarray,
-              proba: np.ndarray | None, classes: object = None) -> None:
+              proba: np.ndarray | None, classes: Any = None) -> None:
         """Append one split's predictions (``rows``: test row indices)."""
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -286,7 +287,7 @@ class ResultStore:
         self.journal.close()
 
 
-def _plain(value: object) -> object:
+def _plain(value: Any) -> Any:
     """A JSON-ready scalar (numpy numbers to Python ones)."""
     return value.item() if isinstance(value, np.generic) else value
 
@@ -307,7 +308,7 @@ def _results_path(path: str | os.PathLike) -> Path:
     return target
 
 
-def _damaged_results(target: Path, cause: object) -> MpibenchError:
+def _damaged_results(target: Path, cause: Any) -> MpibenchError:
     """The one-line error for a ``results.h5`` that cannot be read, with the fix."""
     journal = ProjectPaths(target.parent).journal
     fix = (f"`mpibench run {target.parent}` rebuilds it from {journal.name}"
@@ -410,6 +411,7 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True,
         if value not in allowed:
             raise invalid_parameter("read_results", name, f"one of {allowed}", value)
     frame = _read_table(path, "splits")
+    assert frame is not None  # (missing_ok=False raises instead)
     if attempts == "all":
         earlier = _read_table(path, "history", missing_ok=True)
         if earlier is not None:
