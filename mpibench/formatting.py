@@ -43,14 +43,15 @@ RANK_PREFIX = re.compile(r"^rank \d+ on \S+: ")
 
 
 def without_rank(error: str) -> str:
-    """An error message without its ``rank R on HOST:`` head, to group identical ones.
+    """An error message's first line without its ``rank R on HOST:`` head: what groups
+    identical errors (the first of a group carries its full traceback below).
 
     Examples
     --------
-    >>> without_rank("rank 3 on node7: in fit: ValueError: bad")
+    >>> without_rank("rank 3 on node7: in fit: ValueError: bad\nTraceback (most ...")
     'in fit: ValueError: bad'
     """
-    return RANK_PREFIX.sub("", error)
+    return RANK_PREFIX.sub("", error.split("\n", 1)[0])
 
 
 def error_groups(status: np.ndarray, error: np.ndarray, top: int = 5) -> list[str]:

@@ -338,3 +338,15 @@ def test_a_test_run_seeds_the_cost_model(tmp_path):
     assert costs.rate(1) > 3 * costs.rate(0)
     # the first wave is then plain lpt: the slow learner's splits first, no probes
     assert [int(costs.learner[j]) for j in drain(Scheduler(range(8), costs), [1])[:4]] == [1] * 4
+
+
+def test_a_long_split_is_not_handed_to_a_busy_worker():
+    from mpibench.engine.scheduler import CostModel, Scheduler
+
+    # one 100-row split and forty 1-row ones: the long one is far more than a quarter
+    # of the work left per worker, the short ones far less
+    model = CostModel(np.zeros(41, dtype=int), np.array([100] + [1] * 40))
+    s = Scheduler(range(41), model)
+    assert s.head_cost() == 100 and s.pending_cost() == 140
+    s.next_chunk(1)
+    assert s.head_cost() == 1 and s.pending_cost() == 40

@@ -93,7 +93,8 @@ class EstimatorFactory:
 def row_taker(X: Any) -> Callable[[np.ndarray], object]:
     """A function giving the rows ``index`` of ``X`` (a data frame, an array, a sparse
     matrix). For numpy arrays (and memory maps) it is ``X.take(index, axis=0)``: the
-    same rows as ``X[index]``, several times faster for the few rows of small splits.
+    same rows as ``X[index]``, three times faster for the few rows of small splits
+    (0.5 against 1.5 us for 50 of 100 rows; timeit on the 2-core VM).
 
     Examples
     --------
@@ -154,6 +155,8 @@ class SplitRunner:
         self._needs_proba = any(s.kind == "proba" for s in self.scorers)
         self._rss, self._rss_read_at = 0, float("-inf")
         self._no_scores = (float("nan"),) * len(self.scorers)
+        self._traced: set[str] = set()
+        """Error lines whose full traceback this process recorded (once each)."""
 
     def _task(self, task_i: int) -> tuple[np.ndarray, Callable]:
         """``y`` and a function taking rows of ``X`` (which holds ``X``; loaded once)."""
@@ -227,6 +230,17 @@ class SplitRunner:
                              pid=self.pid, start=start, threads=self.threads,
                              max_rss_bytes=peak_rss_bytes())
 
+    def _error_text(self, stage: str, exc: BaseException) -> str:
+        """``rank R on HOST: in STAGE: Type: message (at innermost <- ...)``; the first
+        time this process meets an error of that kind (that first line, rank aside),
+        the full traceback follows on the next lines."""
+        line = f"in {stage}: {describe_error(exc)}"
+        head = f"rank {self.rank} on {self.host}: {line}"
+        if line in self._traced:
+            return head
+        self._traced.add(line)
+        return head + "\n" + "".join(traceback.format_exception(exc)).rstrip()
+
     def _invalid(self, task_i: int, y_train: np.ndarray) -> str:
         if len(y_train) == 0:
             return "empty train set"
@@ -296,7 +310,7 @@ class SplitRunner:
                 extra = record_json(self.record(estimator))
         except Exception as exc:
             status = (Status.OOM if isinstance(exc, MemoryError) else Status.ERROR).value
-            error = f"rank {self.rank} on {self.host}: in {stage}: {describe_error(exc)}"
+            error = self._error_text(stage, exc)
             scores = self._no_scores
         end = time.time()
         return SplitResult(job.job_id, status, error, scores, self.rank, self.host,

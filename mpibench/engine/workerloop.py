@@ -165,7 +165,7 @@ class Worker:
 def work(transport: Transport, executor: Any,
          signals: StopSignals | None = None) -> None:
     """Worker loop (see :class:`Worker`)."""
-    gc.freeze()  # what is loaded stays: full collections then skip it (no 20 ms stalls)
+    gc.freeze()  # what is loaded stays: full collections then skip it (no stall of tens of ms)
     worker = Worker(transport, executor, signals)
     worker.loop()
     worker.interrupt_arrived()  # one sent as the last split ended is not left unread

@@ -1,19 +1,13 @@
-"""Performance features, checked for behaviour (speed itself is in benchmarks/)."""
+"""Rank 0's dispatcher: priorities, chunks, asking ahead, suspects, learning learners early."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from mpi_helpers import run_mpibench
-from sklearn.base import clone
-from sklearn.ensemble import BaggingRegressor, RandomForestRegressor
-from sklearn.linear_model import Ridge
 from sklearn.model_selection import ShuffleSplit
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 import mpibench as mb
-from mpibench.engine.worker import EstimatorFactory, seed_estimator
 from mpibench.store.gridfile import GridFile
 
 
@@ -23,27 +17,6 @@ def noop_grid(n_splits: int = 300) -> mb.Grid:
     return mb.Grid([task], {"noop": mb.NoOpLearner(), "debug": mb.DebugLearner()},
                    resamplings=[ShuffleSplit(n_splits, test_size=0.25)],
                    scoring={"zero": mb.zero_score})
-
-
-def test_task_data_and_split_indices_are_shared_memory_maps(tmp_path, monkeypatch):
-    rng = np.random.default_rng(1)
-    X, y = rng.normal(size=(30, 4)), rng.normal(size=30)
-    grid = mb.Grid([mb.Task("t", X=X, y=y)], {"d": mb.DebugLearner()},
-                   resamplings=[ShuffleSplit(3, test_size=0.2, random_state=0)])
-    grid_file = GridFile(mb.create_project(tmp_path / "p", grid) / "grid.h5")
-    X_read, y_read = grid_file.task_data(0)
-    assert isinstance(X_read.base, np.memmap) and isinstance(y_read.base, np.memmap)
-    assert not X_read.flags.writeable
-    np.testing.assert_array_equal(X_read, X)
-    np.testing.assert_array_equal(y_read, y)
-    index = grid_file.split_index(0, 0)
-    assert isinstance(index.train_idx.base, np.memmap)
-    assert len(index.train(0)) == 24 and len(index.test(0)) == 6
-    assert not set(index.train(0).tolist()) & set(index.test(0).tolist())
-    monkeypatch.setenv("MPIBENCH_SHARE_DATA", "0")
-    X_copy, _ = grid_file.task_data(0)
-    assert X_copy.base is None or not isinstance(X_copy.base, np.memmap)
-    np.testing.assert_array_equal(X_copy, X)
 
 
 def test_priority_column_and_its_validation(tmp_path):
@@ -155,51 +128,6 @@ def test_splits_in_flight_when_a_run_died_go_out_alone_to_idle_workers(tmp_path)
     assert sorted(results.job_ids.tolist()) == sorted(alone)  # only these were blamed
     assert set(results.status.tolist()) == {"crash"}
     assert [len(chunk) for chunk in replies] == [1] * 10 + [4]  # then chunks again
-
-
-def test_a_long_split_is_not_handed_to_a_busy_worker():
-    from mpibench.engine.scheduler import CostModel, Scheduler
-
-    # one 100-row split and forty 1-row ones: the long one is far more than a quarter
-    # of the work left per worker, the short ones far less
-    model = CostModel(np.zeros(41, dtype=int), np.array([100] + [1] * 40))
-    s = Scheduler(range(41), model)
-    assert s.head_cost() == 100 and s.pending_cost() == 140
-    s.next_chunk(1)
-    assert s.head_cost() == 1 and s.pending_cost() == 40
-
-
-@pytest.mark.parametrize("estimator, fast", [
-    (mb.DebugLearner(), True),
-    (mb.NoOpLearner(), True),
-    (RandomForestRegressor(n_estimators=3, random_state=4), True),
-    (make_pipeline(StandardScaler(), Ridge()), False),
-    (StandardScaler().set_output(transform="pandas"), False),
-    (BaggingRegressor(Ridge()), False),
-])
-def test_estimator_factory_equals_clone_and_seed(estimator, fast):
-    factory = EstimatorFactory(estimator)
-    assert (factory._params is not None) == fast
-    made, again = factory(7), factory(7)
-    expected = seed_estimator(clone(estimator), 7)
-    assert type(made) is type(expected) and made is not again and made is not estimator
-    assert repr(made.get_params(deep=True)) == repr(expected.get_params(deep=True))
-    assert getattr(made, "_sklearn_output_config", None) == getattr(
-        expected, "_sklearn_output_config", None)
-
-
-def test_workers_ask_ahead_by_round_trips_and_for_long_last_splits():
-    from mpibench.engine.workerloop import should_ask_ahead
-
-    assert should_ask_ahead(1, 0, 0.0, 0.0, 0.0)  # the first split: length unknown
-    assert not should_ask_ahead(2, 0, 0.0, 0.0, 0.0)  # nothing measured yet
-    assert should_ask_ahead(1, 1, 5.0, 5.0, 0.0)  # long split: when starting the last
-    assert not should_ask_ahead(2, 1, 5.0, 5.0, 0.0)  # ... not before
-    # 20 ms splits, 35 ms round trips: 2 round trips = 3.5 splits ahead
-    assert [should_ask_ahead(n, 9, 0.02, 0.02, 0.035) for n in (4, 3, 2)] == [False, True, True]
-    # 10 us splits and a fast rank 0: at least 1 ms ahead (100 splits)
-    assert not should_ask_ahead(101, 9, 1e-5, 1e-5, 1e-5)
-    assert should_ask_ahead(99, 9, 1e-5, 1e-5, 1e-5)
 
 
 def test_rank_0_learns_a_new_learner_from_the_request_before_replying(tmp_path):
