@@ -48,7 +48,7 @@ def without_rank(error: str) -> str:
 
     Examples
     --------
-    >>> without_rank("rank 3 on node7: in fit: ValueError: bad\nTraceback (most ...")
+    >>> without_rank("rank 3 on node7: in fit: ValueError: bad\\nTraceback (most ...")
     'in fit: ValueError: bad'
     """
     return RANK_PREFIX.sub("", error.split("\n", 1)[0])
