@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import MpibenchError
 from ..store.records import RECORDED
+from .config import env_int
 
 ORDERS = ("lpt", "grid", "random")
 """Dispatch orders: longest expected first, grid order, random."""
@@ -215,19 +215,15 @@ def _retry_statuses(retry: Any, spelling: str) -> tuple[str, ...]:
 
 def resolve_threads(threads: int | None) -> int:
     """Threads per worker: the option > ``MPIBENCH_THREADS`` > ``SLURM_CPUS_PER_TASK``
-    > 1 (an environment value below 1 is refused, naming the variable)."""
+    > 1 (a value that is not an integer is ignored with a warning; one below 1 is
+    refused, naming the variable)."""
     if threads is not None:
         return threads
     for name in ("MPIBENCH_THREADS", "SLURM_CPUS_PER_TASK"):
-        raw = os.environ.get(name, "")
-        if raw.strip():
-            try:
-                value = int(raw)
-            except ValueError:
-                warnings.warn(f"Ignoring {name}={raw!r}: not an integer.", stacklevel=2)
-                continue
-            if value < 1:
-                raise MpibenchError(f"{name}={value}: threads per worker must be >= 1; "
-                                    "set it to 1 or more, or pass threads.")
+        value = env_int(name, None)
+        if value is not None and value < 1:
+            raise MpibenchError(f"{name}={value}: threads per worker must be >= 1; "
+                                "set it to 1 or more, or pass threads.")
+        if value is not None:
             return value
     return 1
