@@ -113,28 +113,17 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _renamed(args: argparse.Namespace, old: str, new: str) -> Any:
-    """The value of option ``new``, or of its old name (with a FutureWarning)."""
-    if getattr(args, old) is None:
-        return getattr(args, new)
-    import warnings
-
-    warnings.warn(f"--{old.replace('_', '-')} is now --{new.replace('_', '-')}.",
-                  FutureWarning, stacklevel=2)
-    return getattr(args, old)
-
-
 def _sbatch(args: argparse.Namespace) -> int:
+    from .engine.options import take_renamed
     from .slurm import SbatchOptions, submit, write_sbatch
 
+    given = take_renamed(vars(args), "max_attempts", "max_submissions", "cli")
     options = SbatchOptions(
         ntasks=args.ntasks, time=args.time, cpus_per_task=args.cpus_per_task,
         mem_per_cpu=args.mem_per_cpu, partition=args.partition, account=args.account,
         nodes=args.nodes, modules=[m for m in (args.modules or "").split(",") if m],
-        signal_seconds=args.signal_seconds, max_submissions=_renamed(args, "max_attempts",
-                                                                  "max_submissions"),
-        mpi=args.mpi,
-        overcommit=args.overcommit)
+        signal_seconds=args.signal_seconds, max_submissions=given["max_submissions"],
+        mpi=args.mpi, overcommit=args.overcommit)
     script = write_sbatch(args.project, options)
     if args.submit:
         print(f"Submitted {script} as job {submit(script)}")

@@ -20,7 +20,7 @@ from ..store.batch import EncodedResults
 from ..store.gridfile import GridFile
 from ..store.lock import ProjectLock
 from ..store.paths import ProjectPaths
-from ..store.records import RankStats, SplitResult, Status, failed_result
+from ..store.records import INTERRUPTED, RankStats, SplitResult, Status, failed_result
 from ..store.storage import JOB_COLUMNS, ResultStore
 from ..tuning import (
     COMES_BACK_MARGIN,
@@ -60,10 +60,6 @@ def compact(jobs: pd.DataFrame) -> pd.DataFrame:
     return jobs
 
 
-
-
-
-
 def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[str]) -> int:
     """Seed ``costs`` with the project's ``--test`` run (one split of every task x
     learner on small data), if it has one. Returns the splits learned from."""
@@ -101,7 +97,8 @@ class Dispatcher:
     options : RunOptions
         The run's options (checked).
     signals : StopSignals, optional
-        The stop signal handlers ``run`` installed (default: installed here).
+        The stop signal handlers ``run`` installed (default: handlers that are not
+        installed, so only the stop file stops the run).
     mpi_library : str
         The MPI library's name, recorded in ``results.h5``.
     test_source : path, optional
@@ -266,13 +263,13 @@ class Dispatcher:
         if results is None or not len(results):
             return
         job_ids, status, seconds = results.summary()
-        if Status.INTERRUPTED in status:
-            stopped = [r.job_id for r in results.results() if r.status == Status.INTERRUPTED]
+        if INTERRUPTED in status:
+            stopped = [r.job_id for r in results.results() if r.status == INTERRUPTED]
             self.store.mark_returned(np.asarray(stopped, dtype=np.int64))  # not an attempt
             log(f"{len(stopped)} split(s) interrupted on rank {rank}; they run again on "
                 "resume")
             results = EncodedResults([r for r in results.results()
-                                      if r.status != Status.INTERRUPTED])
+                                      if r.status != INTERRUPTED])
             job_ids, status, seconds = results.summary()
         self.store.add(results)
         self.progress.add(status)

@@ -125,7 +125,7 @@ class RunOptions:
         if not self.isolate:
             needing = [n for n in NEEDS_ISOLATION if getattr(self, n) not in (None, False)]
             if needing:
-                names = " and ".join(map(_quoted(spelling), needing))
+                names = " and ".join(spelled(n, spelling) for n in needing)
                 fix = "drop --no-isolate" if spelling == "cli" else "keep isolate=True"
                 verb = "need" if len(needing) > 1 else "needs"
                 raise MpibenchError(f"{names} {verb} isolation: {fix}.")
@@ -164,13 +164,8 @@ class RunOptions:
         with ``spelling="cli"``); an unknown name is refused in one line, a renamed one
         accepted with a FutureWarning."""
         known = {f.name for f in fields(cls)}
-        arguments = dict(arguments)
         for old, new in RENAMED.items():
-            if arguments.get(old) is not None:
-                warnings.warn(f"{_quoted(spelling)(old)} is now {_quoted(spelling)(new)}.",
-                              FutureWarning, stacklevel=3)
-                arguments[new] = arguments.pop(old)
-            arguments.pop(old, None)
+            arguments = take_renamed(arguments, old, new, spelling)
         unknown = sorted(set(arguments) - known)
         if unknown:
             raise MpibenchError(f"run() got unknown option(s) {unknown}; the options are "
@@ -187,16 +182,40 @@ def _int_at_least(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-def _quoted(spelling: str):
-    if spelling == "cli":
-        return lambda name: "--" + name.replace("_", "-")
-    return lambda name: repr(name)
+def spelled(name: str, spelling: str) -> str:
+    """Option ``name`` as the caller writes it: ``'max_attempts'`` in Python,
+    ``--max-attempts`` on the command line (``spelling="cli"``)."""
+    return "--" + name.replace("_", "-") if spelling == "cli" else repr(name)
+
+
+def take_renamed(arguments: dict[str, Any], old: str, new: str,
+                 spelling: str) -> dict[str, Any]:
+    """``arguments`` with a value given under the ``old`` name moved to ``new`` (with a
+    FutureWarning); an unset (None) ``old`` is dropped.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     take_renamed({"max_attempts": 3}, "max_attempts", "crash_after", "cli")
+    {'crash_after': 3}
+    >>> str(caught[0].message)
+    '--max-attempts is now --crash-after.'
+    """
+    arguments = dict(arguments)
+    value = arguments.pop(old, None)
+    if value is not None:
+        warnings.warn(f"{spelled(old, spelling)} is now {spelled(new, spelling)}.",
+                      FutureWarning, stacklevel=4)
+        arguments[new] = value
+    return arguments
 
 
 def option_error(name: str, expected: str, value: Any, spelling: str) -> MpibenchError:
     """The one message for a bad option value, naming the parameter (or the flag)."""
     if spelling == "cli":
-        return MpibenchError(f"{_quoted(spelling)(name)} must be {expected}. "
+        return MpibenchError(f"{spelled(name, spelling)} must be {expected}. "
                              f"Got {value!r} instead.")
     return MpibenchError(f"The {name!r} parameter of run must be {expected}. "
                          f"Got {value!r} instead.")

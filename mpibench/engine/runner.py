@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from .dispatcher import Dispatcher
 
 
-
 class PeerRefused(MpibenchError):
     """Rank 0 refused the run; raised on the other ranks, which print nothing."""
 
@@ -242,8 +241,6 @@ def share_refusal(transport: Transport, outcome: tuple[int, str] | None) -> None
         error = (MpibenchError if transport.rank == 0 else PeerRefused)(message)
         error.exit_code = code
         raise error
-
-
 
 
 def exit_when_orphaned(interval: float = ORPHAN_CHECK_SECONDS) -> None:

@@ -88,8 +88,6 @@ class EstimatorFactory:
                                        **dict.fromkeys(self.names, random_state)})
 
 
-
-
 def row_taker(X: Any) -> Callable[[np.ndarray], object]:
     """A function giving the rows ``index`` of ``X`` (a data frame, an array, a sparse
     matrix). For numpy arrays (and memory maps) it is ``X.take(index, axis=0)``: the
@@ -371,7 +369,7 @@ def run_with_fallback(run_split: Any, runner: SplitRunner, job: Assignment) -> S
     produced the scores (as mlr3 records it). A split stopped from outside gets none.
     """
     result = run_split(job)
-    failed = result.status != OK and result.status != INTERRUPTED
+    failed = result.status not in (OK, INTERRUPTED)
     fallback = runner.fallback_for(job) if failed else None
     if fallback is not None:
         backup = run_split(job, learner=fallback)

@@ -96,7 +96,7 @@ class Worker:
     def interrupt_arrived(self) -> bool:
         """True once rank 0 has said to interrupt (the message is taken on the way)."""
         if not self.interrupted and self.transport.has_message(0, TAG_INTERRUPT):
-            self.transport.receive(0, TAG_INTERRUPT, worker_backoff(spin=0.0))
+            self.transport.receive(0, TAG_INTERRUPT)  # (waiting: taken at once)
             self.interrupted = True
         return self.interrupted
 

@@ -186,8 +186,6 @@ def _fill_grid_file(h5: h5py.File, grid: Any, jobs: pd.DataFrame, attrs: dict) -
         write_column(table, column, jobs[column].to_numpy())
 
 
-
-
 @dataclass
 class SplitIndex:
     """CSR-style index arrays of all splits of one (task, resampling)."""

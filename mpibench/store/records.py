@@ -18,7 +18,7 @@ class Status(str, Enum):
 
     Examples
     --------
-    >>> Status.OK == "ok", Status("timeout").failed
+    >>> Status.OK == "ok", Status("timeout") is Status.TIMEOUT
     (True, True)
     """
 
@@ -38,11 +38,6 @@ class Status(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-    @property
-    def failed(self) -> bool:
-        """True for every recorded status but ``ok``."""
-        return self not in (Status.OK, Status.INTERRUPTED)
 
 
 OK, INTERRUPTED = Status.OK.value, Status.INTERRUPTED.value
@@ -128,5 +123,3 @@ def failed_result(job_id: int, attempt: int, status: Status | str, error: str, *
     return SplitResult(job_id, Status(status).value, error, (float("nan"),) * n_scores,
                        rank, host, pid, start, time.time() if end is None else end,
                        0.0, 0.0, 0.0, max_rss_bytes, threads, attempt)
-
-
