@@ -123,7 +123,8 @@ def _sbatch(args: argparse.Namespace) -> int:
         mem_per_cpu=args.mem_per_cpu, partition=args.partition, account=args.account,
         nodes=args.nodes, modules=[m for m in (args.modules or "").split(",") if m],
         signal_seconds=args.signal_seconds, max_submissions=given["max_submissions"],
-        mpi=args.mpi, overcommit=args.overcommit)
+        mpi=args.mpi, overcommit=args.overcommit, gpus_per_task=args.gpus_per_task,
+        gres=args.gres)
     script = write_sbatch(args.project, options)
     if args.submit:
         print(f"Submitted {script} as job {submit(script)}")
@@ -254,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     sbatch.add_argument("--partition")
     sbatch.add_argument("--account")
     sbatch.add_argument("--nodes", help="node count or range, e.g. 2 or 1-4")
+    sbatch.add_argument("--gpus-per-task", type=int,
+                        help="GPUs bound to each rank (rank 0 dispatches: give it none "
+                        "with --gres instead if GPUs are scarce)")
+    sbatch.add_argument("--gres", help="generic resources per node, e.g. gpu:4 (the "
+                        "ranks of a node share the node's GPUs out, one each)")
     sbatch.add_argument("--modules", help="comma-separated modules to load first")
     sbatch.add_argument("--signal-seconds", type=int, default=120,
                         help="stop this many seconds before the time limit (default: 120)")

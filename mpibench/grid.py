@@ -177,8 +177,9 @@ class Grid:
     learner_options : dict, optional
         Per-learner settings that override the run's: ``{"svm": {"timeout": 600,
         "memory_limit": 4 * 2**30, "fallback": "featureless"}}`` (seconds, bytes; a
-        ``fallback`` of None turns it off for that learner). Not part of the
-        fingerprint.
+        ``fallback`` of None turns it off for that learner); ``{"net": {"gpu": True}}``
+        runs that learner's splits only on ranks whose splits see a GPU (see
+        README, "Many nodes and GPUs"). Not part of the fingerprint.
 
     Examples
     --------
@@ -307,7 +308,7 @@ class Grid:
         return table
 
 
-LEARNER_OPTIONS = ("timeout", "memory_limit", "fallback")
+LEARNER_OPTIONS = ("timeout", "memory_limit", "fallback", "gpu")
 
 
 def _check_learner_options(options: dict, learners: dict) -> dict:
@@ -328,6 +329,10 @@ def _check_learner_options(options: dict, learners: dict) -> dict:
             if value is not None and not (isinstance(value, int | float) and value > 0):
                 raise invalid_parameter("Grid", f"learner_options[{name!r}][{key!r}]",
                                         "a number > 0 (seconds or bytes) or None", value)
+        if not isinstance(settings.get("gpu", False), bool):
+            raise invalid_parameter("Grid", f"learner_options[{name!r}]['gpu']",
+                                    "True (its splits run only on ranks with a GPU) or "
+                                    "False", settings["gpu"])
         fallback = settings.get("fallback")
         if fallback is not None and fallback != "featureless":
             _check_learner(f"{name} (fallback)", fallback)

@@ -38,6 +38,12 @@ class SbatchOptions:
         Submissions in all, counting resubmissions after a resumable stop (exit 3).
     mpi : str
         ``srun --mpi`` plugin (default: from the MPI library mpi4py uses).
+    gpus_per_task : int
+        GPUs SLURM binds to each rank (``--gpus-per-task``; it sets each rank's
+        ``CUDA_VISIBLE_DEVICES``, which mpibench keeps).
+    gres : str
+        Generic resources per node (``--gres=gpu:4``): every rank of a node sees the
+        node's GPUs, and mpibench gives each working rank one of them in turn.
     """
 
     ntasks: int
@@ -53,6 +59,8 @@ class SbatchOptions:
     mpi: str | None = None
     overcommit: bool = False
     job_name: str | None = None
+    gpus_per_task: int | None = None
+    gres: str | None = None
 
     def check(self) -> None:
         """Refuse values SLURM would refuse, with the fix."""
@@ -67,6 +75,14 @@ class SbatchOptions:
         if self.mpi is not None and self.mpi not in MPI_PLUGINS:
             raise invalid_parameter("mpibench sbatch", "--mpi", f"one of {MPI_PLUGINS}",
                                     self.mpi)
+        if self.gpus_per_task is not None and self.gpus_per_task < 1:
+            raise invalid_parameter("mpibench sbatch", "--gpus-per-task", "an int >= 1",
+                                    self.gpus_per_task)
+        if self.gres is not None and not re.fullmatch(r"[\w.-]+(:[\w.-]+){0,2}"
+                                                      r"(,[\w.-]+(:[\w.-]+){0,2})*", self.gres):
+            raise invalid_parameter("mpibench sbatch", "--gres",
+                                    "NAME[:TYPE][:COUNT][,...], e.g. gpu:4 or gpu:a100:2",
+                                    self.gres)
         if self.max_submissions < 1 or self.signal_seconds < 1:
             raise MpibenchError("--max-submissions and --signal-seconds must be >= 1.")
 
@@ -98,7 +114,8 @@ def render_sbatch(project: str | os.PathLike, options: SbatchOptions, *,
     script = ProjectPaths(root).root / "mpibench.sbatch"
     extra = [f"#SBATCH --{flag}={value}" for flag, value in (
         ("mem-per-cpu", options.mem_per_cpu), ("partition", options.partition),
-        ("account", options.account), ("nodes", options.nodes)) if value]
+        ("account", options.account), ("nodes", options.nodes),
+        ("gpus-per-task", options.gpus_per_task), ("gres", options.gres)) if value]
     values = {
         "PROJECT": str(root), "PROJECT_Q": shlex.quote(str(root)),
         "SCRIPT_Q": shlex.quote(str(script)), "VERSION": __version__,

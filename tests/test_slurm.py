@@ -1,6 +1,7 @@
-"""Batch scripts: golden text, option checks, and real runs on a single-node SLURM.
+"""Batch scripts: golden text, option checks, and real runs on a real SLURM (one node,
+and two nodes on one machine).
 
-The `slurm` tests need a running controller (`bash jobs/slurm-single-node.sh` starts
+The `slurm` tests need a running controller (`bash jobs/slurm-test-cluster.sh` starts
 one; `.ci/run` does); they are skipped where `sinfo` cannot reach one.
 """
 
@@ -44,7 +45,8 @@ def full_script() -> str:
     options = SbatchOptions(ntasks=129, time="1-12:00:00", cpus_per_task=4,
                             mem_per_cpu="4G", partition="cpu", account="lab",
                             nodes="2-4", modules=["gcc/12", "openmpi/5"], signal_seconds=300,
-                            max_submissions=3, mpi="pmix", overcommit=True)
+                            max_submissions=3, mpi="pmix", overcommit=True,
+                            gpus_per_task=1, gres="gpu:a100:4")
     text = render_sbatch("/data/my project", options, python="/opt/venv/bin/python")
     return text.replace(mb.__version__, "VERSION")
 
@@ -96,7 +98,21 @@ def slurm_up() -> bool:
     return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
 
 
-slurm = pytest.mark.skipif(not slurm_up(), reason="no SLURM controller (jobs/slurm-single-node.sh)")
+slurm = pytest.mark.skipif(not slurm_up(),
+                           reason="no SLURM controller (jobs/slurm-test-cluster.sh)")
+
+
+def two_nodes_up() -> bool:
+    if not slurm_up():
+        return False
+    done = subprocess.run(["sinfo", "-h", "-p", "twonodes", "-N", "-o", "%N %T"],
+                          capture_output=True, text=True, timeout=20)
+    return sum(s in done.stdout for s in ("idle", "mix", "alloc")) >= 1 and \
+        {"node1", "node2"} <= {line.split()[0] for line in done.stdout.splitlines()}
+
+
+two_nodes = pytest.mark.skipif(not two_nodes_up(), reason="no two-node partition "
+                               "'twonodes' (jobs/slurm-test-cluster.sh starts one)")
 
 
 def slurm_state(project: Path) -> str:
@@ -159,6 +175,46 @@ def test_time_limit_stops_with_exit_3_and_resubmits_until_complete(tmp_path):
     assert (results["status"] == "ok").all(), slurm_state(project)
     expected = mb.read_results(reference)
     assert results["rmse"].tolist() == expected["rmse"].tolist()
+
+
+@two_nodes
+@pytest.mark.slurm
+def test_two_nodes_run_the_demo_like_a_serial_run(tmp_path, capsys):
+    project = mb.create_demo(tmp_path / "demo")
+    reference = mb.create_demo(tmp_path / "reference")
+    assert mb.run(reference, progress_every=0, isolate=False) == 0
+    assert main(["sbatch", str(project), "--nodes", "2", "--ntasks", "5", "--partition",
+                 "twonodes", "--time", "00:05:00", "--submit"]) == 0
+    wait_complete(project, timeout=240)
+    assert "5 ranks on 2 nodes: node1" in logs(project), slurm_state(project)
+    results = mb.read_results(project)
+    assert (results["status"] == "ok").all(), slurm_state(project)
+    ranks = mb.read_ranks(project)
+    assert set(ranks["host"]) == {"node1", "node2"}, ranks
+    assert set(results["host"]) <= {"node1", "node2"}
+    expected = mb.read_results(reference)
+    for scorer in ("rmse", "mae"):
+        assert results[scorer].tolist() == expected[scorer].tolist()
+
+
+@two_nodes
+@pytest.mark.slurm
+def test_time_limit_stop_and_resubmit_across_two_nodes(tmp_path):
+    project = slow_project(tmp_path / "slow", seconds=2.0, n_splits=80)
+    reference = slow_project(tmp_path / "ref", seconds=0.0, n_splits=80)
+    assert mb.run(reference, progress_every=0, isolate=False) == 0
+    assert main(["sbatch", str(project), "--nodes", "2", "--ntasks", "5", "--partition",
+                 "twonodes", "--time", "00:01:00", "--signal-seconds", "30",
+                 "--submit"]) == 0
+    wait_complete(project, timeout=420)
+    text = logs(project)
+    assert "time limit near: stopping" in text, slurm_state(project)
+    assert "resumable (exit 3): submitting attempt 2" in text, slurm_state(project)
+    assert text.count("5 ranks on 2 nodes") >= 2, slurm_state(project)
+    results = mb.read_results(project)
+    assert (results["status"] == "ok").all(), slurm_state(project)
+    assert set(results["host"]) == {"node1", "node2"}
+    assert results["rmse"].tolist() == mb.read_results(reference)["rmse"].tolist()
 
 
 def slow_project(path: Path, seconds: float, n_splits: int) -> Path:

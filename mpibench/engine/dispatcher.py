@@ -33,7 +33,9 @@ from ..tuning import (
     TEST_RUN_WEIGHT,
 )
 from .options import RunOptions
+from .placement import Placement
 from .polling import DispatcherPolling
+from .pools import PooledScheduler, make_scheduler
 from .procs import peak_rss_bytes
 from .progress import Progress, log, summary
 from .protocol import (
@@ -44,7 +46,7 @@ from .protocol import (
     WorkRequest,
     unpack_assignments,
 )
-from .scheduler import CostModel, Scheduler
+from .scheduler import CostModel
 from .stopping import Deadline, StopSignals
 from .transport import Transport
 
@@ -173,8 +175,12 @@ class Dispatcher:
         current = self.store.latest_status()  # (one pass: the done ids and the failures)
         todo = np.setdiff1d(jobs["job_id"].to_numpy(), current.index.to_numpy())
         priority = jobs["priority"].to_numpy() if "priority" in jobs else None
-        self.scheduler = Scheduler(
-            todo, self.costs, priority=priority, order=self.options.order,
+        settings = grid_file.learner_options()
+        self.gpu_learners = [name for name in learners if settings.get(name, {}).get("gpu")]
+        needs_gpu = np.isin(jobs["learner_i"].to_numpy(),
+                            [learners.index(name) for name in self.gpu_learners])
+        self.scheduler = make_scheduler(
+            todo, needs_gpu, costs=self.costs, priority=priority, order=self.options.order,
             chunk_size=self.options.chunk_size, n_workers=self.n_ranks - 1,
             seed=int(attrs["seed"]), solo=self._suspects(todo))
         self.deadline = Deadline()
@@ -192,6 +198,24 @@ class Dispatcher:
         self._learned_early = False
         self.comes_back: dict[int, float] = {}
         """perf_counter() time at which each worker told ``[]`` is expected back."""
+
+    def place(self, placements: list[Placement]) -> None:
+        """Learn where every rank runs (index = rank); GPU learners go to GPU ranks.
+
+        Raises :class:`MpibenchError` when the grid has GPU learners with splits to run
+        and no rank that runs splits has a GPU.
+        """
+        self.ranks[0].host, self.ranks[0].gpu = placements[0].node, placements[0].gpu
+        if not isinstance(self.scheduler, PooledScheduler):
+            return
+        self.scheduler.gpu_ranks = {p.rank for p in placements
+                                    if p.has_gpu and (p.rank > 0 or self.n_ranks == 1)}
+        if not self.scheduler.gpu_ranks and self.scheduler.gpu.n_pending:
+            raise MpibenchError(
+                f"learner_options mark {self.gpu_learners} as needing a GPU (gpu=True) "
+                "and no rank of this job has one (CUDA_VISIBLE_DEVICES empty, no "
+                "/dev/nvidia*): run on GPU nodes (mpibench sbatch --gpus-per-task 1), "
+                "or set their gpu option to False to run them on CPUs.")
 
     def _mark_retries(self) -> None:
         """``--retry STATUS,...``: splits whose result has one of those statuses run

@@ -202,16 +202,26 @@ class IsolatedExecutor:
         Folder for each split's predictions (``--save-predictions``).
     log_folder : pathlib.Path, optional
         Folder for each split's output (``--log-splits``).
+    host : str, optional
+        The node's name (recorded per split; default: the host name).
+    gpu : str, optional
+        ``CUDA_VISIBLE_DEVICES`` for the splits (None: leave it as launched).
     """
 
     def __init__(self, grid_path: Path, rank: int, threads: int, limits: IsolationLimits,
                  fallback: Any = None, supervisor: SupervisorProcess | None = None,
-                 predictions: Path | None = None, log_folder: Path | None = None) -> None:
+                 predictions: Path | None = None, log_folder: Path | None = None,
+                 host: str | None = None, gpu: str | None = None) -> None:
+        environment = {name: str(threads) for name in THREAD_VARIABLES}
+        if gpu is not None:
+            environment["CUDA_VISIBLE_DEVICES"] = gpu
         self._config = {"grid_path": str(grid_path), "rank": rank, "threads": threads,
                         "limits": limits, "fallback": fallback, "predictions": predictions,
-                        "log_folder": log_folder,
-                        "environment": {name: str(threads) for name in THREAD_VARIABLES}}
-        self._env = child_environment(threads)
+                        "log_folder": log_folder, "environment": environment,
+                        "host": host or socket.gethostname(),
+                        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "") if gpu is None
+                        else gpu}
+        self._env = {**child_environment(threads), **environment}
         self._n_scores: int | None = None
         self.interrupt_check: Callable[[], bool] | None = None
         """Asked every ``INTERRUPT_POLL`` seconds while a split runs: True stops it
@@ -258,11 +268,11 @@ class IsolatedExecutor:
 
         if self._n_scores is None:
             self._n_scores = len(GridFile(Path(self._config["grid_path"])).scorer_names())
-        rank, host = self._config["rank"], socket.gethostname()
+        rank, host = self._config["rank"], self._config["host"]
         return failed_result(job.job_id, job.attempt, Status.CRASH,
                              f"rank {rank} on {host}: {message}", n_scores=self._n_scores,
                              rank=rank, host=host, pid=os.getpid(), start=start,
-                             threads=self._config["threads"])
+                             threads=self._config["threads"], gpu=self._config["gpu"])
 
     def close(self) -> None:
         """Stop the supervisor and its executors."""

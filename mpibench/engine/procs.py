@@ -10,6 +10,7 @@ import os
 import pickle
 import signal
 import struct
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -111,3 +112,27 @@ def peak_rss_bytes() -> int:
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def refuse_cuda_context() -> None:
+    """Raise if this process holds a CUDA context (PyTorch's): a process forked from it
+    cannot use the GPU, so splits are forked only from processes that never touched it.
+
+    Examples
+    --------
+    >>> refuse_cuda_context()  # no CUDA here: nothing to refuse
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        initialized = bool(torch.cuda.is_initialized())
+    except Exception:  # a torch without CUDA support, or a stand-in module
+        return
+    if initialized:
+        from ..errors import MpibenchError
+
+        raise MpibenchError(
+            f"pid {os.getpid()} initialised CUDA before forking a split's process, which "
+            "could not use the GPU: a learner touched CUDA when it was loaded or pickled. "
+            "Move the model to the device in fit(), not in __init__ or __setstate__.")

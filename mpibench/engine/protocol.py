@@ -5,6 +5,10 @@
     when   from -> to          tag            message (and what answers it)
     start  rank 0 -> all       TAG_SETUP      None (go) or (exit code, one-line message):
                                               every rank then ends with that code
+    place  worker -> rank 0    TAG_PLACE      LocalFacts: node, launcher's GPUs, whether
+                                              grid.h5 can be memory-mapped there
+           rank 0 -> worker    TAG_PLACE      its Placement (node, GPU, grid copy); then
+                                              TAG_SETUP again: None, or a refusal
     run    worker -> rank 0    TAG_REQUEST    WorkRequest.to_wire(): rank, results so far
                                               (or None), running totals, busy (asking
                                               ahead), ids handed back after a stop signal
@@ -51,6 +55,9 @@ TAG_DONE = 5
 """Rank 0 -> every worker, after ``results.h5`` is written and the lock released: the
 run's exit code. Workers wait for it with their stop handlers still installed, so a
 stop signal at the end of a run cannot kill a rank that has finished."""
+TAG_PLACE = 6
+"""Worker -> rank 0 after the start: its :class:`~mpibench.engine.placement.LocalFacts`;
+rank 0 -> worker: its :class:`~mpibench.engine.placement.Placement`."""
 STOP = None
 """Reply that tells a worker to finish."""
 

@@ -28,7 +28,9 @@ from .isolation import (
     mpi_initialized,
     runs_no_split,
 )
+from .layout import exchange_placements, remove_grid_copy, settle_grid_copy
 from .options import RunOptions, resolve_threads
+from .placement import Placement, node_name
 from .progress import log
 from .protocol import (
     TAG_DONE,
@@ -95,26 +97,35 @@ class RunContext:
     test_source: Any = None
     """In test mode, the project the ``test`` sub-project is made from."""
     mpi_library: str = "-"
+    placement: Placement | None = None
+    """This rank's node, GPU and grid copy (set once every rank has reported)."""
 
 
 def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
                   context: RunContext) -> Any:
     """An isolated executor (``isolate``; through the supervisor forked before MPI
-    started, if there is one) or an in-process one."""
+    started, if there is one) or an in-process one, on the node and GPU of
+    ``context.placement``."""
     predictions = paths.predictions if options.save_predictions else None
+    place = context.placement or Placement(rank, node_name())
+    grid = Path(place.grid_copy) if place.grid_copy else paths.grid
+    gpu = place.gpu if place.gpu_from == "assigned" else None
     if options.isolate:
         limits = IsolationLimits(options.timeout, options.kill_grace,
                                  options.memory_limit, options.recycle_after)
         supervisor, context.supervisor = context.supervisor, None
-        return IsolatedExecutor(paths.grid, rank, context.threads, limits,
+        return IsolatedExecutor(grid, rank, context.threads, limits,
                                 fallback=options.fallback, supervisor=supervisor,
                                 predictions=predictions,
-                                log_folder=paths.logs if options.log_splits else None)
+                                log_folder=paths.logs if options.log_splits else None,
+                                host=place.node, gpu=gpu)
     from ..store.gridfile import GridFile
     from .worker import InProcessExecutor, SplitRunner
 
-    runner = SplitRunner(GridFile(paths.grid), rank, context.threads,
-                         fallback=options.fallback, predictions=predictions)
+    if gpu is not None:  # before any learner could initialise CUDA in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    runner = SplitRunner(GridFile(grid), rank, context.threads, fallback=options.fallback,
+                         predictions=predictions, host=place.node, gpu=place.gpu)
     runner.warm_up()  # first-call costs stay out of the first split's timings
     return InProcessExecutor(runner)
 
@@ -280,6 +291,12 @@ def _start(transport: Transport, paths: ProjectPaths, options: RunOptions,
             outcome = _refusal(exc)
     share_refusal(transport, outcome)
     try:
+        _place(transport, role, dispatcher, paths, context)
+    except BaseException:
+        if dispatcher is not None:
+            dispatcher.close()  # a refusal: the lock goes before the job does
+        raise
+    try:
         if role.runs_splits:  # (rank 0 of a job skips it: finding the pools costs CPU)
             limit_threads(context.threads)
         code, abort = _run_role(transport, role, dispatcher, paths, options, context)
@@ -298,7 +315,24 @@ def _start(transport: Transport, paths: ProjectPaths, options: RunOptions,
         raise failure
     if abort:
         _abort(transport, "", code)
-    return _end_together(transport, code)
+    code = _end_together(transport, code)
+    remove_grid_copy(context.placement)
+    return code
+
+
+def _place(transport: Transport, role: Role, dispatcher: Dispatcher | None,
+           paths: ProjectPaths, context: RunContext) -> None:
+    """Every rank learns its node, GPU and grid copy; rank 0's dispatcher learns them
+    all and may refuse the run (GPU learners, no GPU): every rank then ends with that."""
+    context.placement, everyone = exchange_placements(transport, role.runs_splits,
+                                                      paths.grid)
+    outcome = None
+    if dispatcher is not None and everyone is not None:
+        try:
+            dispatcher.place(everyone)
+        except Exception as exc:  # every rank must learn of it
+            outcome = _refusal(exc)
+    share_refusal(transport, outcome)
 
 
 def _open_dispatcher(paths: ProjectPaths, n_ranks: int, options: RunOptions,
@@ -347,11 +381,13 @@ def _run_role(transport: Transport, role: Role, dispatcher: Dispatcher | None,
               context: RunContext) -> tuple[int, bool]:
     """Play ``role``; returns the exit code and whether the job must end at once
     (splits that could not be interrupted are still running)."""
+    if role.runs_splits and context.placement is not None:
+        settle_grid_copy(context.placement, paths.grid)
     executor = (make_executor(paths, transport.rank, options, context)
                 if role.runs_splits else None)
     try:
         if role is Role.WORKER:
-            work(transport, executor, context.signals)
+            work(transport, executor, context.signals, context.placement)
             transport.flush()
             return 0, False
         assert dispatcher is not None  # (every role but WORKER dispatches)

@@ -55,6 +55,7 @@ from .procs import (
     kill_group,
     read_exactly,
     read_frame,
+    refuse_cuda_context,
     rss_bytes,
     set_process_name,
     vm_bytes,
@@ -194,6 +195,7 @@ class Supervisor:
         results_r, results_w = os.pipe()
         output_r, output_w = os.pipe()
         os.set_blocking(output_r, False)
+        refuse_cuda_context()  # a forked CUDA context is unusable in the child
         gc.freeze()  # the executor's garbage collector then leaves shared pages alone
         private = (*self._private, jobs_w, results_r, output_r)
 
@@ -437,7 +439,8 @@ def serve(frames_in: int, frames_out: int) -> None:
     limit_threads(config["threads"])
     runner = SplitRunner(GridFile(Path(config["grid_path"])), config["rank"],
                          config["threads"], fallback=config["fallback"],
-                         predictions=config.get("predictions"))
+                         predictions=config.get("predictions"), host=config.get("host"),
+                         gpu=config.get("gpu", ""))
     runner.preload()  # executors and spares start with the task data (if the grid is small)
     runner.warm_up()
     supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out), frames_in,

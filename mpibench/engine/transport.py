@@ -78,6 +78,10 @@ class Transport:
                 backoff.sleep()
         return got
 
+    def node_key(self) -> tuple[int, str | None]:
+        """``(lowest rank on this rank's node, the node's name or None)``; one node here."""
+        return 0, None
+
     def share(self, value: Any, tag: int) -> Any:
         """Rank 0's ``value``, on every rank: a broadcast whose receivers wait with the
         back-off (a blocking ``bcast`` spins in MPICH and Open MPI, taking the cores
@@ -126,6 +130,18 @@ class MPITransport(Transport):
 
     def has_message(self, source: int, tag: int) -> bool:
         return self.comm.Iprobe(source=source, tag=tag)
+
+    def node_key(self) -> tuple[int, str | None]:
+        """The lowest world rank among the ranks MPI puts on this node (those that can
+        share memory: ``Split_type(COMM_TYPE_SHARED)``) and MPI's processor name.
+        Collective: every rank calls it."""
+        from mpi4py import MPI
+
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            return node.allreduce(self.rank, op=MPI.MIN), MPI.Get_processor_name()
+        finally:
+            node.Free()
 
     def _poll(self, source: int | None, tag: int) -> tuple[object, int] | None:
         src = self._any_source if source is None else source

@@ -129,7 +129,8 @@ class SplitRunner:
     """
 
     def __init__(self, grid_file: GridFile, rank: int, threads: int,
-                 fallback: Any = None, predictions: Path | None = None) -> None:
+                 fallback: Any = None, predictions: Path | None = None,
+                 host: str | None = None, gpu: str = "") -> None:
         self.grid_file = grid_file
         self.predictions = None if predictions is None else PredictionWriter(predictions, rank)
         """Where each split's predictions go (``--save-predictions``), or None."""
@@ -142,7 +143,10 @@ class SplitRunner:
         self.rank = rank
         self.threads = threads
         self.fallback = fallback if fallback is not None else grid_file.fallback()
-        self.host = socket.gethostname()
+        self.host = host or socket.gethostname()
+        """The node's name (see :mod:`mpibench.engine.placement`)."""
+        self.gpu = gpu
+        """The ``CUDA_VISIBLE_DEVICES`` its splits see (``""``: none)."""
         self.pid = os.getpid()
         self._tasks: dict[int, tuple[np.ndarray, Callable]] = {}
         self._learners: dict[int, EstimatorFactory] = {}
@@ -226,7 +230,7 @@ class SplitRunner:
                              f"rank {self.rank} on {self.host}: {message}",
                              n_scores=len(self.scorers), rank=self.rank, host=self.host,
                              pid=self.pid, start=start, threads=self.threads,
-                             max_rss_bytes=peak_rss_bytes())
+                             max_rss_bytes=peak_rss_bytes(), gpu=self.gpu)
 
     def _error_text(self, stage: str, exc: BaseException) -> str:
         """``rank R on HOST: in STAGE: Type: message (at innermost <- ...)``; the first
@@ -314,7 +318,7 @@ class SplitRunner:
         return SplitResult(job.job_id, status, error, scores, self.rank, self.host,
                            self.pid, start, end, fit_ns / 1e9, predict_ns / 1e9,
                            score_ns / 1e9, self._peak_rss(end), self.threads, job.attempt,
-                           record=extra)
+                           record=extra, gpu=self.gpu)
 
 
 def record_json(values: Any) -> str:

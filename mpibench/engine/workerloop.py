@@ -17,6 +17,7 @@ from ..errors import inject_fault
 from ..store.batch import EncodedResults
 from ..store.records import INTERRUPTED, RankStats
 from ..tuning import ASK_LEAD, MAX_WORKER_SPIN, MIN_LEAD, PREFETCH_SECONDS, WORKER_SPIN
+from .placement import Placement
 from .polling import worker_backoff
 from .procs import peak_rss_bytes
 from .protocol import (
@@ -76,9 +77,12 @@ class Worker:
     """
 
     def __init__(self, transport: Transport, executor: Any,
-                 signals: StopSignals | None = None) -> None:
+                 signals: StopSignals | None = None,
+                 placement: Placement | None = None) -> None:
         self.transport, self.executor, self.signals = transport, executor, signals
-        self.stats = RankStats(transport.rank, socket.gethostname(), os.getpid(), time.time())
+        host = placement.node if placement is not None else socket.gethostname()
+        gpu = placement.gpu if placement is not None else ""
+        self.stats = RankStats(transport.rank, host, os.getpid(), time.time(), gpu=gpu)
         self._cpu_at_start = time.process_time()
         self.results: list = []
         self._last_seconds = 0.0
@@ -162,10 +166,10 @@ class Worker:
                 self.request()
 
 
-def work(transport: Transport, executor: Any,
-         signals: StopSignals | None = None) -> None:
-    """Worker loop (see :class:`Worker`)."""
+def work(transport: Transport, executor: Any, signals: StopSignals | None = None,
+         placement: Placement | None = None) -> None:
+    """Worker loop (see :class:`Worker`) on the node and GPU of ``placement``."""
     gc.freeze()  # what is loaded stays: full collections then skip it (no stall of tens of ms)
-    worker = Worker(transport, executor, signals)
+    worker = Worker(transport, executor, signals, placement)
     worker.loop()
     worker.interrupt_arrived()  # one sent as the last split ended is not left unread

@@ -23,11 +23,12 @@ _DTYPES = {
     "host": object, "pid": np.int64, "start_time": np.float64, "end_time": np.float64,
     "fit_seconds": np.float64, "predict_seconds": np.float64, "score_seconds": np.float64,
     "max_rss_bytes": np.int64, "threads": np.int32, "attempt": np.int32, "fallback": bool,
-    "n_warnings": np.int32, "warning": object, "record": object,
+    "n_warnings": np.int32, "warning": object, "record": object, "gpu": object,
 }
-DEFAULTS = {"attempt": 1, "fallback": False, "n_warnings": 0, "warning": "", "record": ""}
+DEFAULTS = {"attempt": 1, "fallback": False, "n_warnings": 0, "warning": "", "record": "",
+            "gpu": ""}
 """Values of the fields that journals of older versions do not hold."""
-_INTERNED = ("status", "host")
+_INTERNED = ("status", "host", "gpu")
 
 
 def _column(values: list, name: str) -> np.ndarray:

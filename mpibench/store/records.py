@@ -77,6 +77,7 @@ class SplitResult(NamedTuple):
     n_warnings: int = 0
     warning: str = ""
     record: str = ""
+    gpu: str = ""
 
 
 @dataclass
@@ -97,6 +98,7 @@ class RankStats:
     busy_seconds: float = 0.0
     cpu_seconds: float = 0.0
     max_rss_bytes: int = 0
+    gpu: str = ""
 
     @property
     def idle_seconds(self) -> float:
@@ -107,7 +109,7 @@ class RankStats:
 def failed_result(job_id: int, attempt: int, status: Status | str, error: str, *,
                   n_scores: int, rank: int, host: str, pid: int, start: float,
                   threads: int, max_rss_bytes: int = 0,
-                  end: float | None = None) -> SplitResult:
+                  end: float | None = None, gpu: str = "") -> SplitResult:
     """The record of a split that produced no scores (NaN for each of ``n_scores``):
     every failure the engine records is built here.
 
@@ -122,4 +124,4 @@ def failed_result(job_id: int, attempt: int, status: Status | str, error: str, *
     """
     return SplitResult(job_id, Status(status).value, error, (float("nan"),) * n_scores,
                        rank, host, pid, start, time.time() if end is None else end,
-                       0.0, 0.0, 0.0, max_rss_bytes, threads, attempt)
+                       0.0, 0.0, 0.0, max_rss_bytes, threads, attempt, gpu=gpu)

@@ -40,11 +40,11 @@ JOB_COLUMNS = (
 STATUS_COLUMNS = ("status", "error", "attempt", "fallback", "n_warnings", "warning",
                   "record")
 RUN_COLUMNS = (
-    "rank", "host", "pid", "start_time", "end_time", "fit_seconds", "predict_seconds",
-    "score_seconds", "max_rss_bytes", "threads",
+    "rank", "host", "gpu", "pid", "start_time", "end_time", "fit_seconds",
+    "predict_seconds", "score_seconds", "max_rss_bytes", "threads",
 )
 RANK_COLUMNS = (
-    "rank", "host", "pid", "n_splits", "busy_seconds", "idle_seconds", "cpu_seconds",
+    "rank", "host", "gpu", "pid", "n_splits", "busy_seconds", "idle_seconds", "cpu_seconds",
     "max_rss_bytes", "start_time", "end_time",
 )
 CATEGORICAL = ("task", "learner", "resampling", "test_subset", "train_subsets", "status")
@@ -276,7 +276,9 @@ class ResultStore:
         start order; a run that found nothing to do adds no rows unless no run did)."""
         frames = []
         for number, run in enumerate(sorted(self.run_ranks), start=1):
-            frame = pd.DataFrame(self.run_ranks[run], columns=list(RANK_COLUMNS))
+            rows = [row if len(row) == len(RANK_COLUMNS) else [*row[:2], "", *row[2:]]
+                    for row in self.run_ranks[run]]  # (older journals: no gpu column)
+            frame = pd.DataFrame(rows, columns=list(RANK_COLUMNS))
             frame.insert(0, "run", number)
             frames.append(frame)
         worked = [f for f in frames if f["n_splits"].sum() > 0] or frames[-1:]

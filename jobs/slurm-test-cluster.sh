@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Install and start a real single-node SLURM on this machine (munge, slurmctld, slurmd),
-# for the tests marked `slurm`. Needs root and Debian's packages slurm-wlm and munge.
-#   bash jobs/slurm-single-node.sh          # start (installs the packages if missing)
-#   bash jobs/slurm-single-node.sh stop     # stop the daemons
-# The node declares SLURM_TEST_CPUS CPUs (default 8) whatever the machine has, so tests
+# Install and start a real SLURM on this machine (munge, slurmctld, three slurmd), for
+# the tests marked `slurm`. Needs root and Debian's packages slurm-wlm and munge.
+#   bash jobs/slurm-test-cluster.sh          # start (installs the packages if missing)
+#   bash jobs/slurm-test-cluster.sh stop     # stop the daemons
+# Partition `debug` (the default) is this machine as one node, named as the host is.
+# Partition `twonodes` is two more nodes, node1 and node2: two more slurmd daemons on
+# this machine (`slurmd -N NAME`, each with its own port, spool, pid and log file;
+# Debian's slurmd 22.05 supports it), so jobs and MPI runs span two SLURM nodes.
+# Each node declares SLURM_TEST_CPUS CPUs (default 8) whatever the machine has, so tests
 # can run more ranks than cores.
 set -euo pipefail
 
 if [ "${1:-start}" = "stop" ]; then
-    pkill -x slurmd || true
+    pkill -x slurmd || true  # (all three)
     pkill -x slurmctld || true
     pkill -x munged || true
     for _ in $(seq 30); do
-        pgrep -x 'slurmd|slurmctld|munged' >/dev/null || exit 0
+        pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || pgrep -x munged >/dev/null || exit 0
         sleep 1
     done
     echo "SLURM daemons still running after 30 s" >&2
@@ -28,7 +32,8 @@ fi
 host=$(hostname -s)
 cpus=${SLURM_TEST_CPUS:-8}
 memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 2048 ))
-mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge \
+mkdir -p /etc/slurm /var/spool/slurmctld /var/log/slurm /run/munge \
+         /var/spool/slurmd-"${host}" /var/spool/slurmd-node1 /var/spool/slurmd-node2 \
          /var/lib/munge /var/log/munge /etc/munge
 
 cat > /etc/slurm/slurm.conf <<CONF
@@ -45,11 +50,11 @@ MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
-SlurmdSpoolDir=/var/spool/slurmd
+SlurmdPidFile=/run/slurmd-%n.pid
+SlurmdSpoolDir=/var/spool/slurmd-%n
 StateSaveLocation=/var/spool/slurmctld
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmdLogFile=/var/log/slurm/slurmd-%n.log
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
@@ -59,7 +64,10 @@ MinJobAge=3600
 InactiveLimit=0
 OverTimeLimit=0
 NodeName=${host} CPUs=${cpus} RealMemory=${memory} State=UNKNOWN
+NodeName=node1 NodeHostname=${host} NodeAddr=127.0.0.1 Port=6821 CPUs=${cpus} RealMemory=${memory} State=UNKNOWN
+NodeName=node2 NodeHostname=${host} NodeAddr=127.0.0.1 Port=6822 CPUs=${cpus} RealMemory=${memory} State=UNKNOWN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
+PartitionName=twonodes Nodes=node1,node2 MaxTime=INFINITE State=UP
 CONF
 
 if [ ! -s /etc/munge/munge.key ]; then
@@ -69,15 +77,18 @@ chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/
 chmod 400 /etc/munge/munge.key
 pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
 pgrep -x slurmctld >/dev/null || slurmctld -c
-pgrep -x slurmd >/dev/null || slurmd
+pgrep -f "^slurmd\$" >/dev/null || slurmd
+for node in node1 node2; do
+    pgrep -f "^slurmd -N ${node}\$" >/dev/null || slurmd -N "${node}"
+done
 
 for _ in $(seq 60); do
-    if sinfo -h -o %T 2>/dev/null | grep -qE "idle|mixed|alloc"; then
+    if [ "$(sinfo -h -N -o %T 2>/dev/null | grep -cE "idle|mixed|alloc")" -ge 3 ]; then
         sinfo
         exit 0
     fi
     sleep 1
 done
 echo "SLURM did not come up; logs:" >&2
-tail -n 30 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log >&2 || true
+tail -n 30 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd-*.log >&2 || true
 exit 1
