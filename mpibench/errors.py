@@ -69,7 +69,9 @@ def inject_fault(where: str, rank: int) -> None:
     ``WHERE:RANK:kill`` sends this process SIGKILL. ``where`` is ``worker`` (the
     worker loop, after its first results), ``dispatcher`` (rank 0's loop, after its
     first request), ``setup`` (rank 0, before it opens the project) or
-    ``consolidate`` (after writing the temp results file, before the rename).
+    ``consolidate`` (after writing the temp results file, before the rename),
+    ``place`` (any rank, as it reports its node at the start) or ``mmap`` (any rank:
+    ``grid.h5`` then counts as impossible to memory-map there).
     """
     spec = os.environ.get("MPIBENCH_FAULT", "")
     if not spec.startswith(f"{where}:{rank}"):

@@ -112,6 +112,20 @@ def test_internal_error_on_rank_0_at_setup_ends_every_rank_with_exit_1(tmp_path)
     assert_no_orphans(path)
 
 
+@pytest.mark.parametrize("rank", [0, 2])
+def test_a_rank_failing_as_it_reports_its_node_ends_every_rank(tmp_path, rank):
+    path = mb.create_demo(tmp_path / "demo")
+    started = time.monotonic()
+    done = run_mpibench(3, "run", path, timeout=SETUP_TIMEOUT,
+                        env={"MPIBENCH_FAULT": f"place:{rank}"})
+    assert done.returncode == 1, done.stderr
+    assert f"rank {rank} of 3" in done.stderr and "MPIBENCH_FAULT=place" in done.stderr
+    assert time.monotonic() - started < SETUP_TIMEOUT / 2
+    assert_no_orphans(path)
+    again = run_mpibench(3, "run", path, timeout=SETUP_TIMEOUT)  # a stale lock is taken over
+    assert again.returncode == 0, again.stderr
+
+
 @pytest.mark.parametrize("option", [["--timeout", "-1"], ["--memory-limit", "0"],
                                     ["--grace", "-5"]])
 def test_impossible_limits_are_refused(tmp_path, option):

@@ -94,6 +94,19 @@ def test_gpu_option_is_checked_by_the_grid():
         mb.Grid([task], {"m": DummyRegressor()}, learner_options={"m": {"gpu": "yes"}})
 
 
+def test_no_split_process_is_forked_from_a_cuda_initialised_parent(monkeypatch):
+    from types import SimpleNamespace
+
+    from mpibench.engine.procs import refuse_cuda_context
+
+    cuda = SimpleNamespace(is_initialized=lambda: False)
+    monkeypatch.setitem(__import__("sys").modules, "torch", SimpleNamespace(cuda=cuda))
+    refuse_cuda_context()  # a torch that has not touched CUDA: fine
+    cuda.is_initialized = lambda: True
+    with pytest.raises(mb.MpibenchError, match="initialised CUDA before forking"):
+        refuse_cuda_context()
+
+
 def where_grid(gpu: bool) -> mb.Grid:
     from place_learners import WhereLearner, where
 

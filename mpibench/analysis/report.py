@@ -89,8 +89,8 @@ def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
                   html.escape(str(attrs.get("mpi_library", ""))), str(attrs.get("n_ranks"))]})
     parts = ["<h2>Run</h2>", _table(facts),
              "<h2>Ranks</h2>", _table(ranks[[c for c in (
-                 "run", "rank", "host", "n_splits", "busy_seconds", "idle_seconds",
-                 "busy_fraction") if c in ranks]])]
+                 "run", "rank", "host", "gpu", "n_splits", "busy_seconds", "idle_seconds",
+                 "busy_fraction") if c in ranks and (c != "gpu" or (ranks[c] != "").any())]])]
     failures = _failures(results)
     parts += ["<h2>Failures</h2>",
               _table(failures) if len(failures) else "<p>None: every split is ok.</p>"]

@@ -59,13 +59,15 @@ def local_folder() -> str:
     return str(Path(base) / f"mpibench-{socket.gethostname()}-{os.getpid()}")
 
 
-def exchange_placements(transport: Transport, runs_splits: bool,
+def exchange_placements(transport: Transport,
                         grid: Path) -> tuple[Placement, list[Placement] | None]:
     """Every rank reports its :class:`LocalFacts` to rank 0, which places them all.
 
     Returns this rank's placement, and on rank 0 everyone's (None elsewhere).
-    Collective: every rank calls it once, after the start was agreed.
+    Collective: every rank calls it once, after the start was agreed. Rank 0 of a job
+    of several ranks runs no split (no GPU, no grid copy).
     """
+    inject_fault("place", transport.rank)
     key, processor = transport.node_key()
     facts = local_facts(key, processor, grid_mappable(grid, transport.rank))
     if transport.rank != 0:

@@ -324,8 +324,11 @@ def _place(transport: Transport, role: Role, dispatcher: Dispatcher | None,
            paths: ProjectPaths, context: RunContext) -> None:
     """Every rank learns its node, GPU and grid copy; rank 0's dispatcher learns them
     all and may refuse the run (GPU learners, no GPU): every rank then ends with that."""
-    context.placement, everyone = exchange_placements(transport, role.runs_splits,
-                                                      paths.grid)
+    try:
+        context.placement, everyone = exchange_placements(transport, paths.grid)
+    except Exception as exc:  # a rank that cannot report would leave rank 0 waiting
+        _abort(transport, _failure_message(transport, exc), getattr(exc, "exit_code", 1))
+        raise
     outcome = None
     if dispatcher is not None and everyone is not None:
         try:
