@@ -9,7 +9,10 @@
 
 Each is a whole command from a cold interpreter; systems take turns; median (range).
 
-Usage: python benchmarks/startup.py [--ranks 3] [--repeat 5]
+With ``--other CHECKOUT`` (an earlier commit's tree), the demo run of that tree
+(``python -m mpibench`` with it first on PYTHONPATH) takes turns with this one's.
+
+Usage: python benchmarks/startup.py [--ranks 3] [--repeat 5] [--other CHECKOUT]
 """
 
 from __future__ import annotations
@@ -37,16 +40,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--other", help="an earlier checkout to time the demo run with")
     args = parser.parse_args()
     mpiexec = [str(peers.BIN / "mpiexec"), "-n", str(args.ranks)]
     mpibench = [str(peers.BIN / "mpibench")]
     with peers.scratch() as tmp:
         demo = Path(tmp) / "demo"
 
-        def run_demo(*extra: str) -> float:
+        def run_demo(*extra: str, tree: str | None = None) -> float:
             shutil.rmtree(demo, ignore_errors=True)
             subprocess.run([*mpibench, "demo", str(demo)], check=True, capture_output=True)
-            return timed([*mpiexec, *mpibench, "run", str(demo), *extra])
+            command = [*mpiexec, *mpibench, "run", str(demo), *extra]
+            if tree is None:
+                return timed(command)
+            command = [*mpiexec, "-genv", "PYTHONPATH", tree, sys.executable, "-m",
+                       "mpibench", "run", str(demo), *extra]
+            return timed(command)
 
         systems = {
             f"import floor (-n {args.ranks})": lambda: timed(
@@ -56,6 +65,9 @@ def main() -> None:
                 "--no-isolate"),
             "mpibench --help": lambda: timed([*mpibench, "--help"]),
         }
+        if args.other:
+            systems[f"the same demo run with {args.other}"] = lambda: run_demo(
+                tree=args.other)
         walls: dict[str, list[float]] = {name: [] for name in systems}
         for _ in range(args.repeat):
             for name, run in systems.items():
