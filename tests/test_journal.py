@@ -147,3 +147,19 @@ def test_retry_marks_make_earlier_results_history_and_count_attempts_anew(tmp_pa
     assert rows_before.tolist() == [-1, 3, 3, -1]  # results of 1 and 2 so far: history
     assert started_before.tolist() == [0, 1, 1, 0]
     assert read_journal(path, PARTS).started_counts(4).tolist() == [1, 2, 1, 0]
+
+
+def test_rank_records_of_older_journals_read_with_an_empty_gpu(tmp_path):
+    import mpibench as mb
+
+    project = mb.create_demo(tmp_path / "demo")
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    old_row = [1, "old-node", 99, 3, 1.0, 0.5, 0.2, 1000, 0.0, 1.0]  # before issue 18
+    with open(project / "results.journal", "ab") as handle:
+        handle.write(encode({"t": "k", "run": 0.5, "rows": [old_row]}))
+    (project / "results.h5").unlink()
+    assert mb.run(project, progress_every=0, isolate=False) == 0  # rebuilt from the journal
+    ranks = mb.read_ranks(project)
+    old = ranks[ranks["host"] == "old-node"]
+    assert old[["rank", "gpu", "pid", "n_splits"]].values.tolist() == [[1, "", 99, 3]]
+    assert (ranks.loc[ranks["host"] != "old-node", "gpu"] == "").all()
