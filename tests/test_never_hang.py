@@ -231,6 +231,24 @@ def test_stop_file_stops_at_the_tail_and_a_stale_one_is_cleared(tmp_path):
     assert "removed" in done.stderr and not (fast / "stop.request").exists()
 
 
+def test_a_stop_request_of_this_slurm_job_written_before_the_start_is_honoured(tmp_path):
+    path = mb.create_project(tmp_path / "p", tail_grid(0.2))
+    (path / "stop.request").write_text("job 4242 time limit\n")  # SLURM warned early
+    done = run_mpibench(3, "run", path, "--progress-every", "0",
+                        env={"SLURM_JOB_ID": "4242"})
+    assert done.returncode == 3, done.stderr
+    assert "came before the start: stopping" in done.stderr
+    assert not (path / "stop.request").exists()  # honoured, so removed
+    assert len(mb.read_results(path)) < 2  # (the grid has two splits)
+    assert (path / "exit_code").read_text() == "3\n"  # what the batch script reads
+    (path / "stop.request").write_text("job 4242 time limit\n")  # another job's
+    done = run_mpibench(3, "run", path, "--progress-every", "0",
+                        env={"SLURM_JOB_ID": "4243"})
+    assert done.returncode == 0, done.stderr
+    assert "removed" in done.stderr
+    assert (path / "exit_code").read_text() == "0\n"
+
+
 # -- a full disk ---------------------------------------------------------------------
 
 

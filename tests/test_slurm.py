@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -209,12 +210,15 @@ def test_two_nodes_run_the_demo_like_a_serial_run(tmp_path, capsys, small_pmi_va
 
 @two_nodes
 @pytest.mark.slurm
+@pytest.mark.timeout(480)
 def test_time_limit_stop_and_resubmit_across_two_nodes(tmp_path, small_pmi_values):
-    project = slow_project(tmp_path / "slow", seconds=2.0, n_splits=80)
-    reference = slow_project(tmp_path / "ref", seconds=0.0, n_splits=80)
+    # 80 s of work on 4 workers; SLURM may send the warning up to 60 s early, so with 2
+    # minutes and 45 s it comes 15 to 75 s after the start: always before the end.
+    project = slow_project(tmp_path / "slow", seconds=2.0, n_splits=160)
+    reference = slow_project(tmp_path / "ref", seconds=0.0, n_splits=160)
     assert mb.run(reference, progress_every=0, isolate=False) == 0
     assert main(["sbatch", str(project), "--nodes", "2", "--ntasks", "5", "--partition",
-                 "twonodes", "--time", "00:01:00", "--signal-seconds", "30",
+                 "twonodes", "--time", "00:02:00", "--signal-seconds", "45",
                  "--submit"]) == 0
     wait_complete(project, timeout=420)
     text = logs(project)
@@ -225,6 +229,37 @@ def test_time_limit_stop_and_resubmit_across_two_nodes(tmp_path, small_pmi_value
     assert (results["status"] == "ok").all(), slurm_state(project)
     assert set(results["host"]) == {"node1", "node2"}
     assert results["rmse"].tolist() == mb.read_results(reference)["rmse"].tolist()
+
+
+@slurm
+@pytest.mark.slurm
+def test_a_rank_killed_while_exiting_after_a_stop_still_resubmits(tmp_path, monkeypatch):
+    from mpibench.slurm import SbatchOptions, submit, write_sbatch
+
+    project = slow_project(tmp_path / "linger", seconds=3.0, n_splits=8)
+    # Task 2 is 5 s late to leave after mpibench has exited (as on a loaded node):
+    # srun's --kill-on-bad-exit kills it once the others left with exit 3.
+    late = tmp_path / "late-python"
+    late.write_text('#!/bin/bash\n"$REAL_PYTHON" "$@"\ncode=$?\n'
+                    '[ "$SLURM_PROCID" = 2 ] && sleep 5\nexit $code\n')
+    late.chmod(0o755)
+    monkeypatch.setenv("REAL_PYTHON", sys.executable)
+    script = write_sbatch(project, SbatchOptions(ntasks=3, time="00:05:00",
+                                                 max_submissions=2), python=str(late))
+    job = submit(script)
+    wait_until(lambda: b'"t": "s"' in _journal(project), 120, project, "a split started")
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], timeout=20)  # time limit
+    wait_complete(project, timeout=240)
+    text = logs(project)
+    assert "time limit near: stopping" in text, slurm_state(project)
+    assert "task 2: Terminated" in text, slurm_state(project)  # killed after exit 3 ...
+    assert "submitting attempt 2" in text, slurm_state(project)  # ... and yet it goes on
+    assert (mb.read_results(project)["status"] == "ok").all()
+
+
+def _journal(project: Path) -> bytes:
+    path = project / "results.journal"
+    return path.read_bytes() if path.exists() else b""
 
 
 def slow_project(path: Path, seconds: float, n_splits: int) -> Path:
@@ -280,12 +315,16 @@ def test_scancel_stops_the_run_and_ends_the_chain(tmp_path):
 
 @slurm
 @pytest.mark.slurm
+@pytest.mark.timeout(480)
 def test_split_longer_than_the_grace_at_the_time_limit_still_resubmits(tmp_path):
     project = slow_project(tmp_path / "long", 600.0, 4)  # no split can finish
     name = f"mpibench-{project.name}"
-    assert main(["sbatch", str(project), "--ntasks", "3", "--time", "00:01:00",
-                 "--signal-seconds", "40", "--submit"]) == 0
-    wait_until(lambda: "submitting attempt 2" in logs(project), 150, project,
+    # SLURM may send the warning up to 60 s early: with 3 minutes and 100 s it comes 20
+    # to 80 s after the start, when the splits run; after the 20 s grace they are
+    # interrupted, well before the limit.
+    assert main(["sbatch", str(project), "--ntasks", "3", "--time", "00:03:00",
+                 "--signal-seconds", "100", "--submit"]) == 0
+    wait_until(lambda: "submitting attempt 2" in logs(project), 240, project,
                "the resubmission")
     for job in job_ids(name):  # attempt 2 would only repeat attempt 1
         subprocess.run(["scancel", job], timeout=20)

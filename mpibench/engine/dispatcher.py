@@ -130,10 +130,16 @@ class Dispatcher:
 
     def _clear_stop_request(self) -> None:
         """A ``stop.request`` asked an earlier run to stop (that run may have been
-        killed before it could remove it): this run starts without it."""
+        killed before it could remove it): this run starts without it. One written by
+        this SLURM job (``job N ...``: its time limit came while the ranks started;
+        SLURM may send the warning up to 60 s early) stays, and stops this run."""
         stop = self.paths.stop_request
         if stop.exists():
             owner = stop.read_text(errors="replace").strip()[:80] or "unnamed"
+            job = os.environ.get("SLURM_JOB_ID")
+            if job and owner.startswith(f"job {job} "):
+                log(f"{stop.name} from this job ({owner}) came before the start: stopping")
+                return
             stop.unlink(missing_ok=True)
             log(f"removed {stop} left by an earlier run ({owner}); to stop this run, "
                 "create it again")

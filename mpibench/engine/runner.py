@@ -316,8 +316,20 @@ def _start(transport: Transport, paths: ProjectPaths, options: RunOptions,
     if abort:
         _abort(transport, "", code)
     code = _end_together(transport, code)
+    if role.dispatches:
+        record_exit_code(paths, code)
     remove_grid_copy(context.placement)
     return code
+
+
+def record_exit_code(paths: ProjectPaths, code: int) -> None:
+    """Write ``PROJECT/exit_code`` (atomically; a failure to write is only logged)."""
+    try:
+        tmp = paths.temporary(paths.exit_code)
+        tmp.write_text(f"{code}\n")
+        tmp.replace(paths.exit_code)
+    except OSError as exc:
+        log(f"could not write {paths.exit_code} ({exc.strerror}); exit code {code}")
 
 
 def _place(transport: Transport, role: Role, dispatcher: Dispatcher | None,

@@ -50,6 +50,14 @@ class ProjectPaths:
         return self.root / "stop.request"
 
     @property
+    def exit_code(self) -> Path:
+        """The last run's exit code, written by rank 0 as the run ends (``0``: every
+        split has a result; ``3``: stopped early, resumable). The batch script reads it:
+        srun's own status is not the run's once ``--kill-on-bad-exit`` has killed a rank
+        that was still exiting."""
+        return self.root / "exit_code"
+
+    @property
     def predictions(self) -> Path:
         """Folder of the per-rank prediction files (``--save-predictions``)."""
         return self.root / "predictions"
