@@ -151,6 +151,7 @@ def test_grace_expiry_ends_long_splits_with_exit_3(tmp_path):
     assert "still running after the grace period" in err
     assert_no_orphans(path)
     assert mb.read_attrs(path)["n_done"] == 0
+    assert (path / "exit_code").read_text() == "3\n"  # the batch script resubmits
 
 
 def test_split_in_flight_in_too_many_dead_runs_is_recorded_as_crash(tmp_path):

@@ -313,7 +313,8 @@ def _start(transport: Transport, paths: ProjectPaths, options: RunOptions,
     if failure is not None:
         _abort(transport, message, code)
         raise failure
-    if abort:
+    if abort:  # (results.h5 is written: resumable, though srun will report the abort)
+        record_exit_code(paths, code)
         _abort(transport, "", code)
     code = _end_together(transport, code)
     if role.dispatches:
