@@ -214,8 +214,7 @@ class Dispatcher:
         self.ranks[0].host, self.ranks[0].gpu = placements[0].node, placements[0].gpu
         if not isinstance(self.scheduler, PooledScheduler):
             return
-        self.scheduler.gpu_ranks = {p.rank for p in placements
-                                    if p.has_gpu and (p.rank > 0 or self.n_ranks == 1)}
+        self.scheduler.gpu_ranks = {p.rank for p in placements if p.has_gpu}
         if not self.scheduler.gpu_ranks and self.scheduler.gpu.n_pending:
             raise MpibenchError(
                 f"learner_options mark {self.gpu_learners} as needing a GPU (gpu=True) "

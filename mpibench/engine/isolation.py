@@ -15,7 +15,6 @@ import contextlib
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 from ..tuning import INTERRUPT_POLL
 from .config import THREAD_VARIABLES
+from .placement import Placement, node_name
 from .procs import close_quietly, die_with_parent, fork_child, read_frame, write_frame
 from .supervisor import INTERRUPT, STOP_SIGNALS, IsolationLimits, serve
 
@@ -202,25 +202,22 @@ class IsolatedExecutor:
         Folder for each split's predictions (``--save-predictions``).
     log_folder : pathlib.Path, optional
         Folder for each split's output (``--log-splits``).
-    host : str, optional
-        The node's name (recorded per split; default: the host name).
-    gpu : str, optional
-        ``CUDA_VISIBLE_DEVICES`` for the splits (None: leave it as launched).
+    placement : Placement, optional
+        The rank's node and GPU, recorded per split; the GPU goes into the splits'
+        environment (default: this node, no GPU given out).
     """
 
     def __init__(self, grid_path: Path, rank: int, threads: int, limits: IsolationLimits,
                  fallback: Any = None, supervisor: SupervisorProcess | None = None,
                  predictions: Path | None = None, log_folder: Path | None = None,
-                 host: str | None = None, gpu: str | None = None) -> None:
-        environment = {name: str(threads) for name in THREAD_VARIABLES}
-        if gpu is not None:
-            environment["CUDA_VISIBLE_DEVICES"] = gpu
+                 placement: Placement | None = None) -> None:
+        place = placement or Placement(rank, node_name())
+        environment = {**{name: str(threads) for name in THREAD_VARIABLES},
+                       **place.cuda_environment}
         self._config = {"grid_path": str(grid_path), "rank": rank, "threads": threads,
                         "limits": limits, "fallback": fallback, "predictions": predictions,
                         "log_folder": log_folder, "environment": environment,
-                        "host": host or socket.gethostname(),
-                        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "") if gpu is None
-                        else gpu}
+                        "host": place.node, "gpu": place.gpu}
         self._env = {**child_environment(threads), **environment}
         self._n_scores: int | None = None
         self.interrupt_check: Callable[[], bool] | None = None

@@ -87,6 +87,12 @@ class Placement:
         """True when the rank's splits see at least one GPU."""
         return bool(self.gpu)
 
+    @property
+    def cuda_environment(self) -> dict[str, str]:
+        """What the splits' environment must change: ``CUDA_VISIBLE_DEVICES`` when the
+        GPU was given out here (a launcher's value is already in the environment)."""
+        return {"CUDA_VISIBLE_DEVICES": self.gpu} if self.gpu_from == "assigned" else {}
+
 
 def node_name(processor_name: str | None = None) -> str:
     """This process's node: ``SLURMD_NODENAME``, else ``processor_name``, else the host.

@@ -72,15 +72,17 @@ class PooledScheduler:
         """Job ids ``rank`` holds."""
         return [*self.gpu.in_flight(rank), *self.cpu.in_flight(rank)]
 
+    def _fuller(self) -> Scheduler:
+        """The pool with more splits pending (GPU on ties)."""
+        return self.gpu if self.gpu.n_pending >= self.cpu.n_pending else self.cpu
+
     def peek(self) -> int | None:
         """The next split of the pool with more pending (GPU first on ties)."""
-        pool = self.gpu if self.gpu.n_pending >= self.cpu.n_pending else self.cpu
-        return pool.peek()
+        return self._fuller().peek()
 
     def head_cost(self) -> float:
         """Expected cost of the split :meth:`peek` names."""
-        pool = self.gpu if self.gpu.n_pending >= self.cpu.n_pending else self.cpu
-        return pool.head_cost()
+        return self._fuller().head_cost()
 
     def pending_cost(self) -> float:
         """Expected cost of every pending split."""
@@ -109,9 +111,9 @@ def make_scheduler(todo: np.ndarray, needs_gpu: np.ndarray, **settings: Any
                    ) -> Scheduler | PooledScheduler:
     """One scheduler for ``todo`` (job ids), or two pools when ``needs_gpu`` (a mask by
     job id) marks any; ``settings`` are :class:`Scheduler`'s (``solo``, ``priority``...)."""
-    gpu_ids = todo[needs_gpu[todo]] if needs_gpu.any() else todo[:0]
-    if not len(gpu_ids) and not needs_gpu.any():
+    if not needs_gpu.any():
         return Scheduler(todo, **settings)
+    gpu_ids = todo[needs_gpu[todo]]
     solo = settings.pop("solo", None)
     solo = np.asarray([] if solo is None else solo, dtype=np.int64)
     cpu_ids = todo[~needs_gpu[todo]]

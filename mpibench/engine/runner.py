@@ -109,7 +109,6 @@ def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
     predictions = paths.predictions if options.save_predictions else None
     place = context.placement or Placement(rank, node_name())
     grid = Path(place.grid_copy) if place.grid_copy else paths.grid
-    gpu = place.gpu if place.gpu_from == "assigned" else None
     if options.isolate:
         limits = IsolationLimits(options.timeout, options.kill_grace,
                                  options.memory_limit, options.recycle_after)
@@ -118,12 +117,11 @@ def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
                                 fallback=options.fallback, supervisor=supervisor,
                                 predictions=predictions,
                                 log_folder=paths.logs if options.log_splits else None,
-                                host=place.node, gpu=gpu)
+                                placement=place)
     from ..store.gridfile import GridFile
     from .worker import InProcessExecutor, SplitRunner
 
-    if gpu is not None:  # before any learner could initialise CUDA in this process
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    os.environ.update(place.cuda_environment)  # before any learner could initialise CUDA
     runner = SplitRunner(GridFile(grid), rank, context.threads, fallback=options.fallback,
                          predictions=predictions, host=place.node, gpu=place.gpu)
     runner.warm_up()  # first-call costs stay out of the first split's timings

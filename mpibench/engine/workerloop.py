@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 import time
 from functools import partial
 from typing import Any
@@ -17,7 +16,7 @@ from ..errors import inject_fault
 from ..store.batch import EncodedResults
 from ..store.records import INTERRUPTED, RankStats
 from ..tuning import ASK_LEAD, MAX_WORKER_SPIN, MIN_LEAD, PREFETCH_SECONDS, WORKER_SPIN
-from .placement import Placement
+from .placement import Placement, node_name
 from .polling import worker_backoff
 from .procs import peak_rss_bytes
 from .protocol import (
@@ -80,9 +79,9 @@ class Worker:
                  signals: StopSignals | None = None,
                  placement: Placement | None = None) -> None:
         self.transport, self.executor, self.signals = transport, executor, signals
-        host = placement.node if placement is not None else socket.gethostname()
-        gpu = placement.gpu if placement is not None else ""
-        self.stats = RankStats(transport.rank, host, os.getpid(), time.time(), gpu=gpu)
+        place = placement or Placement(transport.rank, node_name())
+        self.stats = RankStats(transport.rank, place.node, os.getpid(), time.time(),
+                               gpu=place.gpu)
         self._cpu_at_start = time.process_time()
         self.results: list = []
         self._last_seconds = 0.0

@@ -276,8 +276,9 @@ class ResultStore:
         start order; a run that found nothing to do adds no rows unless no run did)."""
         frames = []
         for number, run in enumerate(sorted(self.run_ranks), start=1):
-            rows = [row if len(row) == len(RANK_COLUMNS) else [*row[:2], "", *row[2:]]
-                    for row in self.run_ranks[run]]  # (older journals: no gpu column)
+            at = RANK_COLUMNS.index("gpu")  # (journals older than the gpu column lack it)
+            rows = [row if len(row) == len(RANK_COLUMNS) else [*row[:at], "", *row[at:]]
+                    for row in self.run_ranks[run]]
             frame = pd.DataFrame(rows, columns=list(RANK_COLUMNS))
             frame.insert(0, "run", number)
             frames.append(frame)
