@@ -25,9 +25,12 @@ do not collect or store them.
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +296,31 @@ def efficiency(durations: np.ndarray, workers: int, timeline: np.ndarray) -> flo
 def scratch() -> tempfile.TemporaryDirectory:
     """A temporary folder for one system's files."""
     return tempfile.TemporaryDirectory(prefix="mpibench-bench-")
+
+
+def timed(*commands: list[str], cwd: Path | None = None, timeout: float = 1800) -> float:
+    """Seconds to run ``commands`` one after the other (each must succeed)."""
+    start = time.perf_counter()
+    for command in commands:
+        subprocess.run(command, check=True, capture_output=True, cwd=cwd, timeout=timeout)
+    return time.perf_counter() - start
+
+
+def take_turns(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """Each run's seconds, ``repeat`` times; the systems take turns, so that a drift of
+    the machine hits them all alike."""
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            walls[name].append(run())
+    return walls
+
+
+def print_walls(walls: dict[str, list[float]], header: str = "| system | total wall (s) |"
+                ) -> None:
+    """A markdown table: each system's median seconds and (range)."""
+    print(header)
+    print("|---|---|")
+    for name, values in walls.items():
+        print(f"| {name} | {statistics.median(values):.2f} "
+              f"({min(values):.2f}-{max(values):.2f}) |")

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import peers
@@ -85,14 +82,6 @@ for learner in LEARNERS.values():
 }
 
 
-def timed(*commands: list[str], cwd: Path) -> float:
-    """Seconds to run ``commands`` one after the other (each must succeed)."""
-    start = time.perf_counter()
-    for command in commands:
-        subprocess.run(command, check=True, capture_output=True, cwd=cwd, timeout=1800)
-    return time.perf_counter() - start
-
-
 def systems(workers: int, folder: Path) -> dict[str, object]:
     mpiexec = [str(peers.BIN / "mpiexec"), "-n", str(workers + 1)]
     python = sys.executable
@@ -102,17 +91,17 @@ def systems(workers: int, folder: Path) -> dict[str, object]:
         shutil.rmtree(project, ignore_errors=True)
 
     return {
-        "mpibench default, one launch": lambda: fresh() or timed(
+        "mpibench default, one launch": lambda: fresh() or peers.timed(
             [*mpiexec, python, "experiment.py", project, "isolate"], cwd=folder),
-        "mpibench default, two commands": lambda: fresh() or timed(
+        "mpibench default, two commands": lambda: fresh() or peers.timed(
             [python, "create.py", project],
             [*mpiexec, python, "-m", "mpibench", "run", project, "--progress-every", "0"],
             cwd=folder),
-        "mpibench --no-isolate, one launch": lambda: fresh() or timed(
+        "mpibench --no-isolate, one launch": lambda: fresh() or peers.timed(
             [*mpiexec, python, "experiment.py", project, "no"], cwd=folder),
-        f"joblib.Parallel(n_jobs={workers}) over (learner, fold)": lambda: timed(
+        f"joblib.Parallel(n_jobs={workers}) over (learner, fold)": lambda: peers.timed(
             [python, "joblib_grid.py", str(workers)], cwd=folder),
-        f"cross_validate(n_jobs={workers}) per learner": lambda: timed(
+        f"cross_validate(n_jobs={workers}) per learner": lambda: peers.timed(
             [python, "cv_loop.py", str(workers)], cwd=folder),
     }
 
@@ -127,18 +116,10 @@ def main() -> None:
         (folder / "grid.py").write_text(GRID)
         for name, text in SCRIPTS.items():
             (folder / name).write_text(text)
-        runs = systems(args.workers, folder)
-        walls: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(args.repeat):  # systems take turns, so drifts hit all alike
-            for name, run in runs.items():
-                walls[name].append(run())
+        walls = peers.take_turns(systems(args.workers, folder), args.repeat)
     print(f"6 classifiers x KFold(8), 1500 rows: 48 splits, P = {args.workers} workers; "
           f"total wall from a cold interpreter, median of {args.repeat} (range)\n")
-    print("| system | total wall (s) |")
-    print("|---|---|")
-    for name, values in walls.items():
-        print(f"| {name} | {statistics.median(values):.2f} "
-              f"({min(values):.2f}-{max(values):.2f}) |")
+    peers.print_walls(walls)
 
 
 if __name__ == "__main__":

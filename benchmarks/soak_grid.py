@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
-import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import peers
@@ -55,22 +53,18 @@ def main() -> None:
     with peers.scratch() as tmp:
         folder = Path(tmp)
         (folder / "soak.py").write_text(SCRIPT)
-        walls: dict[str, list[float]] = {"default (isolated)": [], "--no-isolate": []}
-        for _ in range(args.repeat):
-            for mode in walls:
-                shutil.rmtree(folder / "proj", ignore_errors=True)
-                start = time.perf_counter()
-                subprocess.run([str(peers.BIN / "mpiexec"), "-n", "3", sys.executable,
-                                "soak.py", "proj", "isolate" if "default" in mode else "no"],
-                               check=True, capture_output=True, cwd=folder, timeout=600)
-                walls[mode].append(time.perf_counter() - start)
+
+        def one_launch(mode: str) -> Callable[[], float]:
+            return lambda: shutil.rmtree(folder / "proj", ignore_errors=True) or peers.timed(
+                [str(peers.BIN / "mpiexec"), "-n", "3", sys.executable, "soak.py", "proj",
+                 mode], cwd=folder)
+
+        walls = peers.take_turns({
+            "mpibench default (isolated), one launch": one_launch("isolate"),
+            "mpibench --no-isolate, one launch": one_launch("no")}, args.repeat)
     print(f"SOAK grid, 186 splits, mpiexec -n 3 python soak.py (grid, create, run): "
           f"total wall from a cold interpreter, median of {args.repeat} (range)\n")
-    print("| system | total wall (s) |")
-    print("|---|---|")
-    for mode, values in walls.items():
-        print(f"| mpibench {mode}, one launch | {statistics.median(values):.2f} "
-              f"({min(values):.2f}-{max(values):.2f}) |")
+    peers.print_walls(walls)
     print("| mlr3resampling (R, 192 splits; quoted from issue 13) | 4.5 (4.4-5.6) |")
 
 

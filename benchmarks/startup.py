@@ -22,18 +22,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import peers
 
 FLOOR = "import mpi4py.MPI, numpy, h5py, sklearn.tree, sklearn.dummy, sklearn.metrics"
-
-
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, timeout=600)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -52,32 +45,25 @@ def main() -> None:
             subprocess.run([*mpibench, "demo", str(demo)], check=True, capture_output=True)
             command = [*mpiexec, *mpibench, "run", str(demo), *extra]
             if tree is None:
-                return timed(command)
+                return peers.timed(command)
             command = [*mpiexec, "-genv", "PYTHONPATH", tree, sys.executable, "-m",
                        "mpibench", "run", str(demo), *extra]
-            return timed(command)
+            return peers.timed(command)
 
         systems = {
-            f"import floor (-n {args.ranks})": lambda: timed(
+            f"import floor (-n {args.ranks})": lambda: peers.timed(
                 [*mpiexec, sys.executable, "-c", FLOOR]),
             f"mpiexec -n {args.ranks} mpibench run demo": run_demo,
             f"mpiexec -n {args.ranks} mpibench run demo --no-isolate": lambda: run_demo(
                 "--no-isolate"),
-            "mpibench --help": lambda: timed([*mpibench, "--help"]),
+            "mpibench --help": lambda: peers.timed([*mpibench, "--help"]),
         }
         if args.other:
             systems[f"the same demo run with {args.other}"] = lambda: run_demo(
                 tree=args.other)
-        walls: dict[str, list[float]] = {name: [] for name in systems}
-        for _ in range(args.repeat):
-            for name, run in systems.items():
-                walls[name].append(run())
+        walls = peers.take_turns(systems, args.repeat)
     print(f"whole commands from a cold interpreter, median of {args.repeat} (range)\n")
-    print("| command | wall (s) |")
-    print("|---|---|")
-    for name, values in walls.items():
-        print(f"| {name} | {statistics.median(values):.2f} "
-              f"({min(values):.2f}-{max(values):.2f}) |")
+    peers.print_walls(walls, header="| command | wall (s) |")
     floor = statistics.median(walls[f"import floor (-n {args.ranks})"])
     demo = statistics.median(walls[f"mpiexec -n {args.ranks} mpibench run demo"])
     print(f"\nthe demo run above the import floor: {demo - floor:+.2f} s")

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
-import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import peers
@@ -90,21 +88,16 @@ def main() -> None:
             f"joblib.Parallel(n_jobs={workers}) over every split": [
                 sys.executable, "joblib_grid.py", str(workers), str(EXAMPLES)],
         }
-        walls: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.repeat):
-            for name, command in commands.items():
-                shutil.rmtree(folder / "proj", ignore_errors=True)
-                start = time.perf_counter()
-                subprocess.run(command, check=True, capture_output=True, cwd=folder,
-                               timeout=900)
-                walls[name].append(time.perf_counter() - start)
+
+        def fresh_run(command: list[str]) -> Callable[[], float]:
+            return lambda: shutil.rmtree(folder / "proj", ignore_errors=True) or peers.timed(
+                command, cwd=folder)
+
+        walls = peers.take_turns({name: fresh_run(command)
+                                  for name, command in commands.items()}, args.repeat)
     print(f"examples/torch_mlp.py's SOAK grid, 108 splits, {workers} workers: total wall "
           f"from a cold interpreter, median of {args.repeat} (range)\n")
-    print("| system | total wall (s) |")
-    print("|---|---|")
-    for name, values in walls.items():
-        print(f"| {name} | {statistics.median(values):.2f} "
-              f"({min(values):.2f}-{max(values):.2f}) |")
+    peers.print_walls(walls)
 
 
 if __name__ == "__main__":
