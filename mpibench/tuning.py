@@ -113,6 +113,10 @@ PRELOAD_PAIRS = 64
 """The supervisor loads every task up front when the grid has at most this many
 (task, resampling) pairs, else each executor loads what its splits need (startup.py,
 shared_memory.py)."""
+CACHE_BYTES = 1 << 30
+"""Bytes of task data (and split indices) an executor keeps, least recently used
+leaving first (``MPIBENCH_CACHE_BYTES``; not a speed figure: a bound on memory; a grid
+of a thousand tasks loads each task once per executor while they fit, scale.py)."""
 RSS_SAMPLE_SECONDS = 1e-3
 """In-process, a split's ``max_rss_bytes`` is read again when the last reading is this
 old: a system call per no-op split showed in cpu_per_split.py, and a split shorter
@@ -163,3 +167,9 @@ ABORT_DELAY = 0.5
 stderr first)."""
 ORPHAN_CHECK_SECONDS = 1.0
 """How often each rank of a multi-rank job checks that its launcher is still alive."""
+OVERDUE_FACTOR = 5.0
+"""A split running this many times longer than the cost model expects is named as
+overdue by the progress line and ``mpibench status``, ..."""
+OVERDUE_SECONDS = 10.0
+"""... once it has run at least this long (rank 0 sees a chunk of short splits as one
+running split until the chunk's results come back)."""

@@ -80,7 +80,7 @@ def test_busy_workers_get_a_chunk_ahead_except_near_the_end(tmp_path):
         first = dispatcher.handle(WorkRequest(1))
         # nothing known of the learner yet: no chunk ahead, decide when it is learned
         assert dispatcher.handle(WorkRequest(1, busy=True)) == []
-        dispatcher.costs.learn(0, seconds=1e-3, rows=1.0)
+        dispatcher.costs.learn(0, seconds=1e-3, size=1.0)
         ahead = dispatcher.handle(WorkRequest(1, busy=True))
         assert len(first) == 1 and len(ahead) == 1  # plenty pending: one chunk ahead
         while dispatcher.scheduler.n_pending >= 4:
@@ -156,7 +156,7 @@ def test_rank_0_learns_a_new_learner_from_the_request_before_replying(tmp_path):
         assert dispatcher.costs.knows(learner)  # learned before the reply was chosen
         dispatcher.keep(1, results)  # ... and not counted twice when kept
         assert dispatcher.costs.expected(job) == pytest.approx(0.5)
-        assert dispatcher.costs._seconds[learner] == pytest.approx(0.5)
+        assert dispatcher.costs._learner_seconds[learner] == pytest.approx(0.5)  # once
     finally:
         dispatcher.store.close()
         dispatcher.close()

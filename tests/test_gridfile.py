@@ -9,6 +9,17 @@ import mpibench as mb
 from mpibench.store.gridfile import GridFile
 
 
+def mapped(array):
+    """True when ``array`` views a memory map of the file (not a private copy)."""
+    import mmap
+
+    while array is not None:
+        if isinstance(array, np.memmap | mmap.mmap):
+            return True
+        array = getattr(array, "base", None)
+    return False
+
+
 def test_task_data_and_split_indices_are_shared_memory_maps(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(30, 4)), rng.normal(size=30)
@@ -16,15 +27,42 @@ def test_task_data_and_split_indices_are_shared_memory_maps(tmp_path, monkeypatc
                    resamplings=[ShuffleSplit(3, test_size=0.2, random_state=0)])
     grid_file = GridFile(mb.create_project(tmp_path / "p", grid) / "grid.h5")
     X_read, y_read = grid_file.task_data(0)
-    assert isinstance(X_read.base, np.memmap) and isinstance(y_read.base, np.memmap)
+    assert mapped(X_read) and mapped(y_read)
     assert not X_read.flags.writeable
     np.testing.assert_array_equal(X_read, X)
     np.testing.assert_array_equal(y_read, y)
     index = grid_file.split_index(0, 0)
-    assert isinstance(index.train_idx.base, np.memmap)
+    assert mapped(index.train_idx)
     assert len(index.train(0)) == 24 and len(index.test(0)) == 6
     assert not set(index.train(0).tolist()) & set(index.test(0).tolist())
     monkeypatch.setenv("MPIBENCH_SHARE_DATA", "0")
-    X_copy, _ = grid_file.task_data(0)
-    assert X_copy.base is None or not isinstance(X_copy.base, np.memmap)
+    X_copy, _ = GridFile(grid_file.path).task_data(0)  # (read once per process)
+    assert not mapped(X_copy)
     np.testing.assert_array_equal(X_copy, X)
+
+
+def test_a_thousand_tasks_are_views_of_one_map_and_a_bounded_cache(tmp_path):
+    from mpibench.engine.protocol import Assignment
+    from mpibench.engine.worker import SplitRunner
+
+    rng = np.random.default_rng(2)
+    frames = [rng.normal(size=(12, 1 + i % 3)) for i in range(1000)]
+    tasks = [mb.Task(f"t{i}", X=X, y=X[:, 0] * 2) for i, X in enumerate(frames)]
+    grid = mb.Grid(tasks, {"d": mb.DebugLearner()},
+                   resamplings=[ShuffleSplit(2, test_size=0.25, random_state=0)])
+    grid_file = GridFile(mb.create_project(tmp_path / "p", grid) / "grid.h5")
+    layout = grid_file.mapped()
+    assert layout is not None
+    for i in (0, 1, 2, 999):
+        X, y = grid_file.task_data(i)
+        assert mapped(X) and mapped(y) and X.base is grid_file.task_data(0)[0].base
+        np.testing.assert_array_equal(X, frames[i])
+        np.testing.assert_array_equal(y, frames[i][:, 0] * 2)
+        assert mapped(grid_file.split_index(i, 0).test_idx)
+    runner = SplitRunner(grid_file, rank=1, threads=1)
+    runner._data.limit = 30 * (12 * 3 * 8 + 12 * 8)  # room for about 30 tasks
+    jobs = [Assignment(j, t, 0, 0, s, 7) for j, (t, s) in enumerate(
+        (t, s) for t in range(1000) for s in range(2))]
+    assert all(runner.run(job).status == "ok" for job in jobs)
+    assert runner._data.bytes <= runner._data.limit
+    assert runner._data.loads == 2000  # each task and split index loaded once, in order

@@ -94,7 +94,7 @@ def test_scheduler_and_pure_modules_do_not_import_mpi4py():
 def learned_model(rates: dict[int, float], learner, n_train):
     model = CostModel(np.asarray(learner), np.asarray(n_train))
     for learner_i, rate in rates.items():
-        model.learn(learner_i, seconds=rate * 100, rows=100)
+        model.learn(learner_i, seconds=rate * 100, size=100)
     return model
 
 
@@ -154,14 +154,14 @@ def test_a_cost_model_seeded_beforehand_gives_lpt_from_the_start():
     learner, durations = worst_grid()
     model = CostModel(learner, np.full(32, 100))
     for i in range(8):  # as from a --test run: one split of each learner, on fewer rows
-        model.learn(i, seconds=float(durations[learner == i][0]), rows=10.0)
+        model.learn(i, seconds=float(durations[learner == i][0]), size=10.0)
     scheduler = Scheduler(range(32), model, chunk_size="auto", n_workers=8)
     makespan, started = simulate(scheduler, durations, 8)
     assert set(started[:4]) == set(np.flatnonzero(learner == 7))
     assert max(durations.sum() / 8, durations.max()) / makespan >= 0.90
 
 
-def test_the_first_wave_covers_every_task_and_respects_priority():
+def test_the_first_wave_is_one_split_per_learner_and_respects_priority():
     # 2 tasks x 2 learners, 3 splits each; learner 1 of task 1 has a higher priority
     task = np.repeat([0, 1], 6)
     learner = np.tile(np.repeat([0, 1], 3), 2)
@@ -169,15 +169,53 @@ def test_the_first_wave_covers_every_task_and_respects_priority():
     priority = np.where((task == 1) & (learner == 1), 1.0, 0.0)
     model = CostModel(learner, rows, task_of_job=task)
     s = Scheduler(range(12), model, priority=priority)
-    first = [s.next_chunk(1)[0] for _ in range(4 + 2)]
-    assert first[0] == 10  # the higher priority first, its largest split
-    assert first[1:3] == [11, 9]  # ... all of it before the others' first wave
-    assert {(task[j], learner[j]) for j in first[3:6]} == {(0, 0), (0, 1), (1, 0)}
-    assert all(rows[j] == 7 for j in first[3:6])
+    first = [s.next_chunk(1)[0] for _ in range(3 + 2)]
+    assert first[:3] == [10, 11, 9]  # the higher priority first, largest split first
+    assert {learner[j] for j in first[3:5]} == {0, 1}  # then one split of each learner
+    assert all(rows[j] == 7 for j in first[3:5])  # ... its largest
     known = CostModel(learner, rows, task_of_job=task)
     known.learn(0, 1.0, 10.0)
     known.learn(1, 1.0, 10.0)
-    assert drain(Scheduler(range(12), known), [1])[:2] == [1, 7]  # no first wave: lpt
+    assert sorted(drain(Scheduler(range(12), known), [1])[:4]) == [1, 4, 7, 10]  # lpt
+
+
+def test_a_thousand_tasks_need_one_first_wave_split_per_learner():
+    # 1000 tasks x 3 learners x 5 splits: after one split of each learner the rest goes
+    # out in large chunks (no first-wave split per (task, learner))
+    n_tasks, n_learners, n_splits = 1000, 3, 5
+    task = np.repeat(np.arange(n_tasks), n_learners * n_splits)
+    learner = np.tile(np.repeat(np.arange(n_learners), n_splits), n_tasks)
+    model = CostModel(learner, np.full(len(task), 30), task_of_job=task,
+                      n_features_of_task=np.full(n_tasks, 3))
+    s = Scheduler(range(len(task)), model, chunk_size="auto", n_workers=2)
+    first = [s.next_chunk(1) for _ in range(n_learners)]
+    assert [len(c) for c in first] == [1] * n_learners
+    assert sorted(learner[c[0]] for c in first) == list(range(n_learners))
+    for chunk in first:
+        s.complete(1, chunk)
+        model.add_columns(chunk, ["ok"], [1e-5])  # 10 us splits
+    messages, handed = 0, 3
+    while chunk := s.next_chunk(1):
+        messages += 1
+        handed += len(chunk)
+        s.complete(1, chunk)
+    assert handed == len(task) and s.finished
+    assert messages < 100, messages
+
+
+def test_the_cost_model_carries_a_learner_across_tasks_and_learns_each_pair():
+    # task 0: 10 rows x 2 features; task 1: 100 rows x 4 features; one learner
+    task = np.array([0, 0, 1, 1])
+    model = CostModel(np.zeros(4, int), np.array([10, 10, 100, 100]), task_of_job=task,
+                      n_features_of_task=np.array([2, 4]))
+    model.add_columns([0], ["ok"], [0.5])
+    assert model.expected(1) == pytest.approx(0.5)
+    assert model.expected(2) == pytest.approx(0.5 * 20)  # 20 x the rows x features
+    model.add_columns([2], ["ok"], [2.0])  # task 1 turns out cheaper per row x feature
+    assert model.expected(3) == pytest.approx(2.0)  # the pair's own rate
+    assert model.expected(1) == pytest.approx(0.5)  # task 0 keeps its own
+    assert model.rate(0) == pytest.approx(2.5 / (20 + 400))  # the learner's, pooled
+    assert model.expected_many(np.array([1, 3])) == pytest.approx([0.5, 2.0])
 
 
 def test_rates_learned_during_the_run_reorder_what_is_pending():
@@ -186,7 +224,7 @@ def test_rates_learned_during_the_run_reorder_what_is_pending():
     first = s.next_chunk(1)
     assert first == [0]  # most rows first while nothing is known
     model.add_columns(np.array([0]), np.array(["ok"], dtype=object), np.array([0.3]))
-    model.learn(1, seconds=30.0, rows=3)  # learner 1 turns out to take 10 s per row
+    model.learn(1, seconds=30.0, size=3)  # learner 1 turns out to take 10 s per row
     assert s.next_chunk(1) == [3]
 
 
@@ -199,7 +237,7 @@ def test_auto_chunks_grow_for_tiny_splits_shrink_at_the_end_and_stay_1_for_long_
     tiny = CostModel(np.zeros(10_000, dtype=int), np.ones(10_000))
     s = Scheduler(range(10_000), tiny, chunk_size="auto", n_workers=2)
     assert len(s.next_chunk(1)) == 1  # nothing known yet
-    tiny.learn(0, seconds=1e-5, rows=1)  # 10 us splits
+    tiny.learn(0, seconds=1e-5, size=1)  # 10 us splits
     sizes = []
     while chunk := s.next_chunk(1):
         sizes.append(len(chunk))
@@ -207,7 +245,7 @@ def test_auto_chunks_grow_for_tiny_splits_shrink_at_the_end_and_stay_1_for_long_
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1  # guided: shrinking
     assert sum(sizes) == 9_999
     slow = CostModel(np.zeros(50, dtype=int), np.ones(50))
-    slow.learn(0, seconds=0.02, rows=1)  # 20 ms splits go one at a time
+    slow.learn(0, seconds=0.02, size=1)  # 20 ms splits go one at a time
     s = Scheduler(range(50), slow, chunk_size="auto", n_workers=8)
     assert {len(s.next_chunk(1)) for _ in range(50)} == {1}
 
@@ -297,7 +335,7 @@ def test_released_jobs_go_out_first_again_and_are_not_done():
 
 def test_suspects_go_out_alone_first_and_short_ones_one_at_a_time():
     model = CostModel(np.array([0] * 6 + [1] * 4), np.array([5, 9, 1, 1, 1, 1, 1, 1, 1, 1]))
-    model.learn(0, seconds=0.5, rows=1)  # 0.5 s per row (learner 1: pooled, the same)
+    model.learn(0, seconds=0.5, size=1)  # 0.5 s per row (learner 1: pooled, the same)
     s = Scheduler(range(10), model, chunk_size=3, order="grid", solo=[0, 1, 7])
     assert s.n_pending == 10 and s.n_solo_pending == 3 and s.peek() == 1  # most rows first
     assert [s.next_chunk(1), s.next_chunk(2)] == [[1], [0]]  # 4.5 s and 2.5 s: at once

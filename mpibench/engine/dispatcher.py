@@ -16,6 +16,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import MpibenchError, inject_fault
+from ..formatting import format_seconds
 from ..store.batch import EncodedResults
 from ..store.gridfile import GridFile
 from ..store.lock import ProjectLock
@@ -32,6 +33,7 @@ from ..tuning import (
     STOP_FILE_SECONDS,
     TEST_RUN_WEIGHT,
 )
+from .costs import CostModel
 from .options import RunOptions
 from .placement import Placement
 from .polling import DispatcherPolling
@@ -46,8 +48,8 @@ from .protocol import (
     WorkRequest,
     unpack_assignments,
 )
-from .scheduler import CostModel
 from .stopping import Deadline, StopSignals
+from .timeleft import Running, TimeLeft, estimate
 from .transport import Transport
 
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
@@ -62,9 +64,11 @@ def compact(jobs: pd.DataFrame) -> pd.DataFrame:
     return jobs
 
 
-def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[str]) -> int:
+def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[str],
+                        n_features: dict[str, int] | None = None) -> int:
     """Seed ``costs`` with the project's ``--test`` run (one split of every task x
-    learner on small data), if it has one. Returns the splits learned from."""
+    learner on small data), if it has one; ``n_features`` gives the feature columns of
+    each task by name (1 for those it lacks). Returns the splits learned from."""
     test = ProjectPaths(paths.root / "test")
     if not test.results.exists():
         return 0
@@ -77,9 +81,11 @@ def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[st
     index = {name: i for i, name in enumerate(learners)}
     ok = frame[(frame["status"] == "ok") & frame["learner"].isin(index)]
     seconds = ok["end_time"] - ok["start_time"]
-    for name, rows in ok.groupby("learner"):
+    features = ok["task"].astype(str).map(n_features or {}).fillna(1.0)
+    size = ok["n_train"].clip(lower=1) * features.clip(lower=1)
+    for name, rows in ok.groupby("learner", observed=True):
         costs.learn(index[name], TEST_RUN_WEIGHT * float(seconds[rows.index].sum()),
-                    TEST_RUN_WEIGHT * float(rows["n_train"].sum()))
+                    TEST_RUN_WEIGHT * float(size[rows.index].sum()))
     return len(ok)
 
 
@@ -168,11 +174,14 @@ class Dispatcher:
              np.zeros(len(jobs))]).astype(np.int64)  # Assignment fields by job id
         self.ranks = {0: RankStats(0, socket.gethostname(), os.getpid(), time.time())}
         self._cpu_at_start = time.process_time()
+        n_features = grid_file.task_shapes()[:, 1]
         self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy(),
-                               jobs["task_i"].to_numpy())
+                               jobs["task_i"].to_numpy(), n_features)
         learners = grid_file.names("learners")
         if self.test_source is None:
-            learn_from_test_run(self.costs, self.paths, learners)
+            learn_from_test_run(self.costs, self.paths, learners,
+                                dict(zip(grid_file.names("tasks"), n_features.tolist(),
+                                         strict=True)))
         self._mark_retries()
         self._retire_exhausted()
         history = self.store.all_results()
@@ -199,9 +208,14 @@ class Dispatcher:
         self.transport: Transport | None = None
         self._last_checkpoint = time.monotonic()
         self._stop_file_checked = 0.0
-        self._n_learners = len(learners)
-        self._unknown_learners = self._count_unknown()
         self._learned_early = False
+        self._heard: dict[int, float] = {}
+        """``time.monotonic()`` of each worker's latest request."""
+        self._work_seconds = 0.0
+        """Seconds of the splits this run finished."""
+        self._first_handout: float | None = None
+        self.time_left = TimeLeft(None)
+        """The latest estimate of the time left (see :meth:`estimate_time_left`)."""
         self.comes_back: dict[int, float] = {}
         """perf_counter() time at which each worker told ``[]`` is expected back."""
 
@@ -302,6 +316,8 @@ class Dispatcher:
             job_ids, status, seconds = results.summary()
         self.store.add(results)
         self.progress.add(status)
+        self._work_seconds += float(seconds.sum() if isinstance(seconds, np.ndarray)
+                                    else sum(seconds))
         if not self._learned_early:
             self.costs.add_columns(job_ids, status, seconds)
         self._learned_early = False
@@ -309,15 +325,10 @@ class Dispatcher:
     def _learn_early(self, results: EncodedResults | None) -> None:
         """While a learner is unknown, learn from a request's results before replying
         (else after: the reply goes out first), so its own finished learner counts."""
-        if results is None or not len(results) or not self._unknown_learners:
+        if results is None or not len(results) or not self.costs.n_unknown:
             return
         self.costs.add_columns(*results.summary())
         self._learned_early = True
-        self._unknown_learners = self._count_unknown()
-
-    def _count_unknown(self) -> int:
-        """Learners with no finished split."""
-        return sum(not self.costs.knows(i) for i in range(self._n_learners))
 
     def next_assignments(self, rank: int, busy: bool = False) -> np.ndarray | list | None:
         """The next chunk for ``rank``, ``[]`` (ask again when idle) or ``STOP``.
@@ -336,10 +347,12 @@ class Dispatcher:
             return STOP
         if busy and not self._may_prefetch():
             if self.costs.known:  # else nothing says when: poll as usual
-                expected = sum(map(self.costs.expected, self.scheduler.in_flight(rank)))
-                self.comes_back[rank] = time.perf_counter() + expected
+                expected = self.costs.expected_many(self.scheduler.in_flight(rank)).sum()
+                self.comes_back[rank] = time.perf_counter() + float(expected)
             return []
         chunk = self.scheduler.next_chunk(rank)
+        if chunk and self._first_handout is None:
+            self._first_handout = time.monotonic()
         return self.assignments(chunk) if chunk else STOP
 
     def _may_prefetch(self) -> bool:
@@ -355,6 +368,7 @@ class Dispatcher:
     def handle(self, request: WorkRequest) -> np.ndarray | list | None:
         """The reply to one worker request (its results are kept by :meth:`keep`)."""
         self.comes_back.pop(request.rank, None)
+        self._heard[request.rank] = time.monotonic()
         if request.results is not None:
             self.scheduler.complete(request.rank, request.results.job_ids())
         if request.returned:
@@ -392,8 +406,8 @@ class Dispatcher:
                 self.begin_stop(reason)
         if self.store.journal.commit_due:
             self.store.journal.commit_in_background()
-        self.progress.maybe_print()
         self.heartbeat()
+        self.progress.maybe_print(self.time_left, self._overdue_text())
         if time.monotonic() - self._last_checkpoint >= self.options.checkpoint_every:
             self.checkpoint(complete=False)
         if self.stop_reason is not None and self.scheduler.n_in_flight:
@@ -401,30 +415,65 @@ class Dispatcher:
 
     def heartbeat(self, force: bool = False) -> None:
         """Rewrite ``run.status`` (at most every ``HEARTBEAT_SECONDS``): who runs, when
-        it last wrote, done / failed / in flight / pending and the ETA of the cost
-        model (seconds; null while no learner is known). Best effort: a failed write
-        is skipped (the journal's would end the run)."""
+        it last wrote, done / failed / in flight / pending, the estimate of the time
+        left (seconds; null while no learner is known) and the overdue splits. Best
+        effort: a failed write is skipped (the journal's would end the run)."""
         now = time.time()
         if not force and now - self._last_heartbeat < HEARTBEAT_SECONDS:
             return
         self._last_heartbeat = now
-        workers = max(self.n_ranks - 1, 1)
-        known = self.costs.known
-        in_flight = [j for r in range(self.n_ranks) for j in self.scheduler.in_flight(r)]
-        eta = ((self.scheduler.pending_cost() + sum(map(self.costs.expected, in_flight)))
-               / workers if known else None)
+        self.time_left = self.estimate_time_left()
         state = {**self.lock.info, "updated": now, "n_ranks": self.n_ranks,
                  "n_total": self.n_total,
                  "n_done": self.progress.n_before + self.progress.done,
                  "n_failed": self._failed_before + self.progress.errors,
-                 "n_in_flight": len(in_flight), "n_pending": self.scheduler.n_pending,
-                 "eta_seconds": eta, "stopping": self.stop_reason}
+                 "n_in_flight": self.scheduler.n_in_flight,
+                 "n_pending": self.scheduler.n_pending,
+                 "eta_seconds": self.time_left.seconds, "stopping": self.stop_reason,
+                 "overdue": [self._describe(r) for r in self.time_left.overdue]}
         tmp = self.paths.temporary(self.paths.heartbeat)
         try:
             tmp.write_text(json.dumps(state) + "\n")
             tmp.replace(self.paths.heartbeat)
         except OSError:
             tmp.unlink(missing_ok=True)
+
+    def estimate_time_left(self) -> TimeLeft:
+        """The time this run has left (see :mod:`mpibench.engine.timeleft`)."""
+        if not self.costs.known:
+            return TimeLeft(None)
+        now = time.monotonic()
+        running = []
+        for rank in range(self.n_ranks):
+            oldest = self.scheduler.oldest_held(rank)
+            if oldest is None:
+                continue
+            job, handed_out = oldest
+            since = max(handed_out, self._heard.get(rank, handed_out))
+            expected = float(self.costs.expected_many(self.scheduler.in_flight(rank)).sum())
+            running.append(Running(rank, job, now - since, expected))
+        wall = now - self._first_handout if self._first_handout is not None else 0.0
+        return estimate(self.scheduler.pending_seconds(), running, self._work_seconds,
+                        wall, max(self.n_ranks - 1, 1))
+
+    def _overdue_text(self) -> str:
+        """The most overdue split for the progress line ('' when none)."""
+        if not self.time_left.overdue:
+            return ""
+        first = self._describe(self.time_left.overdue[0])
+        more = len(self.time_left.overdue) - 1
+        return (f"overdue: job {first['job_id']} ({first['task']}, {first['learner']}) on "
+                f"rank {first['rank']}, running {format_seconds(first['running_seconds'])}"
+                f" (expected ~{format_seconds(first['expected_seconds'])})"
+                + (f" and {more} more" if more else ""))
+
+    def _describe(self, running: Running) -> dict:
+        """An overdue split, JSON-ready: job id, task, learner, rank, seconds."""
+        row = self.store.jobs.iloc[running.job_id]
+        return {"job_id": running.job_id, "task": str(row["task"]),
+                "learner": str(row["learner"]), "rank": running.rank,
+                "running_seconds": round(running.running_seconds, 1),
+                "expected_seconds": round(running.expected_seconds, 3)}
 
     def _end_grace(self) -> None:
         """When the grace period is over, interrupt the splits still running (each is
@@ -493,7 +542,7 @@ class Dispatcher:
             self.keep(request.rank, request.results)  # ... while its results are kept
         inject_fault("dispatcher", 0)
         self.tick()
-        return reply is STOP and not self.scheduler.in_flight(source)
+        return reply is STOP and not self.scheduler.holds(source)
 
     def run_serially(self, executor: Any) -> None:
         """One process: run every split here, in dispatch order, until done or stopped."""

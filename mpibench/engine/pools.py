@@ -72,6 +72,19 @@ class PooledScheduler:
         """Job ids ``rank`` holds."""
         return [*self.gpu.in_flight(rank), *self.cpu.in_flight(rank)]
 
+    def holds(self, rank: int) -> bool:
+        """True while ``rank`` holds splits it has not finished."""
+        return self.gpu.holds(rank) or self.cpu.holds(rank)
+
+    def oldest_held(self, rank: int) -> tuple[int, float] | None:
+        """The split ``rank`` was given first among those it holds, and when."""
+        held = [h for h in (self.gpu.oldest_held(rank), self.cpu.oldest_held(rank)) if h]
+        return min(held, key=lambda h: h[1]) if held else None
+
+    def pending_seconds(self) -> float:
+        """Expected seconds of every pending split."""
+        return self.gpu.pending_seconds() + self.cpu.pending_seconds()
+
     def _fuller(self) -> Scheduler:
         """The pool with more splits pending (GPU on ties)."""
         return self.gpu if self.gpu.n_pending >= self.cpu.n_pending else self.cpu

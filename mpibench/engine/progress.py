@@ -11,6 +11,7 @@ import numpy as np
 from ..formatting import error_groups, format_seconds
 from ..store.batch import ResultBatch
 from ..store.records import RankStats
+from .timeleft import TimeLeft
 
 
 def log(message: str) -> None:
@@ -48,20 +49,21 @@ class Progress:
         else:
             self.errors += int((status != "ok").sum())
 
-    def line(self) -> str:
-        """The progress line."""
+    def line(self, left: TimeLeft | None = None, overdue: str = "") -> str:
+        """The progress line, with the run's estimate of the time left (``?`` while
+        nothing is known) and the most overdue split, if any."""
         elapsed = time.monotonic() - self.start
-        remaining = elapsed / self.done * (self.n_todo - self.done) if self.done else float("nan")
-        eta = format_seconds(remaining) if self.done else "?"
+        remaining = "?" if left is None else left.text()
         return (f"[mpibench] {self.n_before + self.done}/{self.n_total} splits | "
-                f"{self.errors} failed | elapsed {format_seconds(elapsed)} | remaining ~{eta}")
+                f"{self.errors} failed | elapsed {format_seconds(elapsed)} | remaining "
+                f"{remaining}" + (f" | {overdue}" if overdue else ""))
 
-    def maybe_print(self) -> None:
+    def maybe_print(self, left: TimeLeft | None = None, overdue: str = "") -> None:
         """Print a line if ``every`` seconds have passed since the last one."""
         now = time.monotonic()
         if self.every and now - self._last >= self.every:
             self._last = now
-            print(self.line(), file=self.stream, flush=True)
+            print(self.line(left, overdue), file=self.stream, flush=True)
 
 
 def summary(results: ResultBatch, ranks: list[RankStats], n_total: int,

@@ -1,17 +1,26 @@
 """Which splits go next, and how many at once: a pure-Python state machine (no mpi4py).
 
 The dispatcher reports events ("rank r wants work", "these jobs finished") and the
-scheduler answers with job ids.
+scheduler answers with job ids. Every event costs amortised O(log learners) plus O(1)
+per split handed out, whatever the number of tasks: no scan over tasks, learners or
+jobs per request.
 
-Ordering: ``lpt`` (longest expected first) ranks pending splits by train rows x a
-per-learner rate (seconds per train row) that :class:`CostModel` learns from finished
-splits, so the tail of a run is made of short splits. ``grid`` keeps job id order,
-``random`` shuffles. A user ``priority`` (higher first) comes before any of them.
+Ordering: ``lpt`` (longest expected first) keeps one queue of pending splits per
+(priority, learner), sorted by size (train rows x features), and serves the queue
+whose head is the most expensive: the learner's rate (seconds per unit of size, from
+:class:`~mpibench.engine.costs.CostModel`) x the head's size. Queues sit in two heaps:
+learners with a finished split by that cost, and the first wave, learners with none,
+by size (they rank above the known ones: ``UNKNOWN_FACTOR`` x the highest known rate;
+equal sizes taken in turn). A learner is learned from one split on any task, so a
+grid of a thousand data sets needs one first-wave split per learner, not one per
+(task, learner). ``grid`` keeps job id order, ``random`` shuffles. A user
+``priority`` (higher first) comes before any of them.
 
 Chunking: ``chunk_size="auto"`` hands out one split until the cost model knows the
 learner, then about ``CHUNK_SECONDS`` of expected work per message, never more than
 ``1 / (GUIDED * workers)`` of what is pending (guided self-scheduling: chunks shrink
 as the run ends), so no-op splits go out by the hundred and long ones one at a time.
+Under ``lpt`` a chunk stops before a split smaller than the head of the next queue.
 
 Suspects: ``solo`` jobs (handed out in a run that died) go out first, one per chunk;
 the dispatcher gives them only to idle ranks, so a suspect in flight is running, not
@@ -27,134 +36,55 @@ takes the waiting ones after it.
 
 from __future__ import annotations
 
+import heapq
 import math
+import time
 from collections import deque
+from itertools import count
 from typing import Any
 
 import numpy as np
 
 from ..errors import invalid_parameter
-from ..tuning import (
-    CHUNK_SECONDS,
-    FEW_SPLITS,
-    GUIDED,
-    MAX_CHUNK,
-    SOLO_SERIAL_SECONDS,
-    UNKNOWN_FACTOR,
-)
+from ..tuning import CHUNK_SECONDS, FEW_SPLITS, GUIDED, MAX_CHUNK, SOLO_SERIAL_SECONDS
+from .costs import CostModel
 from .options import ORDERS
 
-
-class CostModel:
-    """Expected seconds of a split: its train rows x seconds per row of its learner.
-
-    The rate per learner is learned from finished splits (all learners pooled until a
-    learner has its own).
-
-    Parameters
-    ----------
-    learner_of_job, n_train_of_job : numpy.ndarray
-        Learner index and train rows of every job, indexed by job id.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> model = CostModel(np.array([0, 0, 1]), np.array([100, 50, 100]))
-    >>> model.learn(0, seconds=2.0, rows=100); model.expected(1), model.expected(2)
-    (1.0, 2.0)
-    """
-
-    def __init__(self, learner_of_job: np.ndarray, n_train_of_job: np.ndarray,
-                 task_of_job: np.ndarray | None = None) -> None:
-        self.learner = np.asarray(learner_of_job, dtype=np.int64)
-        self.n_train = np.maximum(np.asarray(n_train_of_job, dtype=np.float64), 1.0)
-        self.task = (np.zeros(len(self.learner), np.int64) if task_of_job is None
-                     else np.asarray(task_of_job, dtype=np.int64))
-        self._seconds: dict[int, float] = {}
-        self._rows: dict[int, float] = {}
-
-    @property
-    def known(self) -> bool:
-        """True once any split has finished."""
-        return bool(self._rows)
-
-    def learn(self, learner: int, seconds: float, rows: float) -> None:
-        """Add ``seconds`` spent on ``rows`` train rows by ``learner``."""
-        self._seconds[learner] = self._seconds.get(learner, 0.0) + seconds
-        self._rows[learner] = self._rows.get(learner, 0.0) + rows
-
-    def add_columns(self, job_ids: np.ndarray | list, status: np.ndarray | list,
-                    seconds: np.ndarray | list) -> None:
-        """Learn from finished splits: job ids, statuses and seconds of each, as arrays
-        or (a few) lists (failed splits say nothing about cost)."""
-        if len(job_ids) <= FEW_SPLITS:  # a message of a few splits: cheaper one by one
-            for job, state, spent in zip(job_ids, status, seconds, strict=True):
-                if state == "ok":
-                    self.learn(int(self.learner[job]), float(spent),
-                               float(self.n_train[job]))
-            return
-        ok = np.asarray(status, dtype=object) == "ok"
-        jobs = np.asarray(job_ids, dtype=np.int64)[ok]
-        seconds = np.asarray(seconds, dtype=np.float64)[ok]
-        learners = self.learner[jobs]
-        for learner in np.unique(learners).tolist():
-            mine = learners == learner
-            self.learn(learner, float(seconds[mine].sum()),
-                       float(self.n_train[jobs[mine]].sum()))
-
-    def knows(self, learner: int) -> bool:
-        """True once a split of ``learner`` has finished."""
-        return learner in self._rows
-
-    def rate(self, learner: int) -> float:
-        """Seconds per train row of ``learner`` (pooled if unknown; 0 if nothing is)."""
-        if learner in self._rows:
-            return self._seconds[learner] / self._rows[learner]
-        if self._rows:
-            return sum(self._seconds.values()) / sum(self._rows.values())
-        return 0.0
-
-    def expected(self, job_id: int) -> float:
-        """Expected seconds for ``job_id`` (0 when nothing is known yet)."""
-        return self.rate(int(self.learner[job_id])) * float(self.n_train[job_id])
-
-    def ranking_rate(self, learner: int) -> float:
-        """Cost per train row for ordering: a learner with no finished split ranks
-        above every known one (``UNKNOWN_FACTOR`` x the highest known rate; 1 while
-        nothing is known), so its splits start early and it is learned first."""
-        if learner in self._rows:
-            return self.rate(learner)
-        if not self._rows:
-            return 1.0
-        return UNKNOWN_FACTOR * max(map(self.rate, self._rows))
+__all__ = ["CostModel", "Scheduler"]
 
 
 class _Queue:
-    """Pending jobs of one (priority, learner): ids in dispatch order, a head pointer."""
+    """Pending jobs of one (priority, learner): ids in dispatch order, a head pointer.
+
+    ``version`` changes whenever the queue's place in a heap does (its head moved, its
+    learner's rate changed): heap entries of an older version are stale.
+    """
 
     def __init__(self, priority: float, learner: int, ids: np.ndarray,
-                 rows: np.ndarray) -> None:
+                 sizes: np.ndarray) -> None:
         self.priority, self.learner = priority, learner
-        self.ids, self.rows, self.head = ids, rows, 0
-        self._rows_after = np.concatenate([np.cumsum(rows[::-1])[::-1], [0.0]])
-
-    @property
-    def rows_left(self) -> float:
-        """Train rows of the pending jobs."""
-        return float(self._rows_after[self.head])
+        self.ids, self.sizes, self.head = ids, sizes, 0
+        self.version = self.taken = 0
+        self.index = -1  # place in the scheduler's list of queues (-1: a released batch)
 
     def __len__(self) -> int:
         return len(self.ids) - self.head
 
+    @property
+    def head_size(self) -> float:
+        return float(self.sizes[self.head])
+
     def take(self, k: int) -> np.ndarray:
         chunk = self.ids[self.head:self.head + k]
         self.head += len(chunk)
+        self.version += 1
+        self.taken += 1
         return chunk
 
-    def count_at_least(self, rows: float) -> int:
-        """Pending jobs (from the head) with at least ``rows`` train rows."""
-        descending = -self.rows[self.head:]
-        return int(np.searchsorted(descending, -rows, side="right"))
+    def count_at_least(self, size: float) -> int:
+        """Pending jobs (from the head) of at least ``size``."""
+        descending = -self.sizes[self.head:]
+        return int(np.searchsorted(descending, -size, side="right"))
 
 
 class Scheduler:
@@ -209,55 +139,76 @@ class Scheduler:
         self.n_total = self._n_pending = len(ids)
         prio = np.zeros(len(ids)) if priority is None else np.asarray(priority, float)[ids]
         alone = np.isin(ids, np.asarray([] if solo is None else solo, dtype=np.int64))
-        cost = [self._job_cost(job) for job in ids[alone].tolist()]
-        first = np.lexsort((ids[alone], -np.asarray(cost), -prio[alone]))
+        cost = self._costs(ids[alone])
+        first = np.lexsort((ids[alone], -cost, -prio[alone]))
         self._solo = deque(ids[alone][first].tolist())
         self._solo_out: set[int] = set()
-        rest, rest_prio = ids[~alone], prio[~alone]
-        probe = (self._probes(rest, rest_prio) if order == "lpt" and isinstance(costs, CostModel)
-                 else np.zeros(len(rest), bool))
-        self._probe_ids = rest[probe].tolist()
-        self._probe_prio = rest_prio[probe].tolist()
-        self._queues = self._make_queues(rest[~probe], rest_prio[~probe], seed)
-        self._held: dict[int, set[int]] = {}
+        self._held: dict[int, dict[int, float]] = {}
+        """Per rank: job id -> time (``time.monotonic()``) it was handed out, in order."""
         self.n_done = 0
-
-    def _probes(self, ids: np.ndarray, prio: np.ndarray) -> np.ndarray:
-        """Mask of the first wave: for each (priority, task, learner) whose learner has
-        no finished split, its job with the most train rows (lowest id on ties)."""
+        self._by_learner = order == "lpt" and isinstance(costs, CostModel)
         model = self.model
-        unknown = np.asarray([not model.knows(lr) for lr in range(
-            int(model.learner.max(initial=-1)) + 1)], dtype=bool)
-        if not unknown.any():
-            return np.zeros(len(ids), bool)
-        keys = np.column_stack([-prio, model.task[ids], model.learner[ids],
-                                -model.n_train[ids], ids])
-        order = np.lexsort(keys.T[::-1])
-        first = np.ones(len(ids), bool)
-        first[1:] = (np.diff(keys[order][:, :3], axis=0) != 0).any(axis=1)
-        mask = np.zeros(len(ids), bool)
-        mask[order[first]] = True
-        return mask & unknown[model.learner[ids]]
+        self._pending_size = np.zeros(model.n_learners)
+        """Size of the pending jobs of each learner."""
+        self._pending_pair_size = np.zeros(len(model.pair_learner))
+        """Size of the pending jobs of each (task, learner) pair."""
+        self._count(ids, +1)
+        self._seq = count()
+        self._queues: list[_Queue] = []
+        self._front: deque[_Queue] = deque()  # released jobs: they go out first again
+        self._known_heap: list[tuple] = []
+        self._unknown_heap: list[tuple] = []
+        self._rate_used = model.rates()
+        self._was_known = model.known_learners()
+        """Learners known to the heaps and the pending cost (the model may know more)."""
+        self._log_position = len(model.changes)
+        self._queues_of: dict[int, list[int]] = {}
+        for queue in self._make_queues(ids[~alone], prio[~alone], seed):
+            queue.index = len(self._queues)
+            self._queues_of.setdefault(queue.learner, []).append(queue.index)
+            self._queues.append(queue)
+            self._push(queue.index)
+        self._pending_known = 0.0  # sum of rate x pending size over known learners ...
+        self._pending_unknown = 0.0  # ... and pending size of the unknown ones
+        self._refresh_pending()
 
-    def _make_queues(self, ids: np.ndarray, prio: np.ndarray, seed: int) -> list[_Queue]:
-        if self.order == "random":
-            shuffle = np.random.default_rng(seed).permutation(len(ids))
-            ids, prio = ids[shuffle], prio[shuffle]
-        elif self.order == "grid":
-            ascending = np.argsort(ids, kind="stable")
-            ids, prio = ids[ascending], prio[ascending]
-        by_learner = self.order == "lpt"
-        learners = self.model.learner[ids] if by_learner else np.zeros(len(ids), np.int64)
-        queues = []
-        for p in np.unique(prio)[::-1].tolist():
-            for learner in np.unique(learners[prio == p]).tolist():
-                mine = ids[(prio == p) & (learners == learner)]
-                rows = self.model.n_train[mine]
-                if by_learner:
-                    keep = np.lexsort((mine, -rows))  # most rows first, then job id
-                    mine, rows = mine[keep], rows[keep]
-                queues.append(_Queue(p, learner, mine, rows))
-        return queues
+    # -- what is pending --------------------------------------------------------------
+
+    def _count(self, jobs: np.ndarray | list[int], sign: int) -> None:
+        """Add (``sign`` +1) or remove (-1) jobs from the pending sizes."""
+        model = self.model
+        if len(jobs) <= FEW_SPLITS:
+            for job in jobs:
+                size = sign * float(model.size[job])
+                self._pending_size[model.learner[job]] += size
+                self._pending_pair_size[model.pair[job]] += size
+            return
+        jobs = np.asarray(jobs, dtype=np.int64)
+        sizes = sign * model.size[jobs]
+        np.add.at(self._pending_size, model.learner[jobs], sizes)
+        np.add.at(self._pending_pair_size, model.pair[jobs], sizes)
+
+    def _refresh_pending(self) -> None:
+        """Recompute the pending cost's two sums from scratch (O(learners))."""
+        self._sync()
+        known = self._was_known
+        self._rate_used = self.model.rates()
+        self._pending_known = float(np.dot(self._rate_used[known], self._pending_size[known]))
+        self._pending_unknown = float(self._pending_size[~known].sum())
+
+    def _rate(self, learner: int) -> float:
+        """Cost per unit of size of ``learner`` (1 for every learner while nothing is
+        known)."""
+        return self.model.rate(learner) if self.model.known else 1.0
+
+    def _costs(self, jobs: np.ndarray) -> np.ndarray:
+        """Expected relative cost of ``jobs`` (sizes while nothing is known)."""
+        if not self.model.known:
+            return self.model.size[jobs]
+        return self.model.rates()[self.model.learner[jobs]] * self.model.size[jobs]
+
+    def _job_cost(self, job_id: int) -> float:
+        return self._rate(int(self.model.learner[job_id])) * float(self.model.size[job_id])
 
     @property
     def n_pending(self) -> int:
@@ -278,105 +229,215 @@ class Scheduler:
         """Jobs handed to ``rank`` and not yet completed, sorted."""
         return sorted(self._held.get(rank, ()))
 
+    def holds(self, rank: int) -> bool:
+        """True while ``rank`` holds jobs it has not completed."""
+        return bool(self._held.get(rank))
+
+    def oldest_held(self, rank: int) -> tuple[int, float] | None:
+        """The job ``rank`` was given first among those it holds (the one it runs, as
+        chunks run in order) and when it was handed out (``time.monotonic()``)."""
+        held = self._held.get(rank)
+        if not held:
+            return None
+        job = next(iter(held))
+        return job, held[job]
+
     @property
     def n_in_flight(self) -> int:
         """Jobs handed out and not completed, over all ranks."""
         return sum(len(held) for held in self._held.values())
 
-    def _rate(self, learner: int) -> float:
-        """Cost per train row of ``learner`` (1 for every learner while nothing is known)."""
-        return self.model.rate(learner) if self.model.known else 1.0
+    def pending_cost(self) -> float:
+        """Expected cost of every pending job, in :meth:`head_cost`'s units (O(1))."""
+        self._sync()
+        if not self.model.known:
+            return float(self._pending_size.sum())
+        return max(self._pending_known + self._pending_unknown * self.model.rate_pooled(), 0.0)
 
-    def _cost(self, queue: _Queue) -> float:
-        """Expected relative cost of the queue's head (rows when nothing is known)."""
-        return self._rate(queue.learner) * float(queue.rows[queue.head])
-
-    def _rank_cost(self, learner: int, rows: float) -> float:
-        """Cost for ordering of a split of ``learner`` on ``rows`` train rows (unknown
-        learners first)."""
-        return self.model.ranking_rate(learner) * float(rows)
-
-    def _best(self) -> tuple[_Queue | None, float]:
-        """The queue to serve next, and the best head cost among the others (queues
-        leave ``_queues`` as they empty), in :meth:`CostModel.ranking_rate` units."""
-        if len(self._queues) < 2:  # one learner, or none left: the common case
-            return (self._queues[0] if self._queues else None), 0.0
-        top = max(q.priority for q in self._queues)
-        candidates = [q for q in self._queues if q.priority == top]
-        if self.order != "lpt" or len(candidates) == 1:
-            return candidates[0], 0.0
-        costs = [self._rank_cost(q.learner, q.rows[q.head]) for q in candidates]
-        known = self.model.knows
-        # ties between unknown learners go round-robin (most splits pending first), so
-        # that workers freed together do not all take more of the same unknown learner
-        best = max(range(len(candidates)), key=lambda i: (
-            costs[i], 0 if known(candidates[i].learner) else len(candidates[i])))
-        others = costs[:best] + costs[best + 1:]
-        return candidates[best], max(others)
-
-    def _job_cost(self, job_id: int) -> float:
-        return self._rate(int(self.model.learner[job_id])) * float(self.model.n_train[job_id])
+    def pending_seconds(self) -> float:
+        """Expected seconds of every pending job, each at its (task, learner) pair's
+        rate where that pair has finished splits (O(pairs): for the estimate of the
+        time left, not for every request)."""
+        return float(np.dot(self.model.pair_rates(), np.maximum(self._pending_pair_size, 0)))
 
     def head_cost(self) -> float:
         """Expected cost of the job that would go out next (0 when none)."""
         upcoming = self.peek()
         return 0.0 if upcoming is None else self._job_cost(upcoming)
 
-    def pending_cost(self) -> float:
-        """Expected cost of every pending job, in :meth:`head_cost`'s units."""
-        queued = sum(self._rate(q.learner) * q.rows_left for q in self._queues)
-        single = [*self._solo, *self._probe_ids]
-        return queued + sum(map(self._job_cost, single)) if single else queued
+    # -- the two heaps ----------------------------------------------------------------
+
+    def _push(self, index: int) -> None:
+        """(Re)enter queue ``index`` in its heap under its current head and rate."""
+        queue = self._queues[index]
+        if not len(queue):
+            return
+        if self._by_learner and self._was_known[queue.learner]:
+            key = -self.model.rate(queue.learner) * queue.head_size
+            heapq.heappush(self._known_heap, (-queue.priority, key, next(self._seq), index,
+                                              queue.version))
+        else:  # the first wave, or one queue per priority (grid, random, fixed costs)
+            key = -queue.head_size if self._by_learner else 0.0
+            heapq.heappush(self._unknown_heap, (-queue.priority, min(queue.taken, 1), key,
+                                                queue.taken, next(self._seq), index,
+                                                queue.version))
+        if len(self._known_heap) + len(self._unknown_heap) > 4 * len(self._queues) + 64:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Drop stale heap entries (bounded memory: entries are pushed on every change)."""
+        self._known_heap, self._unknown_heap = [], []
+        for index, queue in enumerate(self._queues):
+            queue.version += 1
+            if len(queue):
+                self._push(index)
+
+    def _sync(self) -> None:
+        """Take in what the cost model learned since the last call: learners whose rate
+        moved are re-entered in the heaps, and the pending cost follows (O(1) per
+        learner that learned)."""
+        model = self.model
+        if len(model.changes) == self._log_position:
+            return
+        changed = set(model.changes[self._log_position:])
+        self._log_position = len(model.changes)
+        for learner in changed:
+            new = model.rate(learner)
+            size = self._pending_size[learner]
+            if self._was_known[learner]:
+                self._pending_known += (new - self._rate_used[learner]) * size
+            else:
+                self._was_known[learner] = True
+                self._pending_unknown -= size
+                self._pending_known += new * size
+            self._rate_used[learner] = new
+            for index in self._queues_of.get(learner, ()):
+                self._queues[index].version += 1
+                self._push(index)
+
+    def _top(self, heap: list[tuple]) -> tuple | None:
+        """The heap's best live entry (stale ones dropped), or None."""
+        while heap:
+            entry = heap[0]
+            queue = self._queues[entry[-2]]
+            if entry[-1] == queue.version and len(queue):
+                return entry
+            heapq.heappop(heap)
+        return None
+
+    def _ranked(self) -> list[tuple[tuple, _Queue, list]]:
+        """The best live queue of each heap, best first, as ``((-priority, -cost,
+        tier), queue, heap)`` in one cost unit (unknown learners at ``ranking_rate``,
+        and first on ties)."""
+        self._sync()
+        out = []
+        known = self._top(self._known_heap)
+        if known is not None:
+            out.append(((known[0], known[1], 1), self._queues[known[-2]], self._known_heap))
+        unknown = self._top(self._unknown_heap)
+        if unknown is not None:
+            queue = self._queues[unknown[-2]]
+            factor = self.model.ranking_rate(queue.learner) if self._by_learner else 1.0
+            # every unknown learner's first split before any one's second (the first
+            # wave), then by size; all of them above the known ones of equal cost
+            cost = -math.inf if unknown[1] == 0 else unknown[2] * factor
+            out.append(((unknown[0], cost, 0), queue, self._unknown_heap))
+        out.sort(key=lambda entry: entry[0])
+        return out
+
+    def _make_queues(self, ids: np.ndarray, prio: np.ndarray, seed: int) -> list[_Queue]:
+        if self.order == "random":
+            shuffle = np.random.default_rng(seed).permutation(len(ids))
+            ids, prio = ids[shuffle], prio[shuffle]
+        elif self.order == "grid":
+            ascending = np.argsort(ids, kind="stable")
+            ids, prio = ids[ascending], prio[ascending]
+        sizes = self.model.size[ids]
+        if self.order == "lpt":  # most expensive first, then job id
+            keep = np.lexsort((ids, -sizes, -prio))
+            ids, prio, sizes = ids[keep], prio[keep], sizes[keep]
+        else:
+            keep = np.argsort(-prio, kind="stable")
+            ids, prio, sizes = ids[keep], prio[keep], sizes[keep]
+        learners = self.model.learner[ids] if self._by_learner else np.zeros(len(ids), np.int64)
+        queues = []
+        # one pass: group by (priority, learner), keeping the order within each group
+        group = np.lexsort((learners, -prio))
+        bounds = np.flatnonzero(np.diff(prio[group]) != 0) + 1
+        bounds = np.union1d(bounds, np.flatnonzero(np.diff(learners[group]) != 0) + 1)
+        for part in np.split(group, bounds) if len(group) else []:
+            part = np.sort(part)  # dispatch order within the group
+            queues.append(_Queue(float(prio[part[0]]), int(learners[part[0]]), ids[part],
+                                 sizes[part]))
+        return queues
+
+    # -- handing out ------------------------------------------------------------------
 
     def peek(self) -> int | None:
         """The job id that would go out next, or None."""
         if self._solo:
             return self._solo[0]
-        probe = self._next_probe()
-        if probe is not None:
-            return self._probe_ids[probe]
-        queue, _ = self._best()
-        return None if queue is None else int(queue.ids[queue.head])
-
-    def _next_probe(self) -> int | None:
-        """Index in the first wave of the probe to hand out next (highest priority,
-        then highest ranking cost), or None when the queues come first."""
-        if not self._probe_ids:
+        if self._front:
+            queue = self._front[0]
+            return int(queue.ids[queue.head])
+        ranked = self._ranked()
+        if not ranked:
             return None
-        top = max(self._probe_prio)
-        if self._queues and max(q.priority for q in self._queues) > top:
-            return None
-        model = self.model
-        costs = [self._rank_cost(int(model.learner[job]), model.n_train[job])
-                 if prio == top else -1.0
-                 for job, prio in zip(self._probe_ids, self._probe_prio, strict=True)]
-        return int(np.argmax(costs))
+        queue = ranked[0][1]
+        return int(queue.ids[queue.head])
 
     def _size(self, queue: _Queue) -> int:
-        """Jobs in the next chunk (one while nothing is known of the queue's learner)."""
+        """Jobs in the next chunk (one while nothing is known of the head's learner)."""
         if self.chunk_size != "auto":
             return int(self.chunk_size)
-        if not self.model.knows(queue.learner):
+        head = int(queue.ids[queue.head])
+        if not self.model.knows(int(self.model.learner[head])):
             return 1
-        by_time = int(CHUNK_SECONDS / max(self._cost(queue), 1e-9) + 1e-6)
+        by_time = int(CHUNK_SECONDS / max(self.model.expected(head), 1e-9) + 1e-6)
         guided = math.ceil(self._n_pending / (GUIDED * self.n_workers))
         return max(1, min(by_time, guided, MAX_CHUNK))
 
     def next_chunk(self, rank: int) -> list[int]:
         """Job ids for ``rank`` (empty when none can go out now): a ``solo`` job alone
         while any is pending."""
-        probe = None if self._solo else self._next_probe()
         if self._solo and self._solo_may_go():
             chunk = [self._solo.popleft()]
             self._solo_out.add(chunk[0])
-        elif probe is not None:
-            chunk = [self._probe_ids.pop(probe)]
-            self._probe_prio.pop(probe)
+        elif self._front:
+            queue = self._front[0]
+            chunk = queue.take(self._size(queue)).tolist()
+            if not len(queue):
+                self._front.popleft()
         else:
             chunk = self._next_queued()
         self._n_pending -= len(chunk)
-        self._held.setdefault(rank, set()).update(chunk)
+        self._took(chunk)
+        now = time.monotonic()
+        held = self._held.setdefault(rank, {})
+        for job in chunk:
+            held[job] = now
         return chunk
+
+    def _took(self, chunk: list[int]) -> None:
+        """Pending sizes and cost after ``chunk`` went out."""
+        if not chunk:
+            return
+        model = self.model
+        self._count(chunk, -1)
+        if len(chunk) <= FEW_SPLITS:
+            for job in chunk:
+                learner = model.learner[job]
+                if self._was_known[learner]:
+                    self._pending_known -= self._rate_used[learner] * model.size[job]
+                else:
+                    self._pending_unknown -= model.size[job]
+            return
+        jobs = np.asarray(chunk, dtype=np.int64)
+        learners = model.learner[jobs]
+        known = self._was_known[learners]
+        sizes = model.size[jobs]
+        self._pending_known -= float(np.dot(self._rate_used[learners[known]], sizes[known]))
+        self._pending_unknown -= float(sizes[~known].sum())
 
     def _solo_may_go(self) -> bool:
         """May the next suspect go out now (see the module docstring)?"""
@@ -385,47 +446,56 @@ class Scheduler:
         return self.model.expected(self._solo[0]) >= SOLO_SERIAL_SECONDS
 
     def _next_queued(self) -> list[int]:
-        queue, runner_up = self._best()
-        if queue is None:
+        ranked = self._ranked()
+        if not ranked:
             return []
+        best_key, queue, heap = ranked[0]
+        heapq.heappop(heap)  # (its live entry is the top of its heap)
         size = self._size(queue)
-        if runner_up > 0 and self.order == "lpt":
-            rows = runner_up / max(self.model.ranking_rate(queue.learner), 1e-300)
-            size = min(size, max(1, queue.count_at_least(rows)))
-        chunk = queue.take(size).tolist()
-        if not len(queue):
-            self._queues.remove(queue)
-        return chunk
+        runner = self._ranked()
+        if runner and self._by_learner and runner[0][0][0] == best_key[0]:
+            runner_up = -runner[0][0][1]  # stop before a longer split of another learner
+            if runner_up > 0:
+                rate = self.model.ranking_rate(queue.learner)
+                size = min(size, max(1, queue.count_at_least(runner_up / max(rate, 1e-300))))
+        chunk = queue.take(size)
+        self._push(queue.index)
+        return chunk.tolist()
 
     def release(self, rank: int, job_ids: list[int]) -> None:
         """Take back jobs ``rank`` was given and did not start: they go out first again."""
-        held = self._held.get(rank, set())
+        held = self._held.get(rank, {})
         returned = [j for j in job_ids if j in held]
-        held.difference_update(returned)
+        for job in returned:
+            del held[job]
         self._solo_out.difference_update(returned)
         back = np.asarray(returned, dtype=np.int64)
         if len(back):
-            top = max((q.priority for q in self._queues), default=0.0)
-            learner = int(self.model.learner[back[0]])
-            self._queues.insert(0, _Queue(top, learner, back, self.model.n_train[back]))
+            self._count(back, +1)
+            self._refresh_pending()
+            self._front.append(_Queue(0.0, int(self.model.learner[back[0]]), back,
+                                      self.model.size[back]))
             self._n_pending += len(back)
 
     def complete(self, rank: int, job_ids: list[int]) -> None:
         """Record that ``rank`` finished ``job_ids`` (unknown ids are ignored)."""
-        held = self._held.get(rank, set())
+        held = self._held.get(rank)
+        if not held:
+            return
         before = len(held)
-        held.difference_update(job_ids)
+        for job in job_ids:
+            held.pop(job, None)
         if self._solo_out:
             self._solo_out.difference_update(job_ids)
         self.n_done += before - len(held)
 
 
 def _as_model(ids: np.ndarray, costs: Any) -> CostModel:
-    """A cost model from a CostModel, fixed costs per job (rows of one learner), or none."""
+    """A cost model from a CostModel, fixed costs per job (sizes of one learner), or none."""
     if isinstance(costs, CostModel):
         return costs
     n = int(ids.max()) + 1 if len(ids) else 0
     model = CostModel(np.zeros(n, dtype=np.int64), np.ones(n))
     if costs is not None:
-        model.n_train[ids] = np.asarray(costs, dtype=np.float64)
+        model.size[ids] = np.asarray(costs, dtype=np.float64)
     return model

@@ -27,6 +27,7 @@ from ..store.records import INTERRUPTED, OK, SplitResult, Status, failed_result
 from ..tuning import PRELOAD_PAIRS, RSS_SAMPLE_SECONDS
 from .procs import peak_rss_bytes
 from .protocol import Assignment
+from .taskcache import ByteCache
 
 WARNING_CHARS = 500
 """Characters of a split's first warning kept in the ``warning`` column."""
@@ -148,9 +149,9 @@ class SplitRunner:
         self.gpu = gpu
         """The ``CUDA_VISIBLE_DEVICES`` its splits see (``""``: none)."""
         self.pid = os.getpid()
-        self._tasks: dict[int, tuple[np.ndarray, Callable]] = {}
+        self._data = ByteCache()
+        """Task data and split indices, least recently used leaving first."""
         self._learners: dict[int, EstimatorFactory] = {}
-        self._splits: dict[tuple[int, int], SplitIndex] = {}
         self._kinds: dict[int, str] = {}
         self.scorers = grid_file.scorers()
         self._scoring = bind_scorers(self.scorers)
@@ -162,10 +163,12 @@ class SplitRunner:
 
     def _task(self, task_i: int) -> tuple[np.ndarray, Callable]:
         """``y`` and a function taking rows of ``X`` (which holds ``X``; loaded once)."""
-        if task_i not in self._tasks:
-            X, y = self.grid_file.task_data(task_i)
-            self._tasks[task_i] = y, row_taker(X)
-        return self._tasks[task_i]
+        y, take, _ = self._data.get(("task", task_i), lambda: self._load_task(task_i))
+        return y, take
+
+    def _load_task(self, task_i: int) -> tuple[np.ndarray, Callable, Any]:
+        X, y = self.grid_file.task_data(task_i)
+        return y, row_taker(X), X  # (X: for the cache's byte count)
 
     def _peak_rss(self, now: float) -> int:
         """Peak resident memory, bytes (read again if ``RSS_SAMPLE_SECONDS`` old at
@@ -181,10 +184,8 @@ class SplitRunner:
         return self._learners[learner_i]
 
     def _split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
-        key = (task_i, resampling_i)
-        if key not in self._splits:
-            self._splits[key] = self.grid_file.split_index(task_i, resampling_i)
-        return self._splits[key]
+        return self._data.get(("splits", task_i, resampling_i),
+                              lambda: self.grid_file.split_index(task_i, resampling_i))
 
     def _kind(self, task_i: int) -> str:
         if task_i not in self._kinds:
@@ -195,6 +196,7 @@ class SplitRunner:
         """Load every task's data and split index into the caches, if the grid has at
         most ``max_pairs`` (task, resampling) pairs; processes forked from this one
         then start with them (shared, copy-on-write). Returns True if it did."""
+        self.grid_file.mapped()  # the layout table: read once, inherited by executors
         n_tasks = len(self.grid_file.names("tasks"))
         n_resamplings = len(self.grid_file.names("resamplings"))
         if n_tasks * n_resamplings > max_pairs:

@@ -27,6 +27,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from .layout import LayoutWriter, MappedGrid
+
 STRING = h5py.string_dtype()
 SCHEMA_VERSION = 1
 
@@ -41,8 +43,28 @@ def write_column(group: h5py.Group, name: str, values: Any) -> None:
                              dtype=STRING)
 
 
-def read_column(dataset: h5py.Dataset) -> np.ndarray:
-    """Read a column written by :func:`write_column`."""
+def write_job_column(group: h5py.Group, name: str, values: Any) -> None:
+    """Write a job-table column compactly: a categorical as int32 codes with its
+    ``categories`` attribute, fixed-width bytes as they are, else :func:`write_column`."""
+    if isinstance(values, np.ndarray) and values.dtype == object and len(values) and \
+            isinstance(values[0], bytes):
+        values = values.astype(bytes)  # (pandas holds fixed-width bytes as objects)
+    if isinstance(values, pd.Categorical):
+        dataset = group.create_dataset(name, data=values.codes.astype(np.int32))
+        dataset.attrs.create("categories", [str(c) for c in values.categories],
+                             dtype=STRING)
+    elif isinstance(values, np.ndarray) and values.dtype.kind == "S":
+        group.create_dataset(name, data=values)
+    else:
+        write_column(group, name, values)
+
+
+def read_column(dataset: h5py.Dataset) -> Any:
+    """Read a column written by :func:`write_column` or :func:`write_job_column` (a
+    categorical for the latter's codes)."""
+    if "categories" in dataset.attrs:
+        categories = [str(c) for c in dataset.attrs["categories"]]
+        return pd.Categorical.from_codes(dataset[()], categories)
     if h5py.check_string_dtype(dataset.dtype):
         return dataset.asstr()[()]
     return dataset[()]
@@ -116,6 +138,24 @@ def _read_x(group: h5py.Group) -> Any:
     return read_pickle(group["X"])
 
 
+def _stored_shape(group: h5py.Group) -> tuple[int, int]:
+    """Rows and feature columns of a task group (1 column for a pickled X)."""
+    rows = len(group["y"])
+    fmt = group.attrs["x_format"]
+    if fmt in ("array", "frame"):
+        shape = group["X"].shape
+        return rows, int(shape[1]) if len(shape) > 1 else 1
+    if fmt == "columns":
+        return rows, len(group["X"].attrs["names"])
+    return rows, 1
+
+
+def task_shape(X: Any) -> tuple[int, int]:
+    """Rows and feature columns of a task's X."""
+    shape = getattr(X, "shape", None) or np.shape(X)
+    return int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
+
+
 def data_bytes(grid: Any) -> int:
     """Bytes of the grid's task data (X and y), a lower bound on ``grid.h5``'s size."""
     total = 0
@@ -142,12 +182,17 @@ def write_grid_file(path: Path, grid: Any, jobs: pd.DataFrame, attrs: dict) -> N
 def _fill_grid_file(h5: h5py.File, grid: Any, jobs: pd.DataFrame, attrs: dict) -> None:
     h5.attrs.update(attrs)
     h5.attrs["schema_version"] = SCHEMA_VERSION
+    h5.create_dataset("task_shapes", data=np.array(
+        [task_shape(task.X) for task in grid.tasks], dtype=np.int64).reshape(-1, 2))
+    layout = LayoutWriter()
     tasks = h5.create_group("tasks")
     for i, task in enumerate(grid.tasks):
         group = tasks.create_group(str(i))
         group.attrs.update({"name": task.name, "kind": task.kind})
         _write_x(group, task.X)
         write_column(group, "y", task.y)
+        layout.task(group, task.kind, [str(c) for c in group.attrs["x_columns"]]
+                    if group.attrs["x_format"] == "frame" else None)
         for role in ("subset", "groups", "stratum", "fold"):
             values = getattr(task, role)
             if isinstance(values, pd.DataFrame):  # one stratum per combination
@@ -177,13 +222,19 @@ def _fill_grid_file(h5: h5py.File, grid: Any, jobs: pd.DataFrame, attrs: dict) -
         for side in ("train", "test"):
             arrays = getattr(split_set, side)
             lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
-            group.create_dataset(f"{side}_ptr", data=np.concatenate([[0], np.cumsum(lengths)]))
+            pointers = np.concatenate([[0], np.cumsum(lengths)])
+            layout.split(group.create_dataset(f"{side}_ptr", data=pointers), task_i, res_i,
+                         f"{side}_ptr")
             flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-            group.create_dataset(f"{side}_idx", data=flat.astype(np.int64))
+            layout.split(group.create_dataset(f"{side}_idx", data=flat.astype(np.int64)),
+                         task_i, res_i, f"{side}_idx")
+    layout.write(h5)
     table = h5.create_group("jobs")
     table.attrs["order"] = [str(c) for c in jobs.columns]
     for column in jobs.columns:
-        write_column(table, column, jobs[column].to_numpy())
+        values = jobs[column]
+        write_job_column(table, column, values.array if isinstance(
+            values.dtype, pd.CategoricalDtype) else values.to_numpy())
 
 
 @dataclass
@@ -209,6 +260,14 @@ class GridFile:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._mapped: MappedGrid | bool | None = False  # False: not looked for yet
+
+    def mapped(self) -> MappedGrid | None:
+        """The file's task arrays as views of one memory map (read once per process;
+        None for a file without a layout table, or with ``MPIBENCH_SHARE_DATA=0``)."""
+        if self._mapped is False:
+            self._mapped = MappedGrid.open(self.path)
+        return self._mapped  # type: ignore[return-value]
 
     def _open(self) -> h5py.File:
         return h5py.File(self.path, "r")
@@ -238,11 +297,24 @@ class GridFile:
 
     def task_data(self, task_i: int) -> tuple[Any, np.ndarray]:
         """``(X, y)`` of one task (numeric arrays memory-mapped, see :func:`read_shared`)."""
+        mapped = self.mapped()
+        data = mapped.task_data(task_i) if mapped is not None else None
+        if data is not None:
+            return data
         with self._open() as h5:
             group = h5["tasks"][str(task_i)]
             y = group["y"]
             return _read_x(group), (read_column(y) if h5py.check_string_dtype(y.dtype)
                                     else read_shared(y))
+
+    def task_shapes(self) -> np.ndarray:
+        """``(rows, feature columns)`` of every task, one row per task (int64)."""
+        with self._open() as h5:
+            if "task_shapes" in h5:
+                return h5["task_shapes"][()].astype(np.int64)
+            tasks = h5["tasks"]  # (a grid.h5 written before the table existed)
+            return np.array([_stored_shape(tasks[str(i)]) for i in range(len(tasks))],
+                            dtype=np.int64).reshape(-1, 2)
 
     def task_columns(self, task_i: int) -> dict[str, np.ndarray]:
         """The task's ``subset``, ``groups``, ``stratum`` and ``fold`` columns that exist."""
@@ -253,6 +325,9 @@ class GridFile:
 
     def task_kind(self, task_i: int) -> str:
         """``"regression"`` or ``"classification"``."""
+        mapped = self.mapped()
+        if mapped is not None:
+            return mapped.task_kind(task_i)
         with self._open() as h5:
             return str(h5["tasks"][str(task_i)].attrs["kind"])
 
@@ -290,6 +365,10 @@ class GridFile:
 
     def split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
         """Index arrays of every split of one (task, resampling)."""
+        mapped = self.mapped()
+        arrays = mapped.split_arrays(task_i, resampling_i) if mapped is not None else None
+        if arrays is not None:
+            return SplitIndex(*arrays)
         with self._open() as h5:
             group = h5["splits"][f"{task_i}_{resampling_i}"]
             return SplitIndex(*(read_shared(group[n]) for n in

@@ -1,0 +1,97 @@
+"""One estimate of the time a run has left, for the progress line and ``mpibench status``.
+
+Work left is the cost model's expected seconds of the pending splits plus what the
+splits in flight are expected to need beyond what they have run. It is divided by the
+run's observed parallelism: split-seconds done (finished splits, and the time the
+running ones have run so far) per wall-clock second since the run began handing out
+splits, which takes in idle workers, dispatch gaps and per-split overheads that the
+split times themselves do not show. The longest remainder of a running split is a
+lower bound. A split that has run ``OVERDUE_FACTOR`` times longer than expected (and
+at least ``OVERDUE_SECONDS``) is *overdue*: it is named, and the estimate is then a
+lower bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..formatting import format_seconds
+from ..tuning import OVERDUE_FACTOR, OVERDUE_SECONDS
+
+
+@dataclass(frozen=True)
+class Running:
+    """What one worker runs now, as rank 0 sees it.
+
+    Attributes
+    ----------
+    rank : int
+        The worker.
+    job_id : int
+        The split it runs (the first it was given among those it holds).
+    running_seconds : float
+        Seconds since that split can have started (handed out, or the worker's last
+        message, whichever is later).
+    expected_seconds : float
+        Expected seconds of every split the worker holds.
+    """
+
+    rank: int
+    job_id: int
+    running_seconds: float
+    expected_seconds: float
+
+    @property
+    def overdue(self) -> bool:
+        """Running ``OVERDUE_FACTOR`` x longer than expected, and long enough to tell."""
+        return self.running_seconds > max(OVERDUE_FACTOR * self.expected_seconds,
+                                          OVERDUE_SECONDS)
+
+
+@dataclass(frozen=True)
+class TimeLeft:
+    """The estimate: seconds left (None while nothing is known) and overdue splits."""
+
+    seconds: float | None
+    overdue: list[Running] = field(default_factory=list)
+
+    def text(self) -> str:
+        """``~4.2min`` (``>=`` when splits are overdue), or ``?``."""
+        if self.seconds is None:
+            return "?"
+        return f"{'>=' if self.overdue else '~'}{format_seconds(self.seconds)}"
+
+
+def estimate(pending_seconds: float, running: list[Running], work_seconds: float,
+             wall_seconds: float, n_workers: int) -> TimeLeft:
+    """Seconds a run has left.
+
+    Parameters
+    ----------
+    pending_seconds : float
+        Expected seconds of the splits not yet handed out.
+    running : list of Running
+        One entry per worker holding splits.
+    work_seconds : float
+        Seconds of the splits this run finished.
+    wall_seconds : float
+        Seconds since this run handed out its first split.
+    n_workers : int
+        Ranks that run splits.
+
+    Examples
+    --------
+    >>> left = estimate(100.0, [Running(1, 7, 5.0, 10.0)], work_seconds=15.0,
+    ...                 wall_seconds=10.0, n_workers=2)
+    >>> round(left.seconds, 1), left.overdue  # (100 + 5) / ((15 + 5) / 10)
+    (52.5, [])
+    """
+    workers = max(n_workers, 1)
+    in_flight = [max(r.expected_seconds - r.running_seconds, 0.0) for r in running]
+    done = work_seconds + sum(r.running_seconds for r in running)
+    parallel = done / wall_seconds if wall_seconds > 0 and done > 0 else float(workers)
+    parallel = min(max(parallel, 1e-3 * workers), float(workers))
+    seconds = max((pending_seconds + sum(in_flight)) / parallel, max(in_flight, default=0.0))
+    overdue = sorted((r for r in running if r.overdue),
+                     key=lambda r: -r.running_seconds / max(r.expected_seconds, 1e-9))
+    return TimeLeft(seconds, overdue)
