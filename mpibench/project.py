@@ -14,9 +14,9 @@ import pandas as pd
 
 from ._version import __version__
 from .errors import MpibenchError
-from .grid import check_importable, derive_seed
+from .grid import check_importable, derive_seeds
 from .store.gridfile import GridFile, write_grid_file
-from .store.growing import array_bytes, job_keys, merge_jobs, name_digests
+from .store.growing import GridDigests, array_bytes, job_keys, merge_jobs
 from .store.journal import JournalWriter
 from .store.lock import describe_holder, holder_alive, read_holder
 from .store.paths import ProjectPaths
@@ -79,28 +79,36 @@ def validate_jobs(grid: Any, jobs: pd.DataFrame) -> None:
     problems = []
     for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
         task = grid.tasks[task_i]
-        res_name = list(grid.resamplings)[res_i]
-        classes = np.unique(task.y.astype(str)) if task.kind == "classification" else None
+        codes = classes = None
+        if task.kind == "classification":
+            classes, codes = np.unique(task.y.astype(str), return_inverse=True)
         for k, (train, test) in enumerate(zip(split_set.train, split_set.test, strict=True)):
-            where = f"task {task.name!r}, resampling {res_name!r}, split {k + 1}"
-            row = split_set.meta.iloc[k]
-            if row["train_subsets"]:
-                where += f" (test_subset={row['test_subset']}, train={row['train_subsets']})"
             if len(train) == 0:
-                problems.append(f"{where} has an empty train set")
+                problems.append(_where(grid, task_i, res_i, k) + " has an empty train set")
             elif len(test) == 0:
-                problems.append(f"{where} has an empty test set")
-            elif classes is not None:
-                missing = np.setdiff1d(classes, np.unique(task.y[train].astype(str)))
-                if len(missing):
-                    shown = [str(c) for c in missing[:5]]
-                    problems.append(f"{where}: train set lacks class(es) {shown}")
+                problems.append(_where(grid, task_i, res_i, k) + " has an empty test set")
+            elif codes is not None and classes is not None:
+                seen = np.bincount(codes[train], minlength=len(classes))
+                if not seen.all():
+                    shown = [str(c) for c in classes[seen == 0][:5]]
+                    problems.append(f"{_where(grid, task_i, res_i, k)}: train set lacks "
+                                    f"class(es) {shown}")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise MpibenchError(
             f"{problems[0]}{more}. Use fewer folds or sizes, stratify by the target and "
             "subset (Task(stratum=...)), or drop tiny subsets."
         )
+
+
+def _where(grid: Any, task_i: int, res_i: int, k: int) -> str:
+    """Which split a problem is in, for a message."""
+    where = (f"task {grid.tasks[task_i].name!r}, resampling {list(grid.resamplings)[res_i]!r}, "
+             f"split {k + 1}")
+    row = grid._split_sets[(task_i, res_i)].meta.iloc[k]
+    if row["train_subsets"]:
+        where += f" (test_subset={row['test_subset']}, train={row['train_subsets']})"
+    return where
 
 
 def _priority(priority: Any, jobs: pd.DataFrame) -> np.ndarray:
@@ -158,9 +166,10 @@ def create_project(path: str | os.PathLike, grid: Any, *,
     else:
         jobs = select_jobs(jobs).reset_index(drop=True)
         jobs["job_id"] = np.arange(len(jobs))
-        jobs["random_state"] = [derive_seed(grid.seed, j) for j in jobs["job_id"]]
-    jobs["job_key"] = job_keys(grid, jobs)
-    digests = name_digests(grid)
+        jobs["random_state"] = derive_seeds(grid.seed, jobs["job_id"].to_numpy())
+    everything = GridDigests(grid)
+    jobs["job_key"] = job_keys(grid, jobs, everything)
+    digests = everything.names
     if paths.grid.exists():
         jobs, changed = _grown(paths, grid, jobs, digests)
         if not changed:
@@ -219,7 +228,7 @@ def _grown(paths: ProjectPaths, grid: Any, jobs: pd.DataFrame,
         raise MpibenchError(
             f"{paths.results} has no journal beside it: run `mpibench run {paths.root}` "
             "once (it rebuilds the journal), then grow the project.")
-    merged["random_state"] = [derive_seed(grid.seed, j) for j in merged["job_id"]]
+    merged["random_state"] = derive_seeds(grid.seed, merged["job_id"].to_numpy())
     return merged, True
 
 

@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from ..errors import MpibenchError
 from ..formatting import format_seconds
 from ..store.gridfile import GridFile, read_column
@@ -103,6 +105,10 @@ class ProjectStatus:
 def project_status(project: str | os.PathLike) -> ProjectStatus:
     """Read a project's progress, live while a run is going.
 
+    It costs the same on a million-split project as on a small one: ``results.h5``
+    keeps its count per status as an attribute, and only the journal records written
+    after it are read (and the statuses they replace).
+
     Raises :class:`MpibenchError` (one line) when the journal or ``results.h5`` were
     written for another grid than the project's ``grid.h5``.
 
@@ -119,68 +125,102 @@ def project_status(project: str | os.PathLike) -> ProjectStatus:
         raise MpibenchError(f"No project at {paths.root}. Check the path.")
     attrs = GridFile(paths.grid).attrs()
     n_total = int(attrs["n_jobs"])
-    statuses, seconds, n_ranks = _recorded(paths, attrs)
-    counts = dict(Counter(str(s) for s in statuses.values()))
+    counts, seconds, n_ranks = _recorded(paths, attrs)
+    n_done = sum(counts.values())
     run = _running(paths)
     if run is not None and run.get("eta_seconds") is not None:
         eta = float(run["eta_seconds"])
     else:
-        eta = (n_total - len(statuses)) * seconds / max(1, n_ranks - 1) if seconds else float("nan")
+        eta = (n_total - n_done) * seconds / max(1, n_ranks - 1) if seconds else float("nan")
     in_flight = int(run.get("n_in_flight", 0)) if run is not None else 0
-    return ProjectStatus(n_total, len(statuses), counts, eta, in_flight, run)
+    return ProjectStatus(n_total, n_done, counts, eta, in_flight, run)
+
+
+class _Base:
+    """What ``results.h5`` holds: counts per status, and (read only when the journal
+    replaces some of them) the status of given job ids."""
+
+    def __init__(self, paths: ProjectPaths, grid_attrs: dict) -> None:
+        self.paths = paths
+        self.counts: Counter = Counter()
+        self.offset: int | None = 0
+        self.seconds, self.n_ranks = 0.0, 1
+        if not paths.results.exists():
+            return
+        from ..store.storage import open_results
+
+        with open_results(paths.root) as h5:
+            has_journal = paths.journal.exists() and paths.journal.stat().st_size
+            if h5.attrs.get("fingerprint") != grid_attrs.get("fingerprint") and has_journal:
+                return  # (the project grew since: the journal says it all)
+            if h5.attrs.get("fingerprint") != grid_attrs.get("fingerprint"):
+                raise MpibenchError(
+                    f"{paths.results} was written for a different grid than {paths.grid}: "
+                    "its results do not belong to this project. Move it away, or recreate "
+                    "the project from the grid that made them.")
+            self.offset = (int(h5.attrs["journal_offset"]) if "journal_offset" in h5.attrs
+                           else None)
+            self.n_ranks = int(h5.attrs.get("n_ranks", 1))
+            splits = h5["splits"]
+            if "status_counts" in h5.attrs:  # (results.h5 written before it: read all)
+                self.counts = Counter(json.loads(h5.attrs["status_counts"]))
+                self.seconds = float(h5.attrs.get("mean_split_seconds", 0.0))
+            else:
+                status = read_column(splits["status"])
+                self.counts = Counter(dict(zip(*np.unique(status, return_counts=True),
+                                               strict=True)))
+                took = read_column(splits["end_time"]) - read_column(splits["start_time"])
+                self.seconds = float(took.mean()) if len(took) else 0.0
+
+    def statuses(self, job_ids: list[int]) -> dict[int, str]:
+        """The status ``results.h5`` holds for each of ``job_ids`` that it has."""
+        if not job_ids or not self.counts:
+            return {}
+        from ..store.storage import open_results
+
+        with open_results(self.paths.root) as h5:
+            splits = h5["splits"]
+            ids = splits["job_id"][()]
+            wanted = np.unique(np.asarray(job_ids, dtype=np.int64))
+            rows = np.searchsorted(ids, wanted)
+            found = rows < len(ids)
+            found[found] = ids[rows[found]] == wanted[found]
+            if not found.any():
+                return {}
+            status = splits["status"].asstr()[np.sort(rows[found])]
+            return dict(zip(ids[np.sort(rows[found])].tolist(), status.tolist(), strict=True))
 
 
 def _recorded(paths: ProjectPaths, grid_attrs: dict) -> tuple[dict, float, int]:
-    """Current status of each job with a result (``results.h5``, then the journal
-    after it), the mean seconds of a split, and the last run's ranks."""
+    """Splits with a result per status (``results.h5``, then the journal after it), the
+    mean seconds of a split, and the last run's ranks."""
     parts = {k.removeprefix("fingerprint_"): str(v) for k, v in grid_attrs.items()
              if k.startswith("fingerprint_")}
-    statuses: dict = {}
-    offset: int | None = 0
-    seconds, n_ranks = 0.0, 1
-    if paths.results.exists():
-        statuses, offset, seconds, n_ranks = _from_results(paths, grid_attrs)
+    base = _Base(paths, grid_attrs)
     journal = paths.journal
-    if journal.exists() and journal.stat().st_size:
-        if offset is None:  # results.h5 of an older version: the journal says it all
-            statuses, offset = {}, 0
-        header, records = read_tail(journal, offset)
-        changed = changed_parts(header, parts)
-        if changed:
-            raise MpibenchError(
-                f"{journal} was written for a different grid (changed: {', '.join(changed)})"
-                f": {paths.grid} no longer matches its results. Recreate the project from "
-                "the grid that made them, or move the journal and results.h5 away.")
-        _apply_tail(statuses, records)
-    return statuses, seconds, n_ranks
+    if not (journal.exists() and journal.stat().st_size):
+        return dict(base.counts), base.seconds, base.n_ranks
+    if base.offset is None:  # results.h5 of an older version: the journal says it all
+        base.counts, base.offset = Counter(), 0
+    header, records = read_tail(journal, base.offset)
+    changed = changed_parts(header, parts)
+    if changed:
+        raise MpibenchError(
+            f"{journal} was written for a different grid (changed: {', '.join(changed)})"
+            f": {paths.grid} no longer matches its results. Recreate the project from "
+            "the grid that made them, or move the journal and results.h5 away.")
+    tail = _apply_tail(records)
+    counts = base.counts
+    for status in base.statuses(list(tail)).values():
+        counts[status] -= 1  # replaced (or taken away) by the journal
+    counts.update(s for s in tail.values() if s is not None)
+    return {k: v for k, v in counts.items() if v > 0}, base.seconds, base.n_ranks
 
 
-def _from_results(paths: ProjectPaths,
-                  grid_attrs: dict) -> tuple[dict, int | None, float, int]:
-    from ..store.storage import open_results
-
-    with open_results(paths.root) as h5:
-        has_journal = paths.journal.exists() and paths.journal.stat().st_size
-        if h5.attrs.get("fingerprint") != grid_attrs.get("fingerprint") and has_journal:
-            return {}, 0, 0.0, 1  # (the project grew since: the journal says it all)
-        if h5.attrs.get("fingerprint") != grid_attrs.get("fingerprint"):
-            raise MpibenchError(
-                f"{paths.results} was written for a different grid than {paths.grid}: "
-                "its results do not belong to this project. Move it away, or recreate the "
-                "project from the grid that made them.")
-        splits = h5["splits"]
-        job_ids = read_column(splits["job_id"])
-        status = read_column(splits["status"])
-        took = read_column(splits["end_time"]) - read_column(splits["start_time"])
-        return (dict(zip(job_ids.tolist(), status.tolist(), strict=True)),
-                int(h5.attrs["journal_offset"]) if "journal_offset" in h5.attrs else None,
-                float(took.mean()) if len(took) else 0.0,
-                int(h5.attrs.get("n_ranks", 1)))
-
-
-def _apply_tail(statuses: dict, records: list[dict]) -> None:
-    """Results in the journal after ``results.h5`` replace the ones before; a retry
-    mark takes a job's result away until its new one."""
+def _apply_tail(records: list[dict]) -> dict[int, str | None]:
+    """The journal after ``results.h5``: the latest status of each job it names (None:
+    a retry mark took its result away until its new one)."""
+    statuses: dict[int, str | None] = {}
     for record in records:
         kind = record.get("t")
         if kind in ("r", "c"):
@@ -188,8 +228,8 @@ def _apply_tail(statuses: dict, records: list[dict]) -> None:
                 batch_from_columns_record(record)
             statuses.update(zip(batch.job_ids.tolist(), batch.status.tolist(), strict=True))
         elif kind == "x":
-            for job in record["jobs"]:
-                statuses.pop(job, None)
+            statuses.update(dict.fromkeys(record["jobs"]))
+    return statuses
 
 
 def _running(paths: ProjectPaths) -> dict | None:

@@ -45,49 +45,78 @@ def array_bytes(values: Any) -> bytes:
     return pickle.dumps([str(v) for v in array.ravel()])
 
 
+def _framed(part: bytes) -> bytes:
+    """A part as :func:`_digest` frames it: its length (int64), then its bytes."""
+    return np.int64(len(part)).tobytes() + part
+
+
+class GridDigests:
+    """What each named part of a grid holds, and the content key of every split.
+
+    Attributes
+    ----------
+    names : dict
+        ``{"task NAME": digest, "learner NAME": digest, "resampling NAME on task
+        TASK": digest}``, to say what changed.
+    splits : dict
+        ``{(task_i, resampling_i): [split key, ...]}``.
+    """
+
+    def __init__(self, grid: Any) -> None:
+        self.names: dict[str, str] = {}
+        for task in grid.tasks:
+            self.names[f"task {task.name}"] = _digest(
+                task.name.encode(), task.kind.encode(),
+                *(array_bytes(v) for v in (task.X, task.y, task.subset, task.groups,
+                                           task.stratum, task.fold)))
+        for name, estimator in grid.learners.items():
+            params = sorted((k, repr(v)) for k, v in estimator.get_params(deep=True).items())
+            self.names[f"learner {name}"] = _digest(
+                repr((name, type(estimator).__qualname__, params)).encode())
+        resampling_names = list(grid.resamplings)
+        self.splits: dict[tuple[int, int], list[str]] = {}
+        for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
+            keys = split_keys(split_set)
+            self.splits[(task_i, res_i)] = keys
+            where = f"resampling {resampling_names[res_i]} on task {grid.tasks[task_i].name}"
+            self.names[where] = _digest(*(k.encode() for k in keys))
+
+
 def name_digests(grid: Any) -> dict[str, str]:
     """``{"task NAME": digest, "learner NAME": digest, "resampling NAME/TASK": digest}``:
     what each named part of the grid holds, to say what changed."""
-    out = {}
-    for task in grid.tasks:
-        out[f"task {task.name}"] = _digest(task.name.encode(), task.kind.encode(), *(
-            array_bytes(v) for v in (task.X, task.y, task.subset, task.groups,
-                                      task.stratum, task.fold)))
-    for name, estimator in grid.learners.items():
-        params = sorted((k, repr(v)) for k, v in estimator.get_params(deep=True).items())
-        out[f"learner {name}"] = _digest(
-            repr((name, type(estimator).__qualname__, params)).encode())
-    names = list(grid.resamplings)
-    for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
-        keys = [_split_key(split_set, k) for k in range(len(split_set.train))]
-        out[f"resampling {names[res_i]} on task {grid.tasks[task_i].name}"] = _digest(
-            *(k.encode() for k in keys))
-    return out
+    return GridDigests(grid).names
 
 
-def _split_key(split_set: Any, k: int) -> str:
-    meta = split_set.meta.iloc[k].drop(labels=["iteration"], errors="ignore")
-    return _digest(json.dumps({str(c): str(v) for c, v in meta.items()}).encode(),
-                   split_set.train[k].astype(np.int64).tobytes(), b"|",
-                   split_set.test[k].astype(np.int64).tobytes())
+def split_keys(split_set: Any) -> list[str]:
+    """The content key of every split of one (task, resampling): its metadata (all but
+    ``iteration``) and its train and test rows."""
+    meta = split_set.meta.drop(columns=["iteration"], errors="ignore")
+    names = [str(c) for c in meta.columns]
+    texts = [[str(v) for v in meta[c].tolist()] for c in meta.columns]
+    return [_digest(json.dumps(dict(zip(names, row, strict=True))).encode(),
+                    train.astype(np.int64).tobytes(), b"|", test.astype(np.int64).tobytes())
+            for row, train, test in zip(zip(*texts, strict=True), split_set.train,
+                                        split_set.test, strict=True)]
 
 
-def job_keys(grid: Any, jobs: pd.DataFrame) -> np.ndarray:
-    """The content key of every job of ``jobs`` (a job table of ``grid``)."""
-    digests = name_digests(grid)
-    task_keys = [digests[f"task {t.name}"] for t in grid.tasks]
-    learner_keys = [digests[f"learner {n}"] for n in grid.learners]
-    resampling_names = list(grid.resamplings)
-    split_keys: dict[tuple[int, int, int], str] = {}
-    keys = []
-    for task_i, learner_i, res_i, split_i in jobs[
-            ["task_i", "learner_i", "resampling_i", "split_i"]].itertuples(index=False):
-        where = (task_i, res_i, split_i)
-        if where not in split_keys:
-            split_keys[where] = _split_key(grid._split_sets[(task_i, res_i)], split_i)
-        keys.append(_digest(task_keys[task_i].encode(), learner_keys[learner_i].encode(),
-                            resampling_names[res_i].encode(), split_keys[where].encode()))
-    return np.array(keys, dtype=object)
+def job_keys(grid: Any, jobs: pd.DataFrame, digests: GridDigests | None = None
+             ) -> np.ndarray:
+    """The content key of every job of ``jobs`` (a job table of ``grid``), as 32 ASCII
+    bytes each: a digest of its task's, learner's and split's keys and its resampling's
+    name (one hash per job, no other per-job work)."""
+    digests = digests or GridDigests(grid)
+    tasks = [_framed(digests.names[f"task {t.name}"].encode()) for t in grid.tasks]
+    learners = [_framed(digests.names[f"learner {n}"].encode()) for n in grid.learners]
+    resamplings = [_framed(name.encode()) for name in grid.resamplings]
+    splits = {key: [_framed(k.encode()) for k in keys]
+              for key, keys in digests.splits.items()}
+    sha256 = hashlib.sha256
+    columns = (jobs[c].to_numpy().tolist() for c in
+               ("task_i", "learner_i", "resampling_i", "split_i"))
+    keys = [sha256(tasks[t] + learners[lr] + resamplings[r] + splits[(t, r)][k]
+                   ).hexdigest()[:32] for t, lr, r, k in zip(*columns, strict=True)]
+    return np.asarray(keys, dtype="S32")
 
 
 def merge_jobs(old: pd.DataFrame, new: pd.DataFrame, old_digests: dict,
@@ -100,8 +129,9 @@ def merge_jobs(old: pd.DataFrame, new: pd.DataFrame, old_digests: dict,
     MpibenchError
         A job of ``old`` is not in ``new``: one line naming what changed or went.
     """
-    old_ids = dict(zip(old["job_key"], old["job_id"], strict=True))
-    missing = set(old_ids) - set(new["job_key"])
+    old_keys = np.asarray(old["job_key"].to_numpy(), dtype="S32")  # (text in older files)
+    old_ids = dict(zip(old_keys.tolist(), old["job_id"].tolist(), strict=True))
+    missing = set(old_ids) - set(np.asarray(new["job_key"].to_numpy(), dtype="S32").tolist())
     if missing:
         raise MpibenchError(_what_changed(old, missing, old_digests, new_digests))
     known = new["job_key"].map(old_ids)
@@ -117,7 +147,7 @@ def merge_jobs(old: pd.DataFrame, new: pd.DataFrame, old_digests: dict,
 
 def _what_changed(old: pd.DataFrame, missing: set, old_digests: dict,
                   new_digests: dict) -> str:
-    rows = old[old["job_key"].isin(missing)]
+    rows = old[np.isin(np.asarray(old["job_key"].to_numpy(), dtype="S32"), list(missing))]
     changed = [name for name, digest in old_digests.items()
                if name in new_digests and new_digests[name] != digest]
     gone = [name for name in old_digests if name not in new_digests]

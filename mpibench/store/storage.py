@@ -230,7 +230,8 @@ class ResultStore:
         self.run_ranks[run] = [[_plain(getattr(r, c)) for c in RANK_COLUMNS] for r in ranks]
         self.journal.append({"t": "k", "run": run, "rows": self.run_ranks[run]})
         self.journal.commit()
-        attrs = {**attrs, "journal_offset": self.journal.size}  # status reads on from here
+        attrs = {**attrs, "journal_offset": self.journal.size,  # status reads on from here
+                 **self._status_summary()}
         n_rows, columns = self.columns()
         rank_table = self.rank_table()
         predictions = self._predictions()
@@ -259,6 +260,17 @@ class ResultStore:
             fix=f"Free space and rerun `mpibench run {self.paths.root}`: it rebuilds "
                 f"{self.paths.results.name} from the journal, which keeps every split.")
         return self.paths.results
+
+    def _status_summary(self) -> dict:
+        """``status_counts`` (JSON: splits per status) and ``mean_split_seconds`` of the
+        current results: ``mpibench status`` reads these instead of every row."""
+        batch = self._results.joined()
+        _, rows = self._current(batch)
+        names, counts = np.unique(batch.columns["status"][rows], return_counts=True)
+        took = batch.columns["end_time"][rows] - batch.columns["start_time"][rows]
+        return {"status_counts": json.dumps(dict(zip(map(str, names), map(int, counts),
+                                                     strict=True))),
+                "mean_split_seconds": float(took.mean()) if len(took) else 0.0}
 
     def _predictions(self) -> pd.DataFrame | None:
         """``/predictions`` (the latest attempt of each split with a result), or None
