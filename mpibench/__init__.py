@@ -17,6 +17,9 @@ from .errors import MpibenchError
 _HOMES = {
     "PValue": "analysis.pvalues", "pvalue": "analysis.pvalues",
     "pvalue_downsample": "analysis.pvalues",
+    "friedman": "analysis.ranking", "critical_difference": "analysis.ranking",
+    "pairwise": "analysis.ranking", "score_table": "analysis.ranking",
+    "plot_critical_difference": "analysis.plotting",
     "DebugLearner": "debug", "NoOpLearner": "debug", "zero_score": "debug",
     "create_demo": "demo", "demo_data": "demo", "demo_grid": "demo",
     "Grid": "grid", "Task": "grid", "GridFile": "store.gridfile",
@@ -55,8 +58,10 @@ __all__ = [  # noqa: RUF022 - grouped by role, not sorted
     # reading and comparing results
     "read_results", "read_attrs", "read_ranks", "read_predictions", "project_status",
     "PValue", "pvalue", "pvalue_downsample",
+    "score_table", "friedman", "critical_difference", "pairwise",
     # figures and the report
-    "plot_scores", "plot_pvalue", "plot_timeline", "write_report", "run_summary",
+    "plot_scores", "plot_pvalue", "plot_timeline", "plot_critical_difference",
+    "write_report", "run_summary",
     "__version__",
 ]
 """Public names by role. ``GridFile``, ``NoOpLearner`` and ``zero_score`` stay

@@ -96,6 +96,11 @@ def _plot(args: argparse.Namespace) -> int:
         from .analysis.plotting import plot_scores
 
         plot_scores(results, score, args.output)
+    elif args.kind == "cd":
+        from .analysis.plotting import plot_critical_difference
+        from .analysis.ranking import critical_difference
+
+        plot_critical_difference(critical_difference(results, score), args.output)
     else:
         from .analysis.plotting import plot_pvalue
         from .analysis.pvalues import pvalue
@@ -233,9 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="mlr3resampling's column names (task_id, test.subset, "
                               "regr.rmse, ...), for R's mlr3resampling::pvalue()")
     results.set_defaults(func=_results)
-    plot = verbs.add_parser("plot", help="a figure: pvalue, timeline or scores")
+    plot = verbs.add_parser("plot", help="a figure: pvalue, timeline, scores or cd (the "
+                            "critical-difference diagram of learners across tasks)")
     plot.add_argument("project")
-    plot.add_argument("kind", choices=("pvalue", "timeline", "scores"))
+    plot.add_argument("kind", choices=("pvalue", "timeline", "scores", "cd"))
     plot.add_argument("-o", "--output", required=True,
                       help="image file; the extension picks the format (.png, .svg, .pdf)")
     plot.add_argument("--score", help="score column (default: the first scorer)")

@@ -315,3 +315,63 @@ def test_many_panels_wrap_and_many_splits_do_not_blacken_the_timeline():
     height = pixels.shape[0]
     inside = pixels[int(height - box.y1):int(height - box.y0), int(box.x0):int(box.x1)]
     assert (inside.max(axis=-1) < 60).mean() < 0.05  # not a black smear
+
+
+def test_many_panels_and_splits_stay_bounded():
+    rng = np.random.default_rng(1)
+    n = 60_000  # more splits than the timeline draws one by one
+    starts = np.sort(rng.uniform(0, 1000, n))
+    long = np.zeros(n, bool)
+    long[::20_000] = True  # a few splits longer than a bin stay whole
+    timeline = pd.DataFrame({"rank": np.arange(n) % 4 + 1, "start_time": starts,
+                             "end_time": starts + np.where(long, 50.0, 0.01),
+                             "learner": np.where(np.arange(n) % 3, "a", "b"),
+                             "status": np.where(np.arange(n) % 997, "ok", "error")})
+    figure = mb.plot_timeline(timeline)
+    ax = figure.axes[0]
+    segments = sum(len(c.get_segments()) for c in ax.collections)
+    assert segments <= 4 * 1000 + long.sum()
+    assert "busy time per 1000th" in ax.get_title()
+    width, height = figure.get_size_inches() * 150
+    assert width < 4000 and height < 4000
+    rows = [{"task": f"t{t}", "test_subset": "", "learner": "L", "train_subsets": "",
+             "resampling": "cv", "groups": 5, "n_train_groups": 5, "status": "ok",
+             "rmse": 1.0} for t in range(500)]
+    scores = mb.plot_scores(pd.DataFrame(rows), "rmse")
+    assert len([a for a in scores.axes if a.get_visible()]) == 24
+    assert max(scores.get_size_inches()) * 150 < 4000
+
+
+def test_a_report_of_many_tasks_ranks_learners_across_them(tmp_path):
+    import re
+    from base64 import b64decode
+
+    from sklearn.dummy import DummyRegressor
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import KFold
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.default_rng(2)
+    tasks = []
+    for t in range(30):
+        X = rng.normal(size=(30, 2))
+        tasks.append(mb.Task(f"t{t:02d}", X=X, y=X[:, 0] * 3 + rng.normal(0, 0.1, 30)))
+    learners = {"mean": DummyRegressor(), "linear": LinearRegression(),
+                "tree": DecisionTreeRegressor(max_depth=2)}
+    grid = mb.Grid(tasks, learners, resamplings=[KFold(3)], scoring=["rmse"])
+    path = tmp_path / "many"
+    assert mb.run(grid, path, progress_every=0, isolate=False) == 0
+    text = mb.write_report(path, tmp_path / "report.html").read_text()
+    assert "Learners across tasks: rmse" in text and "Friedman chi-square" in text
+    assert "Learner against learner" in text and text.count("<tr><td>t") >= 30
+    assert "30 task panels" in text  # no per-task scores figure past 24 panels
+    test = mb.friedman(mb.read_results(path), "rmse")
+    assert list(test.mean_ranks.index) == ["linear", "tree", "mean"]
+    assert test.n_tasks == 30 and test.pvalue < 1e-6
+    from PIL import Image
+
+    for data in re.findall(r"base64,([A-Za-z0-9+/=]+)", text):
+        width, height = Image.open(__import__("io").BytesIO(b64decode(data))).size
+        assert width < 4000 and height < 4000
+    out = tmp_path / "cd.png"
+    assert main(["plot", str(path), "cd", "-o", str(out)]) == 0 and out.stat().st_size

@@ -14,8 +14,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .pvalues import PValue
+from .ranking import CriticalDifference
 
 Y_LEVELS = ("all", "all-same", "same", "other-same", "other")
+MAX_SCORE_PANELS = 24
+"""Panels (task x test subset) the scores figure draws at most: past a few tasks the
+report ranks learners across tasks instead."""
 MAX_COLUMNS = 4
 """Panels per row of the scores figure (more wrap onto further rows)."""
 DENSE_SPLITS = 40
@@ -142,6 +146,37 @@ def _runs(results: pd.DataFrame, ranks: pd.DataFrame | None) -> tuple[np.ndarray
     return shift, boundaries
 
 
+TIMELINE_SEGMENTS = 20_000
+"""Splits a timeline draws one by one; past this, each rank's busy time per bin."""
+TIMELINE_BINS = 1000
+"""Time bins per rank of a timeline with more splits than ``TIMELINE_SEGMENTS``."""
+MAX_INCHES = 30.0
+"""Largest height of a figure (4500 pixels at the report's resolution)."""
+
+
+def _binned(rank: np.ndarray, start: np.ndarray, end: np.ndarray, learner: np.ndarray,
+            failed: np.ndarray) -> tuple[np.ndarray, ...]:
+    """At most ``TIMELINE_BINS`` segments per rank: in each time bin, one segment as long
+    as the rank's busy time there, coloured by the learner that took most of it; a
+    failed split marks its bin. Splits longer than a bin stay whole."""
+    span = float(end.max() - start.min()) or 1.0
+    width = span / TIMELINE_BINS
+    long = (end - start) > width
+    frame = pd.DataFrame({"rank": rank, "bin": ((start + end) / 2 - start.min()) // width,
+                          "learner": learner, "busy": end - start, "failed": failed})[~long]
+    per = frame.groupby(["rank", "bin", "learner"], observed=True, sort=False).agg(
+        busy=("busy", "sum"), failed=("failed", "any")).reset_index()
+    per["total"] = per.groupby(["rank", "bin"])["busy"].transform("sum")
+    per["any_failed"] = per.groupby(["rank", "bin"])["failed"].transform("any")
+    top = per.sort_values("busy", ascending=False).drop_duplicates(["rank", "bin"])
+    x0 = start.min() + top["bin"].to_numpy() * width
+    x1 = x0 + np.minimum(top["total"].to_numpy(), width)
+    return (np.concatenate([top["rank"].to_numpy(), rank[long]]),
+            np.concatenate([x0, start[long]]), np.concatenate([x1, end[long]]),
+            np.concatenate([top["learner"].to_numpy(), learner[long]]),
+            np.concatenate([top["any_failed"].to_numpy(), failed[long]]))
+
+
 def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None,
                   ranks: pd.DataFrame | None = None) -> Figure:
     """One row per rank, one segment per split from start to end, coloured by learner.
@@ -163,18 +198,26 @@ def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None,
     learners = sorted(map(str, results["learner"].unique()))
     colors = _colors(learners)
     rank_ids = sorted(int(r) for r in results["rank"].unique())
-    figure = Figure(figsize=(10, 1.2 + 0.35 * len(rank_ids)))
+    figure = Figure(figsize=(10, min(1.2 + 0.35 * len(rank_ids), MAX_INCHES)))
     ax = figure.subplots()
     mark = "black" if len(results) <= DENSE_SPLITS * len(rank_ids) else "white"  # no smear
-    start_x, end_x = results["start_time"] - shift, results["end_time"] - shift
-    for learner in learners:
-        mine = (results["learner"].astype(str) == learner).to_numpy()
-        rows = results["rank"][mine]
-        ax.hlines(rows, start_x[mine], end_x[mine], color=colors[learner], lw=6)
-        ax.plot(end_x[mine], rows, "|", color=mark, ms=9, mew=0.8 if mark == "black" else 0.4)
+    start_x = (results["start_time"] - shift).to_numpy()
+    end_x = (results["end_time"] - shift).to_numpy()
+    rank = results["rank"].to_numpy()
+    learner_of = results["learner"].astype(str).to_numpy()
     failed = (results["status"].astype(str) != "ok").to_numpy()
+    binned = len(results) > TIMELINE_SEGMENTS
+    if binned:  # a bounded number of segments: the busy time of each rank per time bin
+        rank, start_x, end_x, learner_of, failed = _binned(rank, start_x, end_x, learner_of,
+                                                           failed)
+    for learner in learners:
+        mine = learner_of == learner
+        ax.hlines(rank[mine], start_x[mine], end_x[mine], color=colors[learner], lw=6)
+        if not binned:
+            ax.plot(end_x[mine], rank[mine], "|", color=mark, ms=9,
+                    mew=0.8 if mark == "black" else 0.4)
     if failed.any():
-        ax.plot(end_x[failed], results["rank"][failed], "x", color="red", ms=6)
+        ax.plot(end_x[failed], rank[failed], "x", color="red", ms=6)
     for x, run in boundaries:
         ax.axvline(x, color="0.3", ls=":", lw=1)
         ax.annotate(f"run {run}", (x, 0), xycoords=("data", "axes fraction"),
@@ -187,8 +230,11 @@ def plot_timeline(results: pd.DataFrame, path: str | os.PathLike | None = None,
     ax.set_xlabel("seconds of the runs, side by side" if boundaries
                   else "seconds since the first split started")
     runs = f" in {len(boundaries)} runs" if boundaries else ""
+    drawn = (f"; busy time per {TIMELINE_BINS}th of the span, coloured by its main learner"
+             if binned else "")
     ax.set_title(f"{len(results)} splits on {len(rank_ids)} rank(s){runs}, "
-                 f"{'busy span' if boundaries else 'makespan'} {span:.1f} s", fontsize=10)
+                 f"{'busy span' if boundaries else 'makespan'} {span:.1f} s{drawn}",
+                 fontsize=10)
     handles = [Line2D([], [], color=colors[name], lw=6, label=name) for name in learners]
     if failed.any():
         handles.append(Line2D([], [], color="red", marker="x", ls="", label="failed"))
@@ -216,9 +262,13 @@ def plot_scores(results: pd.DataFrame, score: str,
                             frame["train_subsets"].astype(str), frame["resampling"].astype(str))
     learners = sorted(map(str, frame["learner"].unique()))
     colors = _colors(learners)
-    panels = _panels(frame)
+    every_panel = _panels(frame)
+    panels = every_panel[:MAX_SCORE_PANELS]
     rows = [r for r in ("all", "same", "other") if r in set(frame["row"])] or sorted(
         set(frame["row"]))
+    groups = dict(iter(frame.assign(task=frame["task"].astype(str),
+                                    test_subset=frame["test_subset"].astype(str))
+                       .groupby(["task", "test_subset"], sort=False)))
     n_cols = min(len(panels), MAX_COLUMNS)
     n_rows = -(-len(panels) // n_cols)  # panels wrap onto rows of MAX_COLUMNS
     figure = Figure(figsize=(3.2 * n_cols,
@@ -229,8 +279,7 @@ def plot_scores(results: pd.DataFrame, score: str,
     axes = grid[:len(panels)]
     offsets = np.linspace(-0.25, 0.25, len(learners)) if len(learners) > 1 else [0.0]
     for ax, (task, subset) in zip(axes, panels, strict=True):
-        here = frame[(frame["task"].astype(str) == task)
-                     & (frame["test_subset"].astype(str) == subset)]
+        here = groups[(task, subset)]
         for offset, learner in zip(offsets, learners, strict=True):
             mine = here[here["learner"].astype(str) == learner]
             y = np.array([rows.index(r) for r in mine["row"]]) + offset
@@ -242,8 +291,67 @@ def plot_scores(results: pd.DataFrame, score: str,
         ax.set_title(f"task: {task}" + (f"\ntest_subset: {subset}" if subset else ""),
                      fontsize=8)
         ax.tick_params(labelsize=7)
-    figure.supxlabel(f"{score} (one point per split, bar: mean)", fontsize=9)
+    more = (f"; the first {len(panels)} of {len(every_panel)} panels (see the report's "
+            "ranks across tasks)" if len(every_panel) > len(panels) else "")
+    figure.supxlabel(f"{score} (one point per split, bar: mean){more}", fontsize=9)
     handles = [Line2D([], [], color=colors[n], marker="o", ls="", label=n) for n in learners]
     figure.legend(handles=handles, loc="upper right", fontsize=8, title="learner",
                   title_fontsize=8, frameon=False)
+    return _save(figure, path)
+
+
+CD_LABELS = 40
+"""Learners named in a critical-difference diagram (the best and the worst half each);
+the others are ticks on the axis."""
+
+
+def plot_critical_difference(result: CriticalDifference,
+                             path: str | os.PathLike | None = None) -> Figure:
+    """Demsar's critical-difference diagram: mean ranks on an axis (best on the left),
+    a bar joining learners whose ranks differ by less than Nemenyi's critical
+    difference, the CD itself drawn to scale above the axis.
+
+    Examples
+    --------
+    >>> import mpibench as mb
+    >>> cd = mb.critical_difference(mb.read_results(finished_demo()), "rmse")
+    >>> mb.plot_critical_difference(cd).axes[0].get_title()[:27]
+    'rmse: mean rank over 2 task'
+    """
+    ranks = result.friedman.mean_ranks
+    k = len(ranks)
+    half = CD_LABELS // 2
+    shown = list(ranks.index[:half]) + list(ranks.index[max(half, k - half):])
+    left = [n for n in shown if ranks[n] <= (k + 1) / 2]
+    right = [n for n in shown if n not in left]
+    rows = max(len(left), len(right))
+    figure = Figure(figsize=(8, 1.4 + 0.22 * rows + 0.12 * len(result.groups)))
+    ax = figure.subplots()
+    ax.set_xlim(0.5 - 0.35 * k, k + 0.5 + 0.35 * k)
+    ax.set_ylim(-(rows + 1.5 + 0.35 * len(result.groups)), 1.8)
+    ax.axis("off")
+    ax.hlines(0, 1, k, color="black", lw=1)
+    for tick in range(1, k + 1):
+        ax.vlines(tick, 0, 0.15, color="black", lw=0.8)
+        if k <= 30 or tick in (1, k) or tick % max(1, k // 10) == 0:
+            ax.text(tick, 0.3, str(tick), ha="center", va="bottom", fontsize=7)
+    for rank in ranks.to_numpy():
+        ax.vlines(rank, -0.1, 0.1, color="0.5", lw=0.6)
+    for side, names in (("left", left), ("right", right)):
+        for row, name in enumerate(names if side == "left" else names[::-1]):
+            y, x = -(row + 1.2), ranks[name]
+            edge = 0.5 - 0.05 * k if side == "left" else k + 0.5 + 0.05 * k
+            ax.plot([x, x, edge], [0, y, y], color="black", lw=0.7)
+            ax.text(edge, y, f" {name} ({x:.2f})" if side == "right" else f"{name} ({x:.2f}) ",
+                    ha="left" if side == "right" else "right", va="center", fontsize=7)
+    for i, group in enumerate(result.groups):
+        low, high = ranks[group[0]], ranks[group[-1]]
+        ax.hlines(-(0.35 + 0.3 * i), low - 0.03, high + 0.03, color="black", lw=3)
+    ax.hlines(1.3, 1, 1 + result.cd, color="black", lw=1.2)
+    ax.text(1, 1.45, f"CD = {result.cd:.2f} (Nemenyi, alpha {result.alpha:g})", fontsize=7,
+            va="bottom")
+    test = result.friedman
+    hidden = f"; {k - len(shown)} more learners unnamed" if k > len(shown) else ""
+    ax.set_title(f"{test.score}: mean rank over {test.n_tasks} tasks (1 = best); Friedman "
+                 f"p = {test.pvalue:.3g}{hidden}", fontsize=9)
     return _save(figure, path)

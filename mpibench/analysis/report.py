@@ -17,8 +17,23 @@ from ..formatting import without_rank
 from ..store.gridfile import GridFile
 from ..store.paths import ProjectPaths
 from ..store.storage import read_attrs, read_ranks, read_results
-from .plotting import plot_pvalue, plot_scores, plot_timeline
+from .plotting import (
+    MAX_SCORE_PANELS,
+    _panels,
+    plot_critical_difference,
+    plot_pvalue,
+    plot_scores,
+    plot_timeline,
+)
 from .pvalues import pvalue
+from .ranking import critical_difference, friedman, pairwise, rank_rows, score_table
+
+MIN_RANKED_TASKS = 3
+"""Tasks (with every learner scored) from which the report ranks learners across tasks."""
+MAX_TABLE_ROWS = 200
+"""Rows of the pairwise and p-value tables shown in the report."""
+MAX_HEATMAP_TASKS = 1000
+"""Tasks of the tasks x learners table shown in the report."""
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -102,9 +117,70 @@ def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
                   "Python warnings (first warning of each split).</p>",
                   _table(table.value_counts().rename("splits").reset_index())]
     parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results, ranks=ranks))]
+    parts += _across_tasks(results, score)
     parts += _pvalue_section(results, score, attrs)
-    parts += [f"<h2>Scores: {html.escape(score)}</h2>", _figure(plot_scores(results, score))]
+    n_panels = len(_panels(results))
+    if n_panels <= MAX_SCORE_PANELS:
+        parts += [f"<h2>Scores: {html.escape(score)}</h2>", _figure(plot_scores(results, score))]
+    else:
+        parts += [f"<h2>Scores: {html.escape(score)}</h2>", f"<p>{n_panels} task panels: "
+                  "see the ranks across tasks above; <code>mpibench plot PROJECT scores</code>"
+                  f" draws the first {MAX_SCORE_PANELS}.</p>"]
     return parts
+
+
+def _across_tasks(results: pd.DataFrame, score: str) -> list[str]:
+    """Mean ranks, Friedman and Nemenyi, pairwise tests and a tasks x learners table,
+    for a grid of at least ``MIN_RANKED_TASKS`` tasks and two learners."""
+    table = score_table(results, score)
+    if len(table.columns) < 2 or len(table.dropna()) < MIN_RANKED_TASKS:
+        return []
+    test = friedman(results, score)
+    cd = critical_difference(test)
+    better = "larger" if test.greater_is_better else "smaller"
+    facts = (f"<p>Each task's score is the mean over its splits (plain cross-validation, "
+             f"or SOAK's full-size <code>all</code> splits); learners are ranked within "
+             f"each task ({better} {html.escape(score)} is better; 1 = best). Friedman "
+             f"chi-square {test.statistic:.4g} (p = {test.pvalue:.3g}), Iman-Davenport F "
+             f"{test.iman_davenport:.4g} (p = {test.pvalue_f:.3g}) over {test.n_tasks} tasks"
+             + (f" ({test.n_left_out} tasks left out: a learner has no score there)"
+                if test.n_left_out else "")
+             + f"; Nemenyi's critical difference at alpha {cd.alpha:g}: {cd.cd:.3f}.</p>")
+    ranks = test.mean_ranks.rename("mean rank").rename_axis("learner").reset_index()
+    pairs = pairwise(results, score).sort_values("p_holm", na_position="last")
+    shown = pairs.head(MAX_TABLE_ROWS)
+    note = (f"<p>The {MAX_TABLE_ROWS} pairs with the smallest adjusted p-values of "
+            f"{len(pairs)}; all of them: <code>mb.pairwise(results, score)</code>.</p>"
+            if len(pairs) > MAX_TABLE_ROWS else "")
+    return [f"<h2>Learners across tasks: {html.escape(score)}</h2>", facts, _table(ranks),
+            _figure(plot_critical_difference(cd)),
+            "<h3>Learner against learner</h3><p>Wins, ties and losses of the first learner "
+            "over the tasks where both have a score; Wilcoxon signed-rank test of the "
+            "per-task differences, Holm-adjusted over all pairs.</p>", note, _table(shown),
+            "<h3>Tasks x learners</h3>", _heatmap(table, test.greater_is_better)]
+
+
+def _heatmap(table: pd.DataFrame, greater: bool) -> str:
+    """The tasks x learners mean scores as an HTML table, each cell coloured by the
+    learner's rank on that task (green best, red worst): text, so a thousand tasks stay
+    readable and searchable."""
+    ranks = rank_rows(table, greater)
+    k = max(len(table.columns), 2)
+    shown = table.head(MAX_HEATMAP_TASKS)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = []
+    for task, values in shown.iterrows():
+        cells = []
+        for learner, value in values.items():
+            rank = ranks.at[task, learner]
+            hue = 120 * (1 - (rank - 1) / (k - 1)) if rank == rank else 0
+            color = f"hsl({hue:.0f},60%,80%)" if rank == rank else "#eee"
+            cells.append(f'<td style="background:{color}">{value:.4g}</td>')
+        rows.append(f"<tr><td>{html.escape(str(task))}</td>{''.join(cells)}</tr>")
+    more = (f"<p>The first {MAX_HEATMAP_TASKS} of {len(table)} tasks; all of them: "
+            "<code>mb.score_table(results, score)</code>.</p>"
+            if len(table) > MAX_HEATMAP_TASKS else "")
+    return (f"{more}<table><tr><th>task</th>{head}</tr>{''.join(rows)}</table>")
 
 
 def _pvalue_section(results: pd.DataFrame, score: str, attrs: dict) -> list[str]:
@@ -123,9 +199,16 @@ def _pvalue_section(results: pd.DataFrame, score: str, attrs: dict) -> list[str]
     note = "" if attrs.get("complete") else (
         f" Partial results ({len(results)} of {attrs['n_total']} splits): missing splits "
         "show as NaN means and smaller n.")
+    rows = result.pvalues.drop(columns="label")
+    if len(rows) > MAX_TABLE_ROWS:
+        note += (f" The first {MAX_TABLE_ROWS} of {len(rows)} comparisons; all of them: "
+                 "<code>mb.pvalue(results, score).pvalues</code>.")
+    figure = (_figure(plot_pvalue(result)) if len(_panels(results)) <= MAX_SCORE_PANELS
+              else "<p>(Too many task panels for the figure: <code>mpibench plot PROJECT "
+              "pvalue</code> draws them.)</p>")
     return [title, "<p>Paired two-sided t-tests over test folds (and seeds), full-size "
             f"train sets; p_unpaired is Welch's.{note}</p>",
-            _table(result.pvalues.drop(columns="label")), _figure(plot_pvalue(result))]
+            _table(rows.head(MAX_TABLE_ROWS)), figure]
 
 
 def write_report(project: str | os.PathLike, path: str | os.PathLike,
