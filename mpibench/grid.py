@@ -178,13 +178,28 @@ class Task:
         return f"Task({self.name!r}, n_rows={self.n_rows}, kind={self.kind!r})"
 
 
+META_COLUMNS = ("iteration", "test_fold", "test_subset", "train_subsets", "groups",
+                "n_train_groups", "seed", "n_train", "n_test")
+"""The metadata of a split, in order (columns of the job table after the indices)."""
+
+
 @dataclass
 class SplitSet:
-    """All splits of one (task, resampling): index arrays plus one metadata row each."""
+    """All splits of one (task, resampling): index arrays plus one metadata row each
+    (``columns``: one list or array per name of ``META_COLUMNS``; ``meta`` is the same
+    as a DataFrame)."""
 
-    meta: pd.DataFrame
+    columns: dict[str, Any]
     train: list[np.ndarray] = field(repr=False)
     test: list[np.ndarray] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+    @property
+    def meta(self) -> pd.DataFrame:
+        """The metadata as a DataFrame, one row per split."""
+        return pd.DataFrame({name: self.columns[name] for name in META_COLUMNS})
 
 
 def _named(items: Any, what: str) -> dict:
@@ -331,7 +346,7 @@ class Grid:
         """Train/test splits to run: splits of every task x resampling, times learners
         (one job each)."""
         n_splits = sum(
-            len(self.split_set(t, r).meta)
+            len(self.split_set(t, r))
             for t in range(len(self.tasks)) for r in range(len(self.resamplings))
         )
         return n_splits * len(self.learners)
@@ -353,17 +368,15 @@ class Grid:
         """
         learner_names, resampling_names = list(self.learners), list(self.resamplings)
         n_tasks, n_learners = len(self.tasks), len(learner_names)
-        metas, task_of, resampling_of = [], [], []
+        sets, task_of, resampling_of = [], [], []
         for task_i in range(n_tasks):
             for res_i in range(len(resampling_names)):
-                meta = self.split_set(task_i, res_i).meta
-                metas.append(meta)
+                sets.append(self.split_set(task_i, res_i))
                 task_of.append(task_i)
                 resampling_of.append(res_i)
-        lengths = np.array([len(m) for m in metas], dtype=np.int64)
-        splits = pd.concat(metas, ignore_index=True)
-        for column in ("test_subset", "train_subsets"):
-            splits[column] = splits[column].astype(str).astype("category")
+        lengths = np.array([len(ss) for ss in sets], dtype=np.int64)
+        splits = pd.DataFrame({name: _joined([ss.columns[name] for ss in sets], name)
+                               for name in META_COLUMNS})
         split_i = np.arange(len(splits)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         split_task = np.repeat(task_of, lengths)
         per_task = np.bincount(split_task, minlength=n_tasks)  # splits of each task
@@ -388,6 +401,13 @@ class Grid:
             table[column] = chosen[column]
         table["random_state"] = derive_seeds(self.seed, table["job_id"].to_numpy())
         return table
+
+
+def _joined(parts: list[Any], name: str) -> Any:
+    """One metadata column of many split sets: text columns as a categorical."""
+    if name in ("test_subset", "train_subsets"):
+        return pd.Categorical([str(v) for part in parts for v in part])
+    return np.concatenate([np.asarray(part, dtype=np.int64) for part in parts])
 
 
 LEARNER_OPTIONS = ("timeout", "memory_limit", "fallback", "gpu")
@@ -507,34 +527,22 @@ def expand_splits(task: Task, cv: Any, seed: int) -> SplitSet:
         )
         train = [s.train for s in splits]
         test = [s.test for s in splits]
-        meta = pd.DataFrame({
-            "iteration": [s.iteration for s in splits],
-            "test_fold": [s.test_fold for s in splits],
-            "test_subset": [s.test_subset for s in splits],
-            "train_subsets": [s.train_subsets for s in splits],
-            "groups": [s.groups for s in splits],
-            "n_train_groups": [s.n_train_groups for s in splits],
-            "seed": [s.seed for s in splits],
-        })
+        columns: dict[str, Any] = {
+            name: [getattr(s, name) for s in splits] for name in META_COLUMNS[:7]}
     else:
         train, test = _sklearn_splits(task, cv, seed)
-        group_codes = (
-            np.arange(task.n_rows) if task.groups is None
-            else pd.factorize(np.asarray(task.groups))[0]
-        )
-        n_groups = [len(np.unique(group_codes[t])) for t in train]
-        meta = pd.DataFrame({
-            "iteration": np.arange(1, len(train) + 1),
-            "test_fold": np.arange(1, len(train) + 1),
-            "test_subset": "",
-            "train_subsets": "",
-            "groups": n_groups,
-            "n_train_groups": n_groups,
-            "seed": 1,
-        })
-    meta["n_train"] = [len(t) for t in train]
-    meta["n_test"] = [len(t) for t in test]
-    return SplitSet(meta=meta, train=train, test=test)
+        if task.groups is None:
+            n_groups = [len(t) for t in train]
+        else:
+            group_codes = pd.factorize(np.asarray(task.groups))[0]
+            n_groups = [len(np.unique(group_codes[t])) for t in train]
+        n = len(train)
+        columns = {"iteration": np.arange(1, n + 1), "test_fold": np.arange(1, n + 1),
+                   "test_subset": [""] * n, "train_subsets": [""] * n, "groups": n_groups,
+                   "n_train_groups": n_groups, "seed": [1] * n}
+    columns["n_train"] = [len(t) for t in train]
+    columns["n_test"] = [len(t) for t in test]
+    return SplitSet(columns=columns, train=train, test=test)
 
 
 def _sklearn_splits(task: Task, cv: Any, seed: int) -> tuple[list, list]:

@@ -23,14 +23,43 @@ from .store.paths import ProjectPaths
 from .store.storage import FINGERPRINT_PARTS
 
 
-def fingerprint_parts(grid: Any, jobs: pd.DataFrame) -> dict[str, str]:
-    """SHA-256 of each part of a grid (and its job table) that decides its results.
+def fingerprint_parts(grid: Any, jobs: pd.DataFrame,
+                      digests: GridDigests | None = None) -> dict[str, str]:
+    """SHA-256 of each part of a grid (and its job table) that decides its results:
+    the tasks' data, the splits (each split's metadata and rows, and the job table's
+    keys), the learners' parameters, the scorers and the seed.
 
     Returns
     -------
     dict
         ``{"data", "splits", "learners", "scorers", "seed"}`` -> hex digest.
     """
+    digests = digests or GridDigests(grid)
+    data = hashlib.sha256()
+    for task in grid.tasks:
+        data.update(digests.names[f"task {task.name}"].encode())
+    splits = hashlib.sha256()
+    keys = jobs[["task_i", "learner_i", "resampling_i", "split_i"]]
+    splits.update(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes())
+    for key, split_keys in sorted(digests.splits.items()):
+        splits.update(repr(key).encode() + "".join(split_keys).encode())
+    return {"data": data.hexdigest(), "splits": splits.hexdigest(),
+            "learners": _learner_part(grid), "scorers": _scorer_part(grid),
+            "seed": _seed_part(grid)}
+
+
+def _learner_part(grid: Any) -> str:
+    learners = hashlib.sha256()
+    for name, estimator in grid.learners.items():
+        params = sorted((k, repr(v)) for k, v in estimator.get_params(deep=True).items())
+        learners.update(repr((name, type(estimator).__qualname__, params)).encode())
+    if grid.fallback is not None:
+        learners.update(repr(("fallback", grid.fallback)).encode())
+    return learners.hexdigest()
+
+
+def _legacy_fingerprint_parts(grid: Any, jobs: pd.DataFrame) -> dict[str, str]:
+    """The parts as versions before content keys computed them (for their projects)."""
     data = hashlib.sha256()
     for task in grid.tasks:
         data.update(task.name.encode() + task.kind.encode())
@@ -44,17 +73,9 @@ def fingerprint_parts(grid: Any, jobs: pd.DataFrame) -> dict[str, str]:
         splits.update(pd.util.hash_pandas_object(split_set.meta, index=False).to_numpy().tobytes())
         for array in split_set.train + split_set.test:
             splits.update(np.int64(len(array)).tobytes() + array.astype(np.int64).tobytes())
-    learners = hashlib.sha256()
-    for name, estimator in grid.learners.items():
-        params = sorted((k, repr(v)) for k, v in estimator.get_params(deep=True).items())
-        learners.update(repr((name, type(estimator).__qualname__, params)).encode())
-    if grid.fallback is not None:
-        learners.update(repr(("fallback", grid.fallback)).encode())
-    return {
-        "data": data.hexdigest(), "splits": splits.hexdigest(),
-        "learners": learners.hexdigest(), "scorers": _scorer_part(grid),
-        "seed": _seed_part(grid),
-    }
+    return {"data": data.hexdigest(), "splits": splits.hexdigest(),
+            "learners": _learner_part(grid), "scorers": _scorer_part(grid),
+            "seed": _seed_part(grid)}
 
 
 def _spec_id(spec: Any) -> str:
@@ -181,7 +202,7 @@ def create_project(path: str | os.PathLike, grid: Any, *,
         )
     if priority is not None:
         jobs["priority"] = _priority(priority, jobs)
-    parts = fingerprint_parts(grid, jobs)
+    parts = fingerprint_parts(grid, jobs, everything)
     attrs = {
         "fingerprint": combine_fingerprint(parts), "n_jobs": len(jobs), "seed": grid.seed,
         "mpibench_version": __version__, "created": time.time(),
@@ -203,7 +224,7 @@ def _grown(paths: ProjectPaths, grid: Any, jobs: pd.DataFrame,
     existing = grid_file.attrs()
     old = grid_file.job_table()
     if "job_key" not in old:
-        parts = fingerprint_parts(grid, jobs.drop(columns="job_key"))
+        parts = _legacy_fingerprint_parts(grid, jobs.drop(columns="job_key"))
         if existing.get("fingerprint") == combine_fingerprint(parts):
             return jobs, False
         changed = [k for k in FINGERPRINT_PARTS if existing.get(f"fingerprint_{k}") != parts[k]]

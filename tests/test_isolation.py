@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from mpi_helpers import (
@@ -28,6 +27,7 @@ from mpibench.engine.isolation import child_environment
 from mpibench.engine.protocol import Assignment
 from mpibench.engine.worker import SplitRunner
 from mpibench.store.gridfile import GridFile
+from mpibench.store.layout import ROLES
 
 
 def project(tmp_path, learners, n_splits=20, **grid_options):
@@ -223,8 +223,11 @@ def test_child_environment_cannot_attach_to_mpi(monkeypatch):
 
 def test_empty_train_set_at_run_time_is_invalid(tmp_path):
     path = project(tmp_path, {"m": mb.DebugLearner()}, n_splits=2)
-    with h5py.File(path / "grid.h5", "r+") as h5:
-        h5["splits/0_0/train_ptr"][1] = 0  # split 0 now has no train rows
+    layout = GridFile(path / "grid.h5").mapped()
+    offset = layout._where[(0, 0, ROLES.index("train_ptr"))][0]
+    with open(path / "grid.h5", "r+b") as file:  # split 0 now has no train rows
+        file.seek(offset + 8)
+        file.write(np.int64(0).tobytes())
     runner = SplitRunner(GridFile(path / "grid.h5"), rank=0, threads=1)
     result = runner.run(Assignment(0, 0, 0, 0, 0, 1))
     assert result.status == "invalid" and "empty train set" in result.error

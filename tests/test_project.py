@@ -15,6 +15,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 import mpibench as mb
 from mpibench.store.gridfile import GridFile
+from mpibench.store.growing import job_keys
 
 
 def regression_task(name="t", n=30, **columns):
@@ -218,3 +219,33 @@ def test_a_numeric_dataframe_is_mapped_once_per_node_not_copied(tmp_path, second
         while getattr(base, "base", None) is not None:
             base = base.base
         assert type(base).__name__ == "mmap", column
+
+
+def test_job_keys_and_seeds_are_those_earlier_versions_stored():
+    """Golden values written by mpibench at 75d1631 for this grid: a project created
+    then grows, and keeps its seeds, under the faster job table and keys."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.uniform(-2, 2, 80), "person": np.repeat(["Alice", "Bob"], 40)})
+    frame["y"] = frame["x"] ** 2 + rng.normal(0, 0.5, 80)
+    soak = mb.Task("easy", X=frame[["x"]], y=frame["y"], subset=frame["person"],
+                   stratum=frame["person"], groups=np.arange(80) // 2)
+    plain = mb.Task("plain", X=rng.normal(size=(30, 2)), y=rng.normal(size=30),
+                    groups=np.arange(30) // 3)
+    grid = mb.Grid([soak, plain], {"mean": DummyRegressor()}, scoring=["rmse"],
+                   resamplings=[mb.SameOtherSizesCV(folds=3, sizes=0), GroupKFold(3)])
+    jobs = grid.job_table()
+    keys = job_keys(grid, jobs)
+    assert [keys[j].decode() for j in (0, 5, 20, 32)] == [
+        "bd6dc52047a41653f6712a0515555e98", "073f9e9d5d0e595a2521c244fe352ca3",
+        "21397e81951c6ffa9481900f373120b7", "0a1353838ef70ecc53c0abf5423e8bf5"]
+    assert jobs["random_state"].iloc[[0, 5, 20, 32]].tolist() == [
+        1484405855, 80664346, 506738380, 798020453]
+
+
+def test_vectorized_seeds_equal_seed_sequence():
+    from mpibench.grid import derive_seed, derive_seeds
+
+    rng = np.random.default_rng(0)
+    for seed in (0, 7, 2**31 - 1, 2**32, 2**70 + 9):
+        ids = np.concatenate([np.arange(40), rng.integers(0, 2**32, 100)])
+        assert derive_seeds(seed, ids).tolist() == [derive_seed(seed, int(j)) for j in ids]

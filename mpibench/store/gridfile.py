@@ -17,6 +17,7 @@ Layout::
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .layout import LayoutWriter, MappedGrid
+from .layout import MappedGrid, Packer, packable
 
 STRING = h5py.string_dtype()
 SCHEMA_VERSION = 1
@@ -179,26 +180,76 @@ def write_grid_file(path: Path, grid: Any, jobs: pd.DataFrame, attrs: dict) -> N
         expected_bytes=data_bytes(grid))
 
 
+def _packed_x(X: Any) -> tuple[str, np.ndarray | None, list[str] | None]:
+    """How X is stored: ``("array" | "frame", packable array, frame columns)``, or its
+    format with None when it stays in the task's group."""
+    if isinstance(X, pd.DataFrame):
+        if len(X.columns) and len(set(X.dtypes)) == 1 and X.dtypes.iloc[0].kind in "fiub":
+            return "frame", packable(X.to_numpy()), [str(c) for c in X.columns]
+        return ("columns" if all(d.kind in "fiub" for d in X.dtypes) else "pickle"), None, None
+    array = packable(np.asarray(X)) if np.asarray(X).dtype.kind in "fiub" else None
+    return ("array" if array is not None else "pickle"), array, None
+
+
+def _packed_y(y: np.ndarray) -> tuple[np.ndarray | None, list[str] | None]:
+    """A numeric y as it is; text labels as int32 codes and their labels (read back as
+    the same strings that a text column gives); None for anything else."""
+    array = packable(y)
+    if array is not None:
+        return array, None
+    if y.ndim == 1 and y.dtype.kind in "OUS":
+        classes, codes = np.unique(np.asarray([str(v) for v in y]), return_inverse=True)
+        return codes.astype(np.int32).reshape(-1), [str(c) for c in classes]
+    return None, None
+
+
 def _fill_grid_file(h5: h5py.File, grid: Any, jobs: pd.DataFrame, attrs: dict) -> None:
     h5.attrs.update(attrs)
     h5.attrs["schema_version"] = SCHEMA_VERSION
-    h5.create_dataset("task_shapes", data=np.array(
-        [task_shape(task.X) for task in grid.tasks], dtype=np.int64).reshape(-1, 2))
-    layout = LayoutWriter()
-    tasks = h5.create_group("tasks")
+    packer = Packer()
+    formats, columns, labels = [], [], []
+    tasks = h5.create_group("tasks")  # only the tasks with something unpacked
     for i, task in enumerate(grid.tasks):
-        group = tasks.create_group(str(i))
-        group.attrs.update({"name": task.name, "kind": task.kind})
-        _write_x(group, task.X)
-        write_column(group, "y", task.y)
-        layout.task(group, task.kind, [str(c) for c in group.attrs["x_columns"]]
-                    if group.attrs["x_format"] == "frame" else None)
-        for role in ("subset", "groups", "stratum", "fold"):
-            values = getattr(task, role)
+        fmt, X, names = _packed_x(task.X)
+        y, classes = _packed_y(task.y)
+        labels.append(json.dumps(classes) if classes is not None else "")
+        formats.append(fmt if X is not None and y is not None else "group")
+        columns.append(json.dumps(names) if names is not None and y is not None else "")
+        roles = {role: getattr(task, role) for role in ("subset", "groups", "stratum", "fold")
+                 if getattr(task, role) is not None}
+        group = tasks.create_group(str(i)) if formats[-1] == "group" or roles else None
+        if X is not None and y is not None:
+            packer.add(X, i, -1, "X")
+            packer.add(y, i, -1, "y")
+        elif group is not None:
+            group.attrs.update({"name": task.name, "kind": task.kind})
+            _write_x(group, task.X)
+            write_column(group, "y", task.y)
+        for role, values in roles.items():
             if isinstance(values, pd.DataFrame):  # one stratum per combination
                 values = values.astype(str).agg("\x1f".join, axis=1)
-            if values is not None:
-                write_column(group, role, np.asarray(values))
+            write_column(group, role, np.asarray(values))
+    _write_pickles(h5, grid)
+    for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
+        for side in ("train", "test"):
+            arrays = getattr(split_set, side)
+            lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+            packer.add(np.concatenate([[0], np.cumsum(lengths)]), task_i, res_i, f"{side}_ptr")
+            flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+            packer.add(flat.astype(np.int64), task_i, res_i, f"{side}_idx")
+    packer.write(h5, names=[t.name for t in grid.tasks], kinds=[t.kind for t in grid.tasks],
+                 formats=formats, columns=columns,
+                 shapes=[task_shape(task.X) for task in grid.tasks], labels=labels)
+    table = h5.create_group("jobs")
+    table.attrs["order"] = [str(c) for c in jobs.columns]
+    for column in jobs.columns:
+        values = jobs[column]
+        write_job_column(table, column, values.array if isinstance(
+            values.dtype, pd.CategoricalDtype) else values.to_numpy())
+
+
+def _write_pickles(h5: h5py.File, grid: Any) -> None:
+    """Learners, resamplings, scorers, the fallback, record and learner options."""
     learners = h5.create_group("learners")
     for i, (name, estimator) in enumerate(grid.learners.items()):
         dataset = write_pickle(learners, str(i), estimator)
@@ -216,25 +267,6 @@ def _fill_grid_file(h5: h5py.File, grid: Any, jobs: pd.DataFrame, attrs: dict) -
     write_pickle(h5, "scorers", grid.scorers).attrs["names"] = [
         s.name for s in grid.scorers
     ]
-    splits = h5.create_group("splits")
-    for (task_i, res_i), split_set in sorted(grid._split_sets.items()):
-        group = splits.create_group(f"{task_i}_{res_i}")
-        for side in ("train", "test"):
-            arrays = getattr(split_set, side)
-            lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
-            pointers = np.concatenate([[0], np.cumsum(lengths)])
-            layout.split(group.create_dataset(f"{side}_ptr", data=pointers), task_i, res_i,
-                         f"{side}_ptr")
-            flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-            layout.split(group.create_dataset(f"{side}_idx", data=flat.astype(np.int64)),
-                         task_i, res_i, f"{side}_idx")
-    layout.write(h5)
-    table = h5.create_group("jobs")
-    table.attrs["order"] = [str(c) for c in jobs.columns]
-    for column in jobs.columns:
-        values = jobs[column]
-        write_job_column(table, column, values.array if isinstance(
-            values.dtype, pd.CategoricalDtype) else values.to_numpy())
 
 
 @dataclass
@@ -263,8 +295,9 @@ class GridFile:
         self._mapped: MappedGrid | bool | None = False  # False: not looked for yet
 
     def mapped(self) -> MappedGrid | None:
-        """The file's task arrays as views of one memory map (read once per process;
-        None for a file without a layout table, or with ``MPIBENCH_SHARE_DATA=0``)."""
+        """The file's packed task arrays (the tables read once per process): views of
+        one memory map, or private copies with ``MPIBENCH_SHARE_DATA=0``; None for a
+        file written before the layout table."""
         if self._mapped is False:
             self._mapped = MappedGrid.open(self.path)
         return self._mapped  # type: ignore[return-value]
@@ -287,6 +320,8 @@ class GridFile:
     def names(self, kind: str) -> list[str]:
         """Names of the ``tasks``, ``learners`` or ``resamplings``, in index order."""
         with self._open() as h5:
+            if kind == "tasks" and "task_names" in h5:
+                return [str(n) for n in h5["task_names"].asstr()[()]]
             group = h5[kind]
             return [str(group[str(i)].attrs["name"]) for i in range(len(group))]
 
@@ -319,6 +354,8 @@ class GridFile:
     def task_columns(self, task_i: int) -> dict[str, np.ndarray]:
         """The task's ``subset``, ``groups``, ``stratum`` and ``fold`` columns that exist."""
         with self._open() as h5:
+            if str(task_i) not in h5["tasks"]:
+                return {}
             group = h5["tasks"][str(task_i)]
             return {role: read_column(group[role]) for role in
                     ("subset", "groups", "stratum", "fold") if role in group}

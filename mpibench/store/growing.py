@@ -91,9 +91,10 @@ def name_digests(grid: Any) -> dict[str, str]:
 def split_keys(split_set: Any) -> list[str]:
     """The content key of every split of one (task, resampling): its metadata (all but
     ``iteration``) and its train and test rows."""
-    meta = split_set.meta.drop(columns=["iteration"], errors="ignore")
-    names = [str(c) for c in meta.columns]
-    texts = [[str(v) for v in meta[c].tolist()] for c in meta.columns]
+    names = [name for name in split_set.columns if name != "iteration"]
+    texts = [[str(v) for v in np.asarray(split_set.columns[name]).tolist()]
+             if isinstance(split_set.columns[name], np.ndarray)
+             else [str(v) for v in split_set.columns[name]] for name in names]
     return [_digest(json.dumps(dict(zip(names, row, strict=True))).encode(),
                     train.astype(np.int64).tobytes(), b"|", test.astype(np.int64).tobytes())
             for row, train, test in zip(zip(*texts, strict=True), split_set.train,
