@@ -1,79 +1,129 @@
-"""(5) A grid of a million splits: create, run with no-op learners, consolidate, resume.
+"""(5) A million splits over a thousand data sets: create, run, read, status, report.
 
-10 tasks (20 rows) x 10 NoOpLearners x ``--splits-per-task`` ShuffleSplit splits
-(default 10,000: 1,000,000 jobs), ``mpiexec -n 3 mpibench run --no-isolate`` with
-automatic chunking. Prints each phase's wall time and rank 0's peak memory (its
-``ru_maxrss``, from the ``/ranks`` table and the run's last log line), then the time
-of a second run that finds everything done (reading the whole journal back).
+1000 tasks (40 rows x 3 features) x 100 ``NoOpLearner``s x KFold(10) = 1,000,000 jobs
+(``--tasks``, ``--learners``, ``--folds`` change the shape), scored by ``zero_score``.
+Phases, each a command from a cold interpreter: ``create_project``; ``mpiexec -n 3
+mpibench run`` (default mode: isolated; then the same with ``--no-isolate`` on a fresh
+copy of the project), automatic chunks; a second run that finds everything done (the
+journal read back); ``mb.read_results``; ``mpibench status``; ``mpibench results`` to
+CSV, plain and ``--mlr3``; ``mpibench report``. Prints each phase's wall time and peak
+memory (``ru_maxrss`` of the process; for the runs, rank 0's from ``/ranks``) and rank
+0's CPU share of the run.
 
-Usage: python benchmarks/scale.py [--splits-per-task 10000] [--ranks 3] [--keep DIR]
+Usage: python benchmarks/scale.py [--tasks 1000] [--learners 100] [--folds 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import peers
-from sklearn.model_selection import ShuffleSplit
 
-import mpibench as mb
+CREATE = '''
+import sys
+import numpy as np
+from sklearn.model_selection import KFold
+n_tasks, n_learners, folds = (int(v) for v in sys.argv[2:5])
+rng = np.random.default_rng(0)
+tasks = [mb.Task(f"t{i}", X=rng.normal(size=(40, 3)), y=rng.normal(size=40))
+         for i in range(n_tasks)]
+learners = {f"noop{i}": mb.NoOpLearner() for i in range(n_learners)}
+grid = mb.Grid(tasks, learners, resamplings=[KFold(folds)], scoring={"zero": mb.zero_score})
+mb.create_project(sys.argv[1], grid)
+'''
+
+MEASURED = '''
+import resource, sys, time
+start = time.perf_counter()
+{body}
+print(f"{{time.perf_counter() - start}} {{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}")
+'''
 
 
-def timed(label: str, rows: list, function: object) -> object:
+def measured(body: str, *args: str) -> tuple[float, float]:
+    """Seconds of ``body`` after the imports above it, and the process's peak MB."""
+    done = subprocess.run([sys.executable, "-c", MEASURED.format(body=body), *args],
+                          check=True, capture_output=True, text=True, timeout=3600)
+    seconds, peak = done.stdout.split()[-2:]
+    return float(seconds), float(peak) / 1024
+
+
+def command(*args: str) -> tuple[float, float]:
+    """Wall seconds of a whole command and its peak MB (GNU time)."""
     start = time.perf_counter()
-    value = function()
-    rows.append((label, time.perf_counter() - start))
-    print(f"{label}: {rows[-1][1]:.1f} s", flush=True)
-    return value
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *args], check=True,
+                          capture_output=True, text=True, timeout=3600)
+    return time.perf_counter() - start, float(done.stderr.strip().splitlines()[-1]) / 1024
 
 
-def run(project: Path, ranks: int) -> str:
-    return peers.mpibench_run(project, ranks, "--no-isolate", "--progress-every", "30")
+def run(project: Path, *args: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    log = peers.mpibench_run(project, 3, "--progress-every", "60", *args)
+    return time.perf_counter() - start, log
+
+
+def rank0(log: str) -> str:
+    """Rank 0's CPU seconds, share of a core and peak memory, from the run's last line."""
+    found = re.search(r"rank 0: ([\d.]+) s CPU in ([\d.]+) s, peak memory (\d+) MB", log)
+    if not found:
+        return "(no rank 0 line)"
+    cpu, wall, peak = float(found.group(1)), float(found.group(2)), found.group(3)
+    return f"rank 0: {cpu:.1f} s CPU, {100 * cpu / max(wall, 1e-9):.0f}% of a core; peak {peak} MB"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--splits-per-task", type=int, default=10_000)
-    parser.add_argument("--ranks", type=int, default=3)
-    parser.add_argument("--keep", type=Path, default=None, help="project folder to keep")
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--learners", type=int, default=100)
+    parser.add_argument("--folds", type=int, default=10)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    tasks = [mb.Task(f"t{i}", X=rng.normal(size=(20, 2)), y=rng.normal(size=20))
-             for i in range(10)]
-    learners = {f"noop{i}": mb.NoOpLearner() for i in range(10)}
-    cv = ShuffleSplit(args.splits_per_task, train_size=5, test_size=2)
-    rows: list = []
+    rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.keep or Path(tmp)
-        grid = mb.Grid(tasks, learners, resamplings=[cv], scoring={"zero": mb.zero_score})
-        project = timed("create_project", rows,
-                        lambda: mb.create_project(folder / "million", grid))
-        log = timed(f"run (mpiexec -n {args.ranks}, start-up and consolidation included)",
-                    rows, lambda: run(project, args.ranks))
-        results = timed("read_results", rows, lambda: mb.read_results(project))
-        makespan = results["end_time"].max() - results["start_time"].min()
-        ranks = mb.read_ranks(project)
-        again = timed("second run (all done: journal read back, nothing to run)", rows,
-                      lambda: run(project, args.ranks))
+        folder = Path(tmp)
+        project = folder / "million"
+        (folder / "create.py").write_text(CREATE)
+        seconds, peak = command(sys.executable, str(folder / "create.py"), str(project),
+                                str(args.tasks), str(args.learners), str(args.folds))
+        rows.append(("create_project (cold interpreter)", seconds, f"{peak:.0f} MB"))
+        shutil.copytree(project, folder / "bare")
+        for mode, where in (("default", project), ("--no-isolate", folder / "bare")):
+            seconds, log = run(where, *([] if mode == "default" else [mode]))
+            rows.append((f"run, {mode} (mpiexec -n 3, start-up and results.h5 included)",
+                         seconds, rank0(log)))
+        seconds, log = run(project)
+        rows.append(("second run (all done: journal read back)", seconds, rank0(log)))
+        seconds, peak = measured("import mpibench as mb\nframe = mb.read_results(sys.argv[1])",
+                                 str(project))
+        rows.append(("read_results (after import)", seconds, f"{peak:.0f} MB"))
+        for label, extra in (("mpibench status", ["status", str(project)]),
+                             ("mpibench results -o CSV", ["results", str(project), "-o",
+                                                          str(folder / "r.csv")]),
+                             ("mpibench results --mlr3 -o CSV", [
+                                 "results", str(project), "--mlr3", "-o",
+                                 str(folder / "m.csv")]),
+                             ("mpibench report", ["report", str(project), "-o",
+                                                  str(folder / "r.html")])):
+            seconds, peak = command(sys.executable, "-m", "mpibench", *extra)
+            rows.append((f"{label} (cold interpreter)", seconds, f"{peak:.0f} MB"))
+        report = (folder / "r.html").stat().st_size
         journal = (project / "results.journal").stat().st_size
-        h5 = (project / "results.h5").stat().st_size
-    print(f"\n{len(results)} splits, all ok: {bool((results['status'] == 'ok').all())}; "
-          f"makespan {makespan:.1f} s ({makespan / len(results) * 1e6:.1f} us per split)")
-    print(f"rank 0 peak memory (/ranks, before the last consolidation): "
-          f"{ranks['max_rss_bytes'].iloc[0] / 2**20:.0f} MB; workers "
-          f"{ranks['max_rss_bytes'].iloc[1:].max() / 2**20:.0f} MB")
-    for text, label in ((log, "run"), (again, "second run")):
-        found = re.search(r"rank 0: .*?\)", text)
-        print(f"{label}: {found.group(0) if found else '(no rank 0 line)'}")
-    print(f"results.journal {journal / 2**20:.0f} MB, results.h5 {h5 / 2**20:.0f} MB")
-    print("| phase | seconds |\n|---|---:|")
-    for label, seconds in rows:
-        print(f"| {label} | {seconds:.1f} |")
+        sizes = (f"grid.h5 {(project / 'grid.h5').stat().st_size / 2**20:.0f} MB, "
+                 f"results.journal {journal / 2**20:.0f} MB, results.h5 "
+                 f"{(project / 'results.h5').stat().st_size / 2**20:.0f} MB, report "
+                 f"{report / 2**20:.1f} MB")
+    n = args.tasks * args.learners * args.folds
+    print(f"{n:,} splits: {args.tasks} tasks x {args.learners} learners x KFold({args.folds})"
+          f"; {sizes}\n")
+    print("| phase | seconds | memory, CPU |\n|---|---:|---|")
+    for label, seconds, note in rows:
+        print(f"| {label} | {seconds:.1f} | {note} |")
 
 
 if __name__ == "__main__":

@@ -69,3 +69,18 @@ def error_groups(status: np.ndarray, error: np.ndarray, top: int = 5) -> list[st
     if len(counts) > top:
         lines.append(f"  ... and {len(counts) - top} more kinds of failure")
     return lines
+
+
+def overdue_line(split: dict) -> str:
+    """One split running far longer than the cost model expected, as ``status`` and
+    the progress line name it.
+
+    Examples
+    --------
+    >>> overdue_line({"job_id": 7, "task": "t", "learner": "svm", "rank": 2,
+    ...               "running_seconds": 300.0, "expected_seconds": 20.0})
+    'overdue: job 7 (t, svm) on rank 2, running 5.0min (expected ~20.0s)'
+    """
+    return (f"overdue: job {split['job_id']} ({split['task']}, {split['learner']}) on rank "
+            f"{split['rank']}, running {format_seconds(split['running_seconds'])} (expected "
+            f"~{format_seconds(split['expected_seconds'])})")

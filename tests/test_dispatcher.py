@@ -160,3 +160,59 @@ def test_rank_0_learns_a_new_learner_from_the_request_before_replying(tmp_path):
     finally:
         dispatcher.store.close()
         dispatcher.close()
+
+
+def test_one_time_left_in_run_status_and_the_progress_line_names_an_overdue_split(tmp_path):
+    import json
+
+    from mpibench.analysis.status import project_status
+    from mpibench.engine.dispatcher import Dispatcher
+    from mpibench.engine.options import RunOptions
+    from mpibench.engine.protocol import WorkRequest
+    from mpibench.store.batch import EncodedResults
+    from mpibench.store.paths import ProjectPaths
+    from mpibench.store.records import SplitResult
+
+    path = mb.create_project(tmp_path / "p", noop_grid(10))  # 2 learners x 10 splits
+    dispatcher = Dispatcher(ProjectPaths(path), 3, RunOptions(chunk_size=1, progress_every=0))
+    try:
+        assert dispatcher.estimate_time_left().seconds is None  # nothing known yet
+        first = [int(dispatcher.handle(WorkRequest(rank))[0][0]) for rank in (1, 2)]
+        done = [SplitResult(j, "ok", "", (0.0,), 1, "h", 1, 100.0, 101.0, 1.0, 0.0, 0.0, 0, 1)
+                for j in first]  # each split took 1 s
+        dispatcher.handle(WorkRequest(1, EncodedResults(done[:1])))
+        dispatcher.handle(WorkRequest(2, EncodedResults(done[1:])))
+        dispatcher.keep(1, EncodedResults(done))
+        left = dispatcher.estimate_time_left()
+        # 18 splits of 1 s pending or running on 2 workers, idle so far: about 9 s
+        assert 8.0 <= left.seconds <= 10.0 and not left.overdue
+        held = dispatcher.scheduler.oldest_held(1)
+        assert held is not None
+        job = held[0]
+        dispatcher.scheduler._held[1][job] -= 3600  # handed out an hour ago
+        dispatcher._heard[1] -= 3600  # ... and rank 1 silent since
+        dispatcher.heartbeat(force=True)
+        state = json.loads(ProjectPaths(path).heartbeat.read_text())
+        assert state["eta_seconds"] == dispatcher.time_left.seconds
+        assert [s["job_id"] for s in state["overdue"]] == [job]
+        assert state["overdue"][0]["rank"] == 1 and state["overdue"][0]["running_seconds"] > 3000
+        line = dispatcher.progress.line(dispatcher.time_left, dispatcher._overdue_text())
+        assert f"overdue: job {job} (t, " in line and "remaining >=" in line
+        text = project_status(path).format()
+        assert f"overdue: job {job} (t, " in text and "ETA >=" in text
+    finally:
+        dispatcher.store.close()
+        dispatcher.close()
+
+
+def test_the_time_left_divides_work_by_the_parallelism_seen():
+    from mpibench.engine.timeleft import Running, estimate
+
+    # 100 s pending, 2 workers that ran 10 s of splits in 10 s of wall: 1 busy worker
+    left = estimate(100.0, [], work_seconds=10.0, wall_seconds=10.0, n_workers=2)
+    assert left.seconds == pytest.approx(100.0)
+    left = estimate(0.0, [Running(1, 3, 2.0, 30.0)], 0.0, 2.0, 2)  # one long split left
+    assert left.seconds == pytest.approx(28.0) and not left.overdue
+    late = Running(1, 3, running_seconds=60.0, expected_seconds=10.0)
+    assert late.overdue and not Running(1, 3, 9.0, 1.0).overdue  # (under 10 s: too soon)
+    assert estimate(0.0, [late], 0.0, 60.0, 2).text().startswith(">=")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import MpibenchError
-from ..formatting import format_seconds
+from ..formatting import format_seconds, overdue_line
 from ..store.gridfile import GridFile, read_column
 from ..store.journal import batch_from_columns_record, batch_from_record, changed_parts, read_tail
 from ..store.lock import describe_holder, holder_alive, read_holder
@@ -73,9 +73,10 @@ class ProjectStatus:
     def format(self) -> str:
         """Two lines: counts and ETA; the run (or none)."""
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        overdue = bool(self.run and self.run.get("overdue"))
         eta = "-" if self.n_todo == 0 else (
-            "?" if self.eta_seconds != self.eta_seconds else f"~{format_seconds(self.eta_seconds)}"
-        )
+            "?" if self.eta_seconds != self.eta_seconds
+            else f"{'>=' if overdue else '~'}{format_seconds(self.eta_seconds)}")
         counts = (f"{self.n_done}/{self.n_total} done ({parts or 'none'}) | {self.n_failed} "
                   f"failed | {self.n_todo} todo ({self.n_in_flight} in flight, "
                   f"{self.n_pending} pending) | ETA {eta}")
@@ -93,7 +94,8 @@ class ProjectStatus:
         if age is not None and age > HEARTBEAT_STALE:
             beat += " (stale: the run may have died; run.lock stays until the next run)"
         stopping = f", stopping: {self.run['stopping']}" if self.run.get("stopping") else ""
-        return f"run: active, {describe_holder(self.run)}; {beat}{stopping}"
+        line = f"run: active, {describe_holder(self.run)}; {beat}{stopping}"
+        return "\n".join([line, *map(overdue_line, self.run.get("overdue") or [])])
 
     def to_dict(self) -> dict:
         """Everything, JSON-ready (``mpibench status --json``)."""
@@ -245,7 +247,7 @@ def _running(paths: ProjectPaths) -> dict | None:
         beat = {}  # a heartbeat left by another run
     age = time.time() - float(beat["updated"]) if "updated" in beat else None
     alive = holder_alive(holder)  # None on another host: cannot tell
-    keep = ("n_in_flight", "n_pending", "eta_seconds", "stopping", "n_ranks")
+    keep = ("n_in_flight", "n_pending", "eta_seconds", "stopping", "n_ranks", "overdue")
     if alive is False:
         beat = {}
     return {**holder, **{k: beat[k] for k in keep if k in beat},

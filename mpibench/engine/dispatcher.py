@@ -16,7 +16,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import MpibenchError, inject_fault
-from ..formatting import format_seconds
+from ..formatting import overdue_line
 from ..store.batch import EncodedResults
 from ..store.gridfile import GridFile
 from ..store.lock import ProjectLock
@@ -460,11 +460,8 @@ class Dispatcher:
         """The most overdue split for the progress line ('' when none)."""
         if not self.time_left.overdue:
             return ""
-        first = self._describe(self.time_left.overdue[0])
         more = len(self.time_left.overdue) - 1
-        return (f"overdue: job {first['job_id']} ({first['task']}, {first['learner']}) on "
-                f"rank {first['rank']}, running {format_seconds(first['running_seconds'])}"
-                f" (expected ~{format_seconds(first['expected_seconds'])})"
+        return (overdue_line(self._describe(self.time_left.overdue[0]))
                 + (f" and {more} more" if more else ""))
 
     def _describe(self, running: Running) -> dict:
