@@ -16,7 +16,15 @@ from ._version import __version__
 from .errors import MpibenchError
 from .grid import check_importable, derive_seeds
 from .store.gridfile import GridFile, write_grid_file
-from .store.growing import GridDigests, array_bytes, job_keys, merge_jobs
+from .store.growing import (
+    GridDigests,
+    PartKeys,
+    array_bytes,
+    job_keys,
+    merge_by_parts,
+    merge_jobs,
+    write_keys,
+)
 from .store.journal import JournalWriter
 from .store.lock import describe_holder, holder_alive, read_holder
 from .store.paths import ProjectPaths
@@ -189,10 +197,9 @@ def create_project(path: str | os.PathLike, grid: Any, *,
         jobs["job_id"] = np.arange(len(jobs))
         jobs["random_state"] = derive_seeds(grid.seed, jobs["job_id"].to_numpy())
     everything = GridDigests(grid)
-    jobs["job_key"] = job_keys(grid, jobs, everything)
     digests = everything.names
     if paths.grid.exists():
-        jobs, changed = _grown(paths, grid, jobs, digests)
+        jobs, changed = _grown(paths, grid, jobs, everything)
         if not changed:
             return paths.root  # the same grid (or one the project already holds)
     elif paths.root.exists() and any(paths.root.iterdir()):
@@ -212,19 +219,23 @@ def create_project(path: str | os.PathLike, grid: Any, *,
     if paths.grid.exists():
         _journal_growth(paths, parts, attrs["fingerprint"])
     paths.root.mkdir(parents=True, exist_ok=True)
-    write_grid_file(paths.grid, grid, jobs, attrs)
+    write_grid_file(paths.grid, grid, jobs, attrs,
+                    extra=lambda h5: write_keys(h5, grid, everything))
     return paths.root
 
 
 def _grown(paths: ProjectPaths, grid: Any, jobs: pd.DataFrame,
-           digests: dict) -> tuple[pd.DataFrame, bool]:
+           everything: GridDigests) -> tuple[pd.DataFrame, bool]:
     """The job table of ``grid`` with the project's job ids kept (new jobs after them),
     and whether it adds anything; refuses a grid that changes what the project holds."""
     grid_file = GridFile(paths.grid)
     existing = grid_file.attrs()
-    old = grid_file.job_table()
-    if "job_key" not in old:
-        parts = _legacy_fingerprint_parts(grid, jobs.drop(columns="job_key"))
+    stored = grid_file.part_keys()
+    old = grid_file.job_table(columns=[
+        "job_id", "task_i", "learner_i", "resampling_i", "split_i",
+        *(["job_key"] if stored is None and "job_key" in grid_file.job_columns() else [])])
+    if stored is None and "job_key" not in old:
+        parts = _legacy_fingerprint_parts(grid, jobs)
         if existing.get("fingerprint") == combine_fingerprint(parts):
             return jobs, False
         changed = [k for k in FINGERPRINT_PARTS if existing.get(f"fingerprint_{k}") != parts[k]]
@@ -237,8 +248,14 @@ def _grown(paths: ProjectPaths, grid: Any, jobs: pd.DataFrame,
             raise MpibenchError(
                 f"{paths.root} holds a project with other {part}: every result would "
                 "change. Create this grid in another folder; the existing results are kept.")
-    merged, n_new = merge_jobs(old, jobs, json.loads(existing.get("name_digests", "{}")),
-                               digests)
+    old_digests = json.loads(existing.get("name_digests", "{}"))
+    if stored is not None:
+        merged, n_new = merge_by_parts(old, stored, jobs, PartKeys.of_grid(grid, everything),
+                                       old_digests, everything.names)
+    else:  # a project that keeps a content key per job
+        keyed = jobs.assign(job_key=job_keys(grid, jobs, everything))
+        merged, n_new = merge_jobs(old, keyed, old_digests, everything.names)
+        merged = merged.drop(columns="job_key")
     if n_new == 0:
         return merged, False
     holder = _live_run(paths)

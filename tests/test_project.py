@@ -53,7 +53,7 @@ def test_project_round_trip(tmp_path):
     grid = mb.Grid([task], [DummyRegressor()], resamplings=[GroupKFold(3)], seed=7)
     path = mb.create_project(tmp_path / "p", grid)
     stored = GridFile(path / "grid.h5")
-    pd.testing.assert_frame_equal(stored.job_table().drop(columns="job_key"), grid.job_table(),
+    pd.testing.assert_frame_equal(stored.job_table(), grid.job_table(),
                                   check_dtype=False)
     X, y = stored.task_data(0)
     pd.testing.assert_frame_equal(X, frame)

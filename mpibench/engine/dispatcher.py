@@ -154,7 +154,7 @@ class Dispatcher:
         grid_file = GridFile(self.paths.grid)
         try:
             attrs = grid_file.attrs()
-            jobs = compact(grid_file.job_table().drop(columns="job_key", errors="ignore"))
+            jobs = compact(grid_file.job_table(exclude=("job_key",)))
         except (OSError, KeyError) as exc:
             raise MpibenchError(
                 f"{self.paths.grid} is damaged or incomplete ({str(exc)[:160]}). Restore it "
@@ -406,7 +406,8 @@ class Dispatcher:
                 self.begin_stop(reason)
         if self.store.journal.commit_due:
             self.store.journal.commit_in_background()
-        self.heartbeat()
+        # the first estimate goes out as soon as the cost model can make one
+        self.heartbeat(force=self.time_left.seconds is None and self.costs.known)
         self.progress.maybe_print(self.time_left, self._overdue_text())
         if time.monotonic() - self._last_checkpoint >= self.options.checkpoint_every:
             self.checkpoint(complete=False)

@@ -169,13 +169,20 @@ def data_bytes(grid: Any) -> int:
     return total
 
 
-def write_grid_file(path: Path, grid: Any, jobs: pd.DataFrame, attrs: dict) -> None:
+def write_grid_file(path: Path, grid: Any, jobs: pd.DataFrame, attrs: dict,
+                    extra: Any = None) -> None:
     """Write the whole grid to ``path`` atomically (a full disk: one
-    :class:`~mpibench.errors.WriteFailed`, nothing left behind)."""
+    :class:`~mpibench.errors.WriteFailed`, nothing left behind); ``extra(h5)`` adds
+    more (the part keys)."""
     from .paths import write_hdf5_atomically
 
+    def fill(h5: h5py.File) -> None:
+        _fill_grid_file(h5, grid, jobs, attrs)
+        if extra is not None:
+            extra(h5)
+
     write_hdf5_atomically(
-        path, lambda h5: _fill_grid_file(h5, grid, jobs, attrs),
+        path, fill,
         fix="Free space (or choose a folder with more) and create the project again.",
         expected_bytes=data_bytes(grid))
 
@@ -310,11 +317,13 @@ class GridFile:
         with self._open() as h5:
             return dict(h5.attrs)
 
-    def job_table(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """The job table (all columns, or the ones named)."""
+    def job_table(self, columns: list[str] | None = None,
+                  exclude: tuple[str, ...] = ()) -> pd.DataFrame:
+        """The job table (all columns but ``exclude``, or the ones named)."""
         with self._open() as h5:
             table = h5["jobs"]
-            names = columns if columns is not None else [str(c) for c in table.attrs["order"]]
+            names = columns if columns is not None else [
+                str(c) for c in table.attrs["order"] if str(c) not in exclude]
             return pd.DataFrame({name: read_column(table[name]) for name in names})
 
     def names(self, kind: str) -> list[str]:
@@ -324,6 +333,19 @@ class GridFile:
                 return [str(n) for n in h5["task_names"].asstr()[()]]
             group = h5[kind]
             return [str(group[str(i)].attrs["name"]) for i in range(len(group))]
+
+    def job_columns(self) -> list[str]:
+        """Names of the job table's columns, in order."""
+        with self._open() as h5:
+            return [str(c) for c in h5["jobs"].attrs["order"]]
+
+    def part_keys(self) -> Any:
+        """The :class:`~mpibench.store.growing.PartKeys` of the grid, or None for a
+        file written before they were stored."""
+        from .growing import PartKeys
+
+        with self._open() as h5:
+            return PartKeys.stored(h5["keys"]) if "keys" in h5 else None
 
     def scorer_names(self) -> list[str]:
         """Names of the scorers, in order."""

@@ -134,7 +134,7 @@ def merge_jobs(old: pd.DataFrame, new: pd.DataFrame, old_digests: dict,
     old_ids = dict(zip(old_keys.tolist(), old["job_id"].tolist(), strict=True))
     missing = set(old_ids) - set(np.asarray(new["job_key"].to_numpy(), dtype="S32").tolist())
     if missing:
-        raise MpibenchError(_what_changed(old, missing, old_digests, new_digests))
+        raise MpibenchError(_what_changed(len(missing), old_digests, new_digests))
     known = new["job_key"].map(old_ids)
     n_new = int(known.isna().sum())
     ids = known.to_numpy(dtype=np.float64, copy=True)
@@ -146,15 +146,123 @@ def merge_jobs(old: pd.DataFrame, new: pd.DataFrame, old_digests: dict,
     return merged, n_new
 
 
-def _what_changed(old: pd.DataFrame, missing: set, old_digests: dict,
-                  new_digests: dict) -> str:
-    rows = old[np.isin(np.asarray(old["job_key"].to_numpy(), dtype="S32"), list(missing))]
+def _what_changed(n_missing: int, old_digests: dict, new_digests: dict) -> str:
     changed = [name for name, digest in old_digests.items()
                if name in new_digests and new_digests[name] != digest]
     gone = [name for name in old_digests if name not in new_digests]
     what = "; ".join(filter(None, [
         f"changed: {', '.join(changed)}" if changed else "",
         f"no longer in the grid: {', '.join(gone)}" if gone else ""])) or "jobs differ"
-    return (f"The grid changes {len(rows)} job(s) the project already holds ({what}). "
+    return (f"The grid changes {n_missing} job(s) the project already holds ({what}). "
             "A project only grows (new tasks, learners, resamplings or splits); create "
             "a grid with changed jobs in a new folder. Nothing was modified.")
+
+
+def write_keys(h5: Any, grid: Any, digests: GridDigests) -> None:
+    """``/keys``: the content key of every task, learner and split (and the resampling
+    names), from which a job's identity follows; growing the project maps jobs by these
+    parts, with no per-job hashing."""
+    keys = h5.create_group("keys")
+    keys.create_dataset("task", data=np.asarray(
+        [digests.names[f"task {t.name}"] for t in grid.tasks], dtype="S32"))
+    keys.create_dataset("learner", data=np.asarray(
+        [digests.names[f"learner {n}"] for n in grid.learners], dtype="S32"))
+    keys.create_dataset("resampling", data=np.asarray(list(grid.resamplings), dtype=object),
+                        dtype=h5py_string())
+    pairs = sorted(digests.splits)
+    starts = np.cumsum([0] + [len(digests.splits[p]) for p in pairs])[:-1]
+    keys.create_dataset("split_pairs", data=np.asarray(
+        [[t, r, s] for (t, r), s in zip(pairs, starts.tolist(), strict=True)],
+        dtype=np.int64).reshape(-1, 3))
+    keys.create_dataset("split", data=np.asarray(
+        [k for p in pairs for k in digests.splits[p]], dtype="S32"))
+
+
+def h5py_string() -> Any:
+    import h5py
+
+    return h5py.string_dtype()
+
+
+class PartKeys:
+    """The part keys of a grid: task, learner, resampling name and split keys, indexed
+    as its job table indexes them."""
+
+    def __init__(self, tasks: list[bytes], learners: list[bytes], resamplings: list[str],
+                 splits: dict[tuple[int, int], list[bytes]]) -> None:
+        self.tasks, self.learners, self.resamplings = tasks, learners, resamplings
+        self.splits = splits
+
+    @classmethod
+    def of_grid(cls, grid: Any, digests: GridDigests) -> PartKeys:
+        return cls([digests.names[f"task {t.name}"].encode() for t in grid.tasks],
+                   [digests.names[f"learner {n}"].encode() for n in grid.learners],
+                   list(grid.resamplings),
+                   {p: [k.encode() for k in keys] for p, keys in digests.splits.items()})
+
+    @classmethod
+    def stored(cls, keys: Any) -> PartKeys:
+        """From the ``/keys`` group of a ``grid.h5``."""
+        flat = keys["split"][()].tolist()
+        pairs = keys["split_pairs"][()].tolist()
+        ends = [s for _, _, s in pairs[1:]] + [len(flat)]
+        return cls(keys["task"][()].tolist(), keys["learner"][()].tolist(),
+                   [str(n) for n in keys["resampling"].asstr()[()]],
+                   {(t, r): flat[s:e] for (t, r, s), e in zip(pairs, ends, strict=True)})
+
+
+def merge_by_parts(old: pd.DataFrame, old_keys: PartKeys, new: pd.DataFrame,
+                   new_keys: PartKeys, old_digests: dict, new_digests: dict
+                   ) -> tuple[pd.DataFrame, int]:
+    """:func:`merge_jobs` by part keys: each job of ``new`` is mapped to the job of
+    ``old`` with the same task, learner, resampling name and split content (O(jobs) in
+    numpy; only the parts are compared one by one).
+
+    Raises
+    ------
+    MpibenchError
+        A job of ``old`` is not in ``new`` (one line naming what changed or went), or
+        two jobs of ``new`` are one job of ``old``.
+    """
+    def index_map(new_parts: list, old_parts: list) -> np.ndarray:
+        where = {key: i for i, key in enumerate(old_parts)}
+        return np.asarray([where.get(key, -1) for key in new_parts], dtype=np.int64)
+
+    tasks = index_map(new_keys.tasks, old_keys.tasks)
+    learners = index_map(new_keys.learners, old_keys.learners)
+    resamplings = index_map(new_keys.resamplings, old_keys.resamplings)
+    old_split = {(t, r, key): s for (t, r), keys in old_keys.splits.items()
+                 for s, key in enumerate(keys)}
+    n_res = max(len(new_keys.resamplings), 1)
+    first = np.zeros(len(new_keys.tasks) * n_res + 1, dtype=np.int64)
+    flat: list[int] = []
+    for (t, r), keys in sorted(new_keys.splits.items()):
+        first[t * n_res + r] = len(flat)
+        flat += [old_split.get((int(tasks[t]), int(resamplings[r]), key), -1) for key in keys]
+    columns = [new[c].to_numpy() for c in ("task_i", "learner_i", "resampling_i", "split_i")]
+    mapped = np.column_stack([
+        tasks[columns[0]], learners[columns[1]], resamplings[columns[2]],
+        np.asarray([*flat, -1], dtype=np.int64)[first[columns[0] * n_res + columns[2]]
+                                                + columns[3]]])
+    valid = (mapped >= 0).all(axis=1)
+    shape = [len(old_keys.tasks), len(old_keys.learners), len(old_keys.resamplings),
+             int(old["split_i"].max()) + 1 if len(old) else 1]
+    old_codes = np.ravel_multi_index(tuple(old[c].to_numpy() for c in (
+        "task_i", "learner_i", "resampling_i", "split_i")), shape)
+    order = np.argsort(old_codes)
+    codes = np.full(len(new), -1, dtype=np.int64)
+    codes[valid] = np.ravel_multi_index(tuple(mapped[valid].T), shape)
+    at = np.clip(np.searchsorted(old_codes[order], codes), 0, max(len(old) - 1, 0))
+    found = valid & (old_codes[order][at] == codes) if len(old) else np.zeros(len(new), bool)
+    ids = np.full(len(new), -1, dtype=np.int64)
+    ids[found] = old["job_id"].to_numpy()[order][at[found]]
+    hits = np.bincount(ids[found], minlength=len(old))
+    if hits.max(initial=0) > 1:
+        raise MpibenchError("The grid holds the same job twice (two identical learners "
+                            "or splits under one name); make each job distinct.")
+    if (hits == 0).any():
+        raise MpibenchError(_what_changed(int((hits == 0).sum()), old_digests, new_digests))
+    n_new = int((~found).sum())
+    ids[~found] = np.arange(len(old), len(old) + n_new)
+    merged = new.assign(job_id=ids).sort_values("job_id", ignore_index=True)
+    return merged, n_new
