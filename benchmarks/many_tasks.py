@@ -15,14 +15,14 @@ mpibench (``create.py`` then ``mpiexec -n 3 mpibench run``: 2 workers), one
 ``joblib.Parallel(n_jobs=2)`` over every (task, learner, split), and a loop of
 ``cross_validate(n_jobs=2)`` over the (task, learner) pairs.
 
-Usage: python benchmarks/many_tasks.py shape [--repeat 3]
+Usage: python benchmarks/many_tasks.py shape [--repeat 3] [--tasks 1000] [--learners 10]
+                                             [--splits 20000]
        python benchmarks/many_tasks.py peers [--repeat 1] [--tasks 1000]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import statistics
 import sys
@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 import peers
+
+import mpibench as mb
 
 GRID = '''
 import sys
@@ -89,15 +91,15 @@ def command(folder: Path, script: str, *args: str, shape: tuple[int, int, int]) 
 def run(project: Path, *args: str) -> tuple[float, float]:
     """Seconds of ``mpiexec -n 3 mpibench run PROJECT ARGS`` and rank 0's CPU seconds."""
     start = time.perf_counter()
-    log = peers.mpibench_run(project, 3, "--progress-every", "0", *args)
+    peers.mpibench_run(project, 3, "--progress-every", "0", *args)
     wall = time.perf_counter() - start
-    found = re.search(r"rank 0: ([\d.]+) s CPU", log)
-    return wall, float(found.group(1)) if found else float("nan")
+    ranks = mb.read_ranks(project)
+    return wall, float(ranks.loc[ranks["rank"] == 0, "cpu_seconds"].iloc[-1])
 
 
-def shape(folder: Path, repeat: int) -> None:
-    shapes = {"1000 tasks x 10 learners x 2 splits": (1000, 10, 2),
-              "10 tasks x 10 learners x 200 splits": (10, 10, 200)}
+def shape(folder: Path, repeat: int, many: int, learners: int, n_splits: int) -> None:
+    shapes = {f"{tasks} tasks x {learners} learners x {n_splits // (tasks * learners)} splits":
+              (tasks, learners, n_splits // (tasks * learners)) for tasks in (many, 10)}
     rows: dict[str, dict[str, list[float]]] = {name: {} for name in shapes}
     for _ in range(repeat):
         for name, grid_shape in shapes.items():
@@ -110,12 +112,12 @@ def shape(folder: Path, repeat: int) -> None:
                 report = peers.timed([sys.executable, "-m", "mpibench", "report",
                                       str(project), "-o", str(folder / "r.html")])
                 for key, value in (("create_project", create), (f"run, {mode}", wall),
-                                   (f"rank 0 CPU us/split, {mode}", cpu / 20_000 * 1e6),
+                                   (f"rank 0 CPU us/split, {mode}", cpu / n_splits * 1e6),
                                    ("report", report)):
                     rows[name].setdefault(key, []).append(value)
     keys = list(next(iter(rows.values())))
     names = list(shapes)
-    print(f"20,000 splits, median of {repeat} (range); seconds unless named\n")
+    print(f"{n_splits:,} splits, median of {repeat} (range); seconds unless named\n")
     print(f"| phase | {' | '.join(names)} | ratio |\n|---|---|---|---|")
     for key in keys:
         medians = [statistics.median(rows[n][key]) for n in names]
@@ -157,7 +159,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("shape", "peers"))
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=1000,
+                        help="tasks of the many-task grid (shape) or of the grid (peers)")
+    parser.add_argument("--learners", type=int, default=10, help="(shape)")
+    parser.add_argument("--splits", type=int, default=20_000, help="(shape)")
     args = parser.parse_args()
     with peers.scratch() as tmp:
         folder = Path(tmp)
@@ -165,7 +170,7 @@ def main() -> None:
         for name, text in SCRIPTS.items():
             (folder / name).write_text(text)
         if args.what == "shape":
-            shape(folder, args.repeat)
+            shape(folder, args.repeat, args.tasks, args.learners, args.splits)
         else:
             compare_peers(folder, args.repeat, args.tasks)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mpibench"
-DEFINITIONS = ("grid", "splitters", "scorers", "debug", "demo", "project", "errors",
+DEFINITIONS = ("grid", "seeds", "splitters", "scorers", "debug", "demo", "project", "errors",
                "formatting", "slurm", "tuning", "_version")
 """Top-level modules of the user API (everything on top but the CLI)."""
 

@@ -360,7 +360,7 @@ def test_a_test_run_seeds_the_cost_model(tmp_path):
     from sklearn.model_selection import KFold
 
     import mpibench as mb
-    from mpibench.engine.dispatcher import learn_from_test_run
+    from mpibench.engine.costs import learn_from_test_run
     from mpibench.store.paths import ProjectPaths
 
     rng = np.random.default_rng(0)

@@ -164,19 +164,17 @@ def _heatmap(table: pd.DataFrame, greater: bool) -> str:
     """The tasks x learners mean scores as an HTML table, each cell coloured by the
     learner's rank on that task (green best, red worst): text, so a thousand tasks stay
     readable and searchable."""
-    ranks = rank_rows(table, greater)
-    k = max(len(table.columns), 2)
     shown = table.head(MAX_HEATMAP_TASKS)
+    ranks = rank_rows(shown, greater).to_numpy()
+    hues = 120 * (1 - (ranks - 1) / (max(len(table.columns), 2) - 1))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     rows = []
-    for task, values in shown.iterrows():
-        cells = []
-        for learner, value in values.items():
-            rank = ranks.at[task, learner]
-            hue = 120 * (1 - (rank - 1) / (k - 1)) if rank == rank else 0
-            color = f"hsl({hue:.0f},60%,80%)" if rank == rank else "#eee"
-            cells.append(f'<td style="background:{color}">{value:.4g}</td>')
-        rows.append(f"<tr><td>{html.escape(str(task))}</td>{''.join(cells)}</tr>")
+    for task, values, row_hues in zip(shown.index, shown.to_numpy(), hues, strict=True):
+        cells = "".join(
+            f'<td style="background:hsl({hue:.0f},60%,80%)">{value:.4g}</td>'
+            if hue == hue else f'<td style="background:#eee">{value:.4g}</td>'
+            for value, hue in zip(values.tolist(), row_hues.tolist(), strict=True))
+        rows.append(f"<tr><td>{html.escape(str(task))}</td>{cells}</tr>")
     more = (f"<p>The first {MAX_HEATMAP_TASKS} of {len(table)} tasks; all of them: "
             "<code>mb.score_table(results, score)</code>.</p>"
             if len(table) > MAX_HEATMAP_TASKS else "")

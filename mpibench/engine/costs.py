@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tuning import FEW_SPLITS, UNKNOWN_FACTOR
+from ..store.paths import ProjectPaths
+from ..tuning import FEW_SPLITS, TEST_RUN_WEIGHT, UNKNOWN_FACTOR
 
 
 class CostModel:
@@ -210,3 +211,28 @@ class CostModel:
         if not self.known:
             return 1.0
         return UNKNOWN_FACTOR * self.max_rate()
+
+
+def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[str],
+                        n_features: dict[str, int] | None = None) -> int:
+    """Seed ``costs`` with the project's ``--test`` run (one split of every task x
+    learner on small data), if it has one; ``n_features`` gives the feature columns of
+    each task by name (1 for those it lacks). Returns the splits learned from."""
+    test = ProjectPaths(paths.root / "test")
+    if not test.results.exists():
+        return 0
+    from ..store.storage import read_results  # (only when a test run exists)
+
+    try:
+        frame = read_results(test.root)
+    except (OSError, KeyError, ValueError):  # a damaged test run: nothing to learn
+        return 0
+    index = {name: i for i, name in enumerate(learners)}
+    ok = frame[(frame["status"] == "ok") & frame["learner"].isin(index)]
+    seconds = ok["end_time"] - ok["start_time"]
+    features = ok["task"].astype(str).map(n_features or {}).fillna(1.0)
+    size = ok["n_train"].clip(lower=1) * features.clip(lower=1)
+    for name, rows in ok.groupby("learner", observed=True):
+        costs.learn(index[name], TEST_RUN_WEIGHT * float(seconds[rows.index].sum()),
+                    TEST_RUN_WEIGHT * float(size[rows.index].sum()))
+    return len(ok)

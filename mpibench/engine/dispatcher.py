@@ -12,7 +12,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .._version import __version__
 from ..errors import MpibenchError, inject_fault
@@ -31,9 +30,8 @@ from ..tuning import (
     PREFETCH_SHARE,
     SMALL_BLOCK,
     STOP_FILE_SECONDS,
-    TEST_RUN_WEIGHT,
 )
-from .costs import CostModel
+from .costs import CostModel, learn_from_test_run
 from .options import RunOptions
 from .placement import Placement
 from .polling import DispatcherPolling
@@ -49,44 +47,10 @@ from .protocol import (
     unpack_assignments,
 )
 from .stopping import Deadline, StopSignals
-from .timeleft import Running, TimeLeft, estimate
+from .timeleft import Running, TimeLeft, estimate, running_splits
 from .transport import Transport
 
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
-
-
-def compact(jobs: pd.DataFrame) -> pd.DataFrame:
-    """The job table with text columns as categoricals (a million rows in ~100 MB)."""
-    for column in jobs.columns:
-        values = jobs[column]
-        if pd.api.types.is_string_dtype(values) and values.map(type).eq(str).all():
-            jobs[column] = values.astype("category")
-    return jobs
-
-
-def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[str],
-                        n_features: dict[str, int] | None = None) -> int:
-    """Seed ``costs`` with the project's ``--test`` run (one split of every task x
-    learner on small data), if it has one; ``n_features`` gives the feature columns of
-    each task by name (1 for those it lacks). Returns the splits learned from."""
-    test = ProjectPaths(paths.root / "test")
-    if not test.results.exists():
-        return 0
-    from ..store.storage import read_results
-
-    try:
-        frame = read_results(test.root)
-    except (OSError, KeyError, ValueError):  # a damaged test run: nothing to learn
-        return 0
-    index = {name: i for i, name in enumerate(learners)}
-    ok = frame[(frame["status"] == "ok") & frame["learner"].isin(index)]
-    seconds = ok["end_time"] - ok["start_time"]
-    features = ok["task"].astype(str).map(n_features or {}).fillna(1.0)
-    size = ok["n_train"].clip(lower=1) * features.clip(lower=1)
-    for name, rows in ok.groupby("learner", observed=True):
-        costs.learn(index[name], TEST_RUN_WEIGHT * float(seconds[rows.index].sum()),
-                    TEST_RUN_WEIGHT * float(size[rows.index].sum()))
-    return len(ok)
 
 
 class GraceExpired(Exception):
@@ -154,7 +118,7 @@ class Dispatcher:
         grid_file = GridFile(self.paths.grid)
         try:
             attrs = grid_file.attrs()
-            jobs = compact(grid_file.job_table(exclude=("job_key",)))
+            jobs = grid_file.job_table(exclude=("job_key",), compact=True)
         except (OSError, KeyError) as exc:
             raise MpibenchError(
                 f"{self.paths.grid} is damaged or incomplete ({str(exc)[:160]}). Restore it "
@@ -444,15 +408,7 @@ class Dispatcher:
         if not self.costs.known:
             return TimeLeft(None)
         now = time.monotonic()
-        running = []
-        for rank in range(self.n_ranks):
-            oldest = self.scheduler.oldest_held(rank)
-            if oldest is None:
-                continue
-            job, handed_out = oldest
-            since = max(handed_out, self._heard.get(rank, handed_out))
-            expected = float(self.costs.expected_many(self.scheduler.in_flight(rank)).sum())
-            running.append(Running(rank, job, now - since, expected))
+        running = running_splits(self.scheduler, self.costs, self._heard, self.n_ranks, now)
         wall = now - self._first_handout if self._first_handout is not None else 0.0
         return estimate(self.scheduler.pending_seconds(), running, self._work_seconds,
                         wall, max(self.n_ranks - 1, 1))

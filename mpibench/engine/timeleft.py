@@ -14,6 +14,7 @@ lower bound.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..formatting import format_seconds
 from ..tuning import OVERDUE_FACTOR, OVERDUE_SECONDS
@@ -95,3 +96,21 @@ def estimate(pending_seconds: float, running: list[Running], work_seconds: float
     overdue = sorted((r for r in running if r.overdue),
                      key=lambda r: -r.running_seconds / max(r.expected_seconds, 1e-9))
     return TimeLeft(seconds, overdue)
+
+
+def running_splits(scheduler: Any, costs: Any, heard: dict[int, float], n_ranks: int,
+                   now: float) -> list[Running]:
+    """What each worker runs, from the scheduler's hand-outs: its oldest split held,
+    running since it was handed out or since the worker's last message (the later;
+    ``now`` and ``heard`` in ``time.monotonic()`` seconds), and the expected seconds of
+    all it holds."""
+    running = []
+    for rank in range(n_ranks):
+        oldest = scheduler.oldest_held(rank)
+        if oldest is None:
+            continue
+        job, handed_out = oldest
+        since = max(handed_out, heard.get(rank, handed_out))
+        expected = float(costs.expected_many(scheduler.in_flight(rank)).sum())
+        running.append(Running(rank, job, now - since, expected))
+    return running
