@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,7 +198,7 @@ class Grid:
         if isinstance(tasks, Task):
             tasks = [tasks]
         names = [t.name for t in tasks]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
+        duplicated = sorted(n for n, k in Counter(names).items() if k > 1)
         if duplicated:
             raise MpibenchError(f"Task names must be unique; {duplicated} repeat. Rename them.")
         if not tasks:
@@ -205,7 +206,7 @@ class Grid:
         self.tasks = list(tasks)
         if isinstance(learners, list):
             learner_names = [type(est).__name__ for est in learners]
-            repeated = sorted({n for n in learner_names if learner_names.count(n) > 1})
+            repeated = sorted(n for n, k in Counter(learner_names).items() if k > 1)
             if repeated:
                 raise MpibenchError(
                     f"Learner names must be unique; {repeated} appear twice. Pass learners "

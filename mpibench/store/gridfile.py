@@ -52,8 +52,8 @@ def write_job_column(group: h5py.Group, name: str, values: Any) -> None:
         values = values.astype(bytes)  # (pandas holds fixed-width bytes as objects)
     if isinstance(values, pd.Categorical):
         dataset = group.create_dataset(name, data=values.codes.astype(np.int32))
-        dataset.attrs.create("categories", [str(c) for c in values.categories],
-                             dtype=STRING)
+        # one JSON text: an array attribute of 10,000 names would pass HDF5's 64 KiB limit
+        dataset.attrs["categories"] = json.dumps([str(c) for c in values.categories])
     elif isinstance(values, np.ndarray) and values.dtype.kind == "S":
         group.create_dataset(name, data=values)
     else:
@@ -64,8 +64,7 @@ def read_column(dataset: h5py.Dataset) -> Any:
     """Read a column written by :func:`write_column` or :func:`write_job_column` (a
     categorical for the latter's codes)."""
     if "categories" in dataset.attrs:
-        categories = [str(c) for c in dataset.attrs["categories"]]
-        return pd.Categorical.from_codes(dataset[()], categories)
+        return pd.Categorical.from_codes(dataset[()], json.loads(dataset.attrs["categories"]))
     if h5py.check_string_dtype(dataset.dtype):
         return dataset.asstr()[()]
     return dataset[()]
