@@ -17,7 +17,7 @@ mpibench (``create.py`` then ``mpiexec -n 3 mpibench run``: 2 workers), one
 
 Usage: python benchmarks/many_tasks.py shape [--repeat 3] [--tasks 1000] [--learners 10]
                                              [--splits 20000]
-       python benchmarks/many_tasks.py peers [--repeat 1] [--tasks 1000]
+       python benchmarks/many_tasks.py peers [--repeat 1] [--tasks 1000] [--no-cv-loop]
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def shape(folder: Path, repeat: int, many: int, learners: int, n_splits: int) ->
         print(f"| {key} | {' | '.join(cells)} | {medians[0] / medians[1]:.2f} |")
 
 
-def compare_peers(folder: Path, repeat: int, n_tasks: int) -> None:
+def compare_peers(folder: Path, repeat: int, n_tasks: int, cv_loop: bool = True) -> None:
     grid_shape = (n_tasks, 10, 10)
     n_splits = n_tasks * 100
     project = folder / "p"
@@ -137,7 +137,7 @@ def compare_peers(folder: Path, repeat: int, n_tasks: int) -> None:
                            [str(peers.BIN / "mpiexec"), "-n", "3", sys.executable, "-m",
                             "mpibench", "run", str(project), "--progress-every", "0", *args])
 
-    walls = peers.take_turns({
+    systems = {
         "mpibench default (create + mpiexec -n 3 run)": mpibench_cold,
         "mpibench --no-isolate (create + mpiexec -n 3 run)":
             lambda: mpibench_cold("--no-isolate"),
@@ -145,7 +145,10 @@ def compare_peers(folder: Path, repeat: int, n_tasks: int) -> None:
             command(folder, "joblib_grid.py", shape=grid_shape)),
         "cross_validate(n_jobs=2) per (task, learner)": lambda: peers.timed(
             command(folder, "cv_loop.py", shape=grid_shape)),
-    }, repeat)
+    }
+    if not cv_loop:  # (it takes minutes: measure it once)
+        systems.popitem()
+    walls = peers.take_turns(systems, repeat)
     print(f"{n_splits:,} splits ({n_tasks} tasks x 10 learners x 10 splits), 2 workers; "
           f"total wall from a cold interpreter, median of {repeat} (range)\n")
     print("| system | total wall (s) | splits per second |\n|---|---|---|")
@@ -163,6 +166,8 @@ def main() -> None:
                         help="tasks of the many-task grid (shape) or of the grid (peers)")
     parser.add_argument("--learners", type=int, default=10, help="(shape)")
     parser.add_argument("--splits", type=int, default=20_000, help="(shape)")
+    parser.add_argument("--no-cv-loop", action="store_true",
+                        help="(peers) leave out the cross_validate loop")
     args = parser.parse_args()
     with peers.scratch() as tmp:
         folder = Path(tmp)
@@ -172,7 +177,7 @@ def main() -> None:
         if args.what == "shape":
             shape(folder, args.repeat, args.tasks, args.learners, args.splits)
         else:
-            compare_peers(folder, args.repeat, args.tasks)
+            compare_peers(folder, args.repeat, args.tasks, not args.no_cv_loop)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ CREATE = '''
 import sys
 import numpy as np
 from sklearn.model_selection import KFold
+import mpibench as mb
 n_tasks, n_learners, folds = (int(v) for v in sys.argv[2:5])
 rng = np.random.default_rng(0)
 tasks = [mb.Task(f"t{i}", X=rng.normal(size=(40, 3)), y=rng.normal(size=40))

@@ -54,6 +54,16 @@ take less than this many round trips to rank 0 ..."""
 MIN_LEAD = 1e-3
 """... or less than this long."""
 
+BATCH_SECONDS = 1e-3
+"""Isolated splits that take less than this on average go to the executor in batches
+(one frame to the supervisor and one back per batch, one result frame per split)
+..."""
+BATCH_SPLITS = 64
+"""... of at most this many splits, and about ``BATCH_WORK`` seconds of work, between
+which a worker checks for stop signals and asks ahead (many_tasks.py peers: 100,000
+splits of ~50 us)."""
+BATCH_WORK = 5e-3
+
 # -- what goes out in one message (engine.scheduler, engine.dispatcher) ----------------
 # Set by dispatch_overhead.py (auto chunks against chunk 1: (a)), dispatcher_message.py
 # (rank 0's cost per message) and load_balance.py (the tail: (b)).

@@ -298,3 +298,35 @@ def test_a_killed_supervisor_is_recorded_with_its_signal_and_replaced(tmp_path):
     (error,) = crashed["error"]
     assert f"isolation supervisor (pid {supervisor}) died (signal SIGKILL)" in error
     assert "stderr" not in error
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_a_batch_of_short_splits_gives_what_one_by_one_gives(tmp_path, timeout):
+    """Short splits go to the executor as one batch (one frame each way); a segfault
+    inside the batch is that split's crash, the splits after it still run; with a
+    timeout the supervisor runs them one by one (limits act per split)."""
+    from mpibench.engine.isolation import IsolatedExecutor, IsolationLimits
+
+    path = project(tmp_path, {"seg": mb.DebugLearner(p_segfault=0.25), "ok": mb.DebugLearner()},
+                   n_splits=12, fallback="featureless")
+    jobs = GridFile(path / "grid.h5").job_table()
+    assignments = [Assignment(*row) for row in jobs[[
+        "job_id", "task_i", "learner_i", "resampling_i", "split_i",
+        "random_state"]].itertuples(index=False)]
+    executor = IsolatedExecutor(path / "grid.h5", 1, 1, IsolationLimits(timeout=timeout),
+                                fallback="featureless")
+    try:
+        batched = executor.run_many(assignments)
+        one_by_one = [executor.run(job) for job in assignments]
+    finally:
+        executor.close()
+    expected = planned(path, "seg", 0.25)
+    assert expected and len(expected) < 12
+    for results in (batched, one_by_one):
+        assert [r.job_id for r in results] == [a.job_id for a in assignments]
+        assert {r.job_id for r in results if r.status == "crash"} == expected
+        assert all(r.status == "ok" for r in results if r.job_id not in expected)
+        assert all(r.fallback and np.isfinite(r.scores).all()
+                   for r in results if r.job_id in expected)
+    assert [r.scores for r in batched] == [r.scores for r in one_by_one]
+    assert "SIGSEGV" in next(r.error for r in batched if r.status == "crash")

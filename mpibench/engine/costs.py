@@ -61,6 +61,9 @@ class CostModel:
         """Index of each job's (task, learner) pair."""
         self.pair = self.pair.reshape(-1).astype(np.int64)
         self.pair_learner = (pairs % max(n_learners, 1)).astype(np.int64)
+        self.pair_features = features[pairs // max(n_learners, 1)] if len(pairs) else \
+            np.zeros(0)
+        """Feature columns of each pair's task."""
         self._learner_seconds = np.zeros(n_learners)
         self._learner_size = np.zeros(n_learners)
         self._pair_seconds = np.zeros(len(pairs))
@@ -162,12 +165,55 @@ class CostModel:
         return out
 
     def pair_rates(self) -> np.ndarray:
-        """Rate of every (task, learner) pair: its own once it has finished splits,
-        else its learner's."""
-        out = self.rates()[self.pair_learner]
+        """Seconds per unit of size of every (task, learner) pair: its own once it has
+        finished splits; else its learner's, with the learner's cost taken to grow as
+        rows x features**b, ``b`` fitted over its known pairs (:meth:`feature_powers`).
+        O(pairs): for the estimate of the time left, not for every request."""
+        power = self.feature_powers()
         known = self._pair_size > 0
+        scale = self.pair_features ** (power[self.pair_learner] - 1.0)  # size^b / size
+        learner_size = np.bincount(self.pair_learner[known],
+                                   weights=(self._pair_size * scale)[known],
+                                   minlength=self.n_learners)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rates = np.where(learner_size > 0, np.bincount(
+                self.pair_learner[known], weights=self._pair_seconds[known],
+                minlength=self.n_learners) / learner_size, self.rate_pooled())
+        out = rates[self.pair_learner] * scale
         out[known] = self._pair_seconds[known] / self._pair_size[known]
         return out
+
+    def feature_powers(self) -> np.ndarray:
+        """Per learner, how its cost per train row grows with the task's features: the
+        slope ``b`` of log(seconds per row) on log(features) over its known pairs
+        (between 0 and 2), 1 (rows x features) while fewer than three pairs with
+        different feature counts are known.
+
+        Examples
+        --------
+        >>> model = CostModel(np.zeros(3, int), np.full(3, 10), np.arange(3),
+        ...                   n_features_of_task=np.array([1, 4, 16]))
+        >>> for job in range(3): model.learn(0, 1.0, model.size[job], int(model.pair[job]))
+        >>> model.feature_powers().round(6).tolist()  # 1 s per split whatever the features
+        [0.0]
+        """
+        power = np.ones(self.n_learners)
+        known = (self._pair_size > 0) & (self._pair_seconds > 0)
+        if known.sum() < 3:
+            return power
+        x = np.log(self.pair_features[known])
+        y = np.log(self._pair_seconds[known] / self._pair_size[known]
+                   * self.pair_features[known])
+        learner = self.pair_learner[known]
+        sums = [np.bincount(learner, weights=w, minlength=self.n_learners)
+                for w in (np.ones_like(x), x, y, x * x, x * y)]
+        n, sx, sy, sxx, sxy = sums
+        spread = n * sxx - sx * sx
+        fitted = (n >= 3) & (spread > 1e-9 * np.maximum(n * n, 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = (n * sxy - sx * sy) / spread
+        power[fitted] = np.clip(slope[fitted], 0.0, 2.0)
+        return power
 
     def expected(self, job_id: int) -> float:
         """Expected seconds for ``job_id`` (0 when nothing is known yet)."""
@@ -178,9 +224,13 @@ class CostModel:
             rate = self.rate(int(self.learner[job_id]))
         return rate * float(self.size[job_id])
 
-    def expected_many(self, job_ids: np.ndarray | list[int]) -> np.ndarray:
-        """:meth:`expected` of many jobs at once (O(jobs))."""
+    def expected_many(self, job_ids: np.ndarray | list[int],
+                      pair_rates: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`expected` of many jobs at once (O(jobs)), or at ``pair_rates`` (from
+        :meth:`pair_rates`) when given."""
         jobs = np.asarray(job_ids, dtype=np.int64)
+        if pair_rates is not None:
+            return pair_rates[self.pair[jobs]] * self.size[jobs]
         learners, pairs = self.learner[jobs], self.pair[jobs]
         learner_size, pair_size = self._learner_size[learners], self._pair_size[pairs]
         with np.errstate(divide="ignore", invalid="ignore"):

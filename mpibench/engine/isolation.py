@@ -248,6 +248,21 @@ class IsolatedExecutor:
         return self._crash(job, start, f"the isolation supervisor (pid {supervisor.pid}) "
                                        f"died ({how}); a fresh one takes over")
 
+    def run_many(self, jobs: list) -> list:
+        """Run short splits as one batch: one frame to the supervisor and one back (see
+        :meth:`~mpibench.engine.supervisor.Supervisor.run_batch`). If the supervisor
+        dies, each split runs again on its own (a fresh supervisor), so the one that
+        ended it is the one recorded."""
+        supervisor = self._started()
+        try:
+            write_frame(supervisor.to_fd, list(jobs))
+            self._wait_for_result(supervisor)
+            return read_frame(supervisor.from_fd)
+        except (EOFError, OSError):
+            self._supervisor = None
+            supervisor.close(timeout=5.0)
+        return [self.run(job) for job in jobs]
+
     def _wait_for_result(self, supervisor: SupervisorProcess) -> None:
         """Until the supervisor's reply is there, ask :attr:`interrupt_check` every
         ``INTERRUPT_POLL`` seconds; on True tell the supervisor to stop the split."""

@@ -108,9 +108,14 @@ def executor_loop(runner, jobs_fd: int, results_fd: int) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     while True:
         try:
-            job, learner, memory_limit = read_frame(jobs_fd)
+            frame = read_frame(jobs_fd)
         except EOFError:
             return
+        if isinstance(frame, list):  # a batch of splits without limits: results as they end
+            for job in frame:
+                write_frame(results_fd, runner.run(job))
+            continue
+        job, learner, memory_limit = frame
         if memory_limit:
             resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + memory_limit, hard))
         result = runner.run(job, learner=learner)
@@ -244,12 +249,13 @@ class Supervisor:
             self._current, self._spare = self._spare or self._fork(), None
         return self._current
 
-    def _send(self, job, learner) -> Executor:
-        """Send a split to a live executor (one that died while idle is replaced)."""
+    def _send(self, frame: Any) -> Executor:
+        """Send a split (or a batch) to a live executor (one that died while idle is
+        replaced)."""
         for _ in range(3):
             executor = self._ready()
             try:
-                write_frame(executor.jobs_fd, (job, learner, self.limits.memory_limit))
+                write_frame(executor.jobs_fd, frame)
                 return executor
             except BrokenPipeError:
                 self._current = None
@@ -287,7 +293,7 @@ class Supervisor:
         base_rss = rss_bytes(self._current.pid) if self._current and self.limits.memory_limit \
             else 0
         start = time.time()
-        executor = self._send(job, learner)
+        executor = self._send((job, learner, self.limits.memory_limit))
         executor.output_tail = b""
         executor.log = bytearray() if self.log_folder is not None else None
         self._last = executor
@@ -300,6 +306,10 @@ class Supervisor:
             result = pickle.loads(data)  # noqa: S301 - from our own executor
             self._after_split(executor, result.status)
             return result
+        return self._ended(executor, job, start, verdict)
+
+    def _ended(self, executor: Executor, job, start: float, verdict: Status | None):
+        """The result of ``job``, whose executor died or was stopped (``verdict``)."""
         kill_group(executor.pid, signal.SIGKILL)  # it and whatever it started
         _, status = os.waitpid(executor.pid, 0)
         executor.take_output()
@@ -310,10 +320,46 @@ class Supervisor:
             message += executor.last_lines()
         return self.runner.failure(job, start, status_name, message)
 
-    def _after_split(self, executor: Executor, status: str) -> None:
-        """Count the split; retire the executor when it is due for recycling."""
-        executor.n_splits += 1
-        if executor.n_splits == 1:
+    def can_batch(self, jobs: list) -> bool:
+        """May ``jobs`` go to the executor as one batch? Only without limits (the run's
+        or a learner's) and without ``--log-splits``, which act per split."""
+        if self.log_folder is not None or self.limits.timeout or self.limits.memory_limit:
+            return False
+        options = self.runner.learner_options
+        return not any(options[j.learner_i].get("timeout") or
+                       options[j.learner_i].get("memory_limit") for j in jobs)
+
+    def run_batch(self, jobs: list) -> list:
+        """Run ``jobs`` (see :meth:`can_batch`) in the executor, sent as one frame; it
+        writes each result as its split ends, so a split costs one pipe message. A
+        split that ends the executor gets its status as in :meth:`run`; the ones after
+        it run one by one (or, after an interrupt, are interrupted too)."""
+        self.reap()
+        executor = self._send(list(jobs))
+        self._last = executor
+        if self._spare is None:
+            self._spare = self._fork()
+        results = []
+        for i, job in enumerate(jobs):
+            start = time.time()
+            executor.output_tail = b""
+            data, verdict = self._watch(executor, start, 0)
+            if verdict is None and data is not None:
+                results.append(pickle.loads(data))  # noqa: S301 - from our own executor
+                continue
+            results.append(self._ended(executor, job, start, verdict))
+            if results[-1].status == Status.INTERRUPTED:
+                return results + [self.runner.failure(j, time.time(), Status.INTERRUPTED,
+                                                      results[-1].error) for j in jobs[i + 1:]]
+            return results + [self.run(j) for j in jobs[i + 1:]]
+        worst = Status.OOM if any(r.status == Status.OOM for r in results) else Status.OK
+        self._after_split(executor, worst, len(jobs))
+        return results
+
+    def _after_split(self, executor: Executor, status: str, count: int = 1) -> None:
+        """Count the split(s); retire the executor when it is due for recycling."""
+        executor.n_splits += count
+        if not executor.first_rss:
             executor.first_rss = rss_bytes(executor.pid)
         grown = (executor.n_splits % RSS_CHECK_EVERY == 0
                  and rss_bytes(executor.pid) - executor.first_rss > RECYCLE_GROWTH)
@@ -426,7 +472,7 @@ def serve(frames_in: int, frames_out: int) -> None:
     set_process_name("mpibench-super")
     from ..store.gridfile import GridFile
     from .config import limit_threads  # the stack loads while MPI starts on the rank
-    from .worker import SplitRunner, run_with_fallback, warm_up_stack
+    from .worker import SplitRunner, run_with_fallback, warm_up_stack, with_fallback
 
     warm_up_stack()  # also while MPI starts: off the path to the first split
     try:
@@ -454,6 +500,12 @@ def serve(frames_in: int, frames_out: int) -> None:
                 return
             if isinstance(job, str) and job == INTERRUPT:
                 continue  # it crossed the result of the split it was meant for
+            if isinstance(job, list):  # a batch of short splits: one frame each way
+                done = (supervisor.run_batch(job) if supervisor.can_batch(job)
+                        else [supervisor.run(j) for j in job])
+                write_frame(frames_out, [with_fallback(r, supervisor.run, runner, j)
+                                         for r, j in zip(done, job, strict=True)])
+                continue
             write_frame(frames_out, run_with_fallback(supervisor.run, runner, job))
     finally:
         supervisor.close()

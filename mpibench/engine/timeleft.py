@@ -105,12 +105,13 @@ def running_splits(scheduler: Any, costs: Any, heard: dict[int, float], n_ranks:
     ``now`` and ``heard`` in ``time.monotonic()`` seconds), and the expected seconds of
     all it holds."""
     running = []
+    rates = costs.pair_rates()
     for rank in range(n_ranks):
         oldest = scheduler.oldest_held(rank)
         if oldest is None:
             continue
         job, handed_out = oldest
         since = max(handed_out, heard.get(rank, handed_out))
-        expected = float(costs.expected_many(scheduler.in_flight(rank)).sum())
+        expected = float(costs.expected_many(scheduler.in_flight(rank), rates).sum())
         running.append(Running(rank, job, now - since, expected))
     return running

@@ -374,7 +374,13 @@ def run_with_fallback(run_split: Any, runner: SplitRunner, job: Assignment) -> S
     The failed status and error are kept; ``fallback`` says whether the fallback
     produced the scores (as mlr3 records it). A split stopped from outside gets none.
     """
-    result = run_split(job)
+    return with_fallback(run_split(job), run_split, runner, job)
+
+
+def with_fallback(result: SplitResult, run_split: Any, runner: SplitRunner,
+                  job: Assignment) -> SplitResult:
+    """``result`` of ``job``; if it failed, with the scores of the fallback learner
+    (``run_split(job, learner=fallback)``), as :func:`run_with_fallback` gives."""
     failed = result.status not in (OK, INTERRUPTED)
     fallback = runner.fallback_for(job) if failed else None
     if fallback is not None:

@@ -15,7 +15,16 @@ from typing import Any
 from ..errors import inject_fault
 from ..store.batch import EncodedResults
 from ..store.records import INTERRUPTED, RankStats
-from ..tuning import ASK_LEAD, MAX_WORKER_SPIN, MIN_LEAD, PREFETCH_SECONDS, WORKER_SPIN
+from ..tuning import (
+    ASK_LEAD,
+    BATCH_SECONDS,
+    BATCH_SPLITS,
+    BATCH_WORK,
+    MAX_WORKER_SPIN,
+    MIN_LEAD,
+    PREFETCH_SECONDS,
+    WORKER_SPIN,
+)
 from .placement import Placement, node_name
 from .polling import worker_backoff
 from .procs import peak_rss_bytes
@@ -126,29 +135,48 @@ class Worker:
         self._round_trip += 0.2 * (time.perf_counter() - self._asked_at - self._round_trip)
 
     def run_chunk(self, jobs: list) -> bool:
-        """Run ``jobs``; True if a request was sent on the way."""
+        """Run ``jobs``; True if a request was sent on the way. Short splits go to an
+        isolated executor in batches (:meth:`_batch`)."""
         ahead = False
-        for i, job in enumerate(jobs):
+        i = 0
+        while i < len(jobs):
             if (self.signals is not None and self.signals.received) or self.interrupted:
                 self.request(returned=[j.job_id for j in jobs[i:]])
                 return True
             if not ahead and self._ask_ahead(len(jobs) - i):
                 self.request(busy=True)
                 ahead = True
-            result = self.executor.run(job)
-            if result.status == INTERRUPTED:
-                self.interrupt_arrived()  # (an executor stopped from outside: the same)
-                self.interrupted = True
-            seconds = self._last_seconds = result.end_time - result.start_time
-            self._split_seconds += (0.1 if self.stats.n_splits else 1.0) * (
-                seconds - self._split_seconds)
-            self.results.append(result)
-            self.stats.n_splits += 1
-            self.stats.busy_seconds += seconds
+            size = self._batch(len(jobs) - i)
+            results = (self.executor.run_many(jobs[i:i + size]) if size > 1
+                       else [self.executor.run(jobs[i])])
+            i += size
+            for result in results:
+                self._count(result)
             if ahead and not self._reply_seen and self.transport.has_message(0, TAG_REPLY):
                 self._note_reply()
         inject_fault("worker", self.transport.rank)
         return ahead
+
+    def _batch(self, left: int) -> int:
+        """Splits to run as one batch: 1, or for an executor that takes batches and
+        splits that took under ``BATCH_SECONDS`` on average, up to ``BATCH_SPLITS`` and
+        about ``BATCH_WORK`` seconds of them."""
+        if (not hasattr(self.executor, "run_many") or not self.stats.n_splits
+                or self._split_seconds >= BATCH_SECONDS):
+            return 1
+        return max(1, min(left, BATCH_SPLITS, int(BATCH_WORK / max(self._split_seconds, 1e-9))))
+
+    def _count(self, result: Any) -> None:
+        """Keep a result and learn how long splits take."""
+        if result.status == INTERRUPTED:
+            self.interrupt_arrived()  # (an executor stopped from outside: the same)
+            self.interrupted = True
+        seconds = self._last_seconds = result.end_time - result.start_time
+        self._split_seconds += (0.1 if self.stats.n_splits else 1.0) * (
+            seconds - self._split_seconds)
+        self.results.append(result)
+        self.stats.n_splits += 1
+        self.stats.busy_seconds += seconds
 
     def loop(self) -> None:
         """Until rank 0 says STOP with no result left to send."""
