@@ -58,11 +58,13 @@ BATCH_SECONDS = 1e-3
 """Isolated splits that take less than this on average go to the executor in batches
 (one frame to the supervisor and one back per batch, one result frame per split)
 ..."""
-BATCH_SPLITS = 64
-"""... of at most this many splits, and about ``BATCH_WORK`` seconds of work, between
-which a worker checks for stop signals and asks ahead (many_tasks.py peers: 100,000
-splits of ~50 us)."""
-BATCH_WORK = 5e-3
+BATCH_SPLITS = 256
+"""... of at most this many splits, and about ``BATCH_WORK`` seconds of work (a chunk
+from rank 0 holds about ``CHUNK_SECONDS``), between which a worker checks for stop
+signals and asks ahead (many_tasks.py peers, 100,000 splits of ~50 us: one frame per
+split cost 13.8 s, batches of 64 10.1 s; 64/5 ms against 256/10 ms and 1024/20 ms were
+within this VM's noise)."""
+BATCH_WORK = 1e-2
 
 # -- what goes out in one message (engine.scheduler, engine.dispatcher) ----------------
 # Set by dispatch_overhead.py (auto chunks against chunk 1: (a)), dispatcher_message.py

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import mmap
 import os
 import pickle
 import resource
@@ -94,9 +95,13 @@ class IsolationLimits:
     recycle_after: int = RECYCLE_AFTER
 
 
-def executor_loop(runner, jobs_fd: int, results_fd: int) -> None:
+def executor_loop(runner, jobs_fd: int, results_fd: int, progress: mmap.mmap | None = None
+                  ) -> None:
     """In an executor: run each ``(job, learner, memory_limit)`` read from ``jobs_fd``
-    until EOF (``memory_limit``: bytes the split may add, or None)."""
+    until EOF (``memory_limit``: bytes the split may add, or None); a list of jobs is a
+    batch: their results go back in one frame, and ``progress`` (memory shared with the
+    supervisor) holds the index of the split running, for the supervisor to blame if
+    the executor dies."""
     os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # our timeout, or the job's end
     for sig in (signal.SIGINT, signal.SIGUSR1):  # a stop request is for rank 0
@@ -111,9 +116,13 @@ def executor_loop(runner, jobs_fd: int, results_fd: int) -> None:
             frame = read_frame(jobs_fd)
         except EOFError:
             return
-        if isinstance(frame, list):  # a batch of splits without limits: results as they end
-            for job in frame:
-                write_frame(results_fd, runner.run(job))
+        if isinstance(frame, list):  # a batch of splits without limits
+            results = []
+            for index, job in enumerate(frame):
+                if progress is not None:
+                    progress[:8] = index.to_bytes(8, "little")
+                results.append(runner.run(job))
+            write_frame(results_fd, results)
             continue
         job, learner, memory_limit = frame
         if memory_limit:
@@ -140,6 +149,12 @@ class Executor:
     log: bytearray | None = None
     """With ``--log-splits``: what it wrote during the current split (up to
     ``LOG_BYTES``), kept instead of forwarded to stderr."""
+    progress: mmap.mmap | None = None
+    """Shared with the executor: the index of the split of a batch it runs."""
+
+    def running(self) -> int:
+        """Index, in the batch it was sent, of the split the executor runs (or ran)."""
+        return int.from_bytes(self.progress[:8], "little") if self.progress is not None else 0
 
     def take_output(self) -> bool:
         """Forward what the executor wrote (without waiting) and keep its tail; False
@@ -209,12 +224,13 @@ class Supervisor:
             os.dup2(output_w, 1)  # what the split prints: through us, tail kept
             os.dup2(output_w, 2)
             os.close(output_w)
-            executor_loop(self.runner, jobs_r, results_w)
+            executor_loop(self.runner, jobs_r, results_w, progress)
 
+        progress = mmap.mmap(-1, 8)  # anonymous and shared: the executor sees our view
         pid = fork_child(executor)
         close_quietly(jobs_r, results_w, output_w)
         self._private.update((jobs_w, results_r, output_r))
-        return Executor(pid, jobs_w, results_r, output_r)
+        return Executor(pid, jobs_w, results_r, output_r, progress=progress)
 
     def _forget(self, executor: Executor, reaped: bool = False) -> None:
         """Close our ends of ``executor``'s pipes (it exits at EOF) and reap it later
@@ -330,31 +346,29 @@ class Supervisor:
                        options[j.learner_i].get("memory_limit") for j in jobs)
 
     def run_batch(self, jobs: list) -> list:
-        """Run ``jobs`` (see :meth:`can_batch`) in the executor, sent as one frame; it
-        writes each result as its split ends, so a split costs one pipe message. A
-        split that ends the executor gets its status as in :meth:`run`; the ones after
-        it run one by one (or, after an interrupt, are interrupted too)."""
+        """Run ``jobs`` (see :meth:`can_batch`) in the executor: one frame there, one
+        frame back with every result. If the executor dies, the split it was running
+        (shared memory says which) gets its status as in :meth:`run`; the others run
+        again one by one (after an interrupt, all are interrupted: they run on resume)."""
         self.reap()
+        start = time.time()
         executor = self._send(list(jobs))
+        executor.output_tail = b""
         self._last = executor
         if self._spare is None:
             self._spare = self._fork()
-        results = []
-        for i, job in enumerate(jobs):
-            start = time.time()
-            executor.output_tail = b""
-            data, verdict = self._watch(executor, start, 0)
-            if verdict is None and data is not None:
-                results.append(pickle.loads(data))  # noqa: S301 - from our own executor
-                continue
-            results.append(self._ended(executor, job, start, verdict))
-            if results[-1].status == Status.INTERRUPTED:
-                return results + [self.runner.failure(j, time.time(), Status.INTERRUPTED,
-                                                      results[-1].error) for j in jobs[i + 1:]]
-            return results + [self.run(j) for j in jobs[i + 1:]]
-        worst = Status.OOM if any(r.status == Status.OOM for r in results) else Status.OK
-        self._after_split(executor, worst, len(jobs))
-        return results
+        data, verdict = self._watch(executor, start, 0)
+        if verdict is None and data is not None:
+            results = pickle.loads(data)  # noqa: S301 - from our own executor
+            worst = Status.OOM if any(r.status == Status.OOM for r in results) else Status.OK
+            self._after_split(executor, worst, len(jobs))
+            return results
+        blamed = min(executor.running(), len(jobs) - 1)
+        ended = self._ended(executor, jobs[blamed], start, verdict)
+        if ended.status == Status.INTERRUPTED:
+            return [ended if i == blamed else self.runner.failure(
+                job, start, Status.INTERRUPTED, ended.error) for i, job in enumerate(jobs)]
+        return [ended if i == blamed else self.run(job) for i, job in enumerate(jobs)]
 
     def _after_split(self, executor: Executor, status: str, count: int = 1) -> None:
         """Count the split(s); retire the executor when it is due for recycling."""
