@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=80)
     parser.add_argument("--every", type=float, default=0.5)
     parser.add_argument("--min-left", type=float, default=2.0)
+    parser.add_argument("--show", action="store_true", help="print every reading")
     args = parser.parse_args()
     with peers.scratch() as tmp:
         path = project(Path(tmp), args.tasks)
@@ -73,6 +74,9 @@ def main() -> None:
         if done < 0.1 * durations.sum() or truth < args.min_left or eta != eta:
             continue
         errors.append(abs(eta - truth) / truth)
+        if args.show:
+            print(f"work done {done / durations.sum():.0%}: estimate {eta:.1f} s, truth "
+                  f"{truth:.1f} s ({errors[-1]:.0%})")
         if n_done:
             guess = (at - started) / n_done * (len(results) - n_done)
             naive.append(abs(guess - truth) / truth)

@@ -163,3 +163,27 @@ def test_rank_records_of_older_journals_read_with_an_empty_gpu(tmp_path):
     old = ranks[ranks["host"] == "old-node"]
     assert old[["rank", "gpu", "pid", "n_splits"]].values.tolist() == [[1, "", 99, 3]]
     assert (ranks.loc[ranks["host"] != "old-node", "gpu"] == "").all()
+
+
+def test_a_large_hdf5_file_goes_through_a_checked_temporary_file(tmp_path, monkeypatch):
+    """Files past IN_MEMORY_LIMIT are not built in memory: written to a temporary file
+    and renamed, after a check of the free space (results.h5 of a million splits)."""
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    from mpibench.store import paths
+
+    monkeypatch.setattr(paths, "IN_MEMORY_LIMIT", 10)
+    target = tmp_path / "big.h5"
+    paths.write_hdf5_atomically(target, lambda h5: h5.create_dataset("x", data=np.arange(5)),
+                                fix="Free space.", expected_bytes=1000)
+    with h5py.File(target, "r") as h5:
+        assert h5["x"][()].tolist() == [0, 1, 2, 3, 4]
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(WriteFailed, match="Free space") as failed:
+        paths.write_hdf5_atomically(target, lambda h5: None, fix="Free space.",
+                                    expected_bytes=2 * free)
+    assert "\n" not in str(failed.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["big.h5"]  # nothing else left

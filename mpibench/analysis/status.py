@@ -130,8 +130,8 @@ def project_status(project: str | os.PathLike) -> ProjectStatus:
     counts, seconds, n_ranks = _recorded(paths, attrs)
     n_done = sum(counts.values())
     run = _running(paths)
-    if run is not None and run.get("eta_seconds") is not None:
-        eta = float(run["eta_seconds"])
+    if run is not None and run.get("eta_seconds") is not None:  # as of its heartbeat
+        eta = max(float(run["eta_seconds"]) - (run.get("heartbeat_age_seconds") or 0.0), 0.0)
     else:
         eta = (n_total - n_done) * seconds / max(1, n_ranks - 1) if seconds else float("nan")
     in_flight = int(run.get("n_in_flight", 0)) if run is not None else 0

@@ -45,10 +45,11 @@ class CostModel:
     def __init__(self, learner_of_job: np.ndarray, n_train_of_job: np.ndarray,
                  task_of_job: np.ndarray | None = None,
                  n_features_of_task: np.ndarray | None = None) -> None:
-        self.learner = np.asarray(learner_of_job, dtype=np.int64)
+        # copies: a column of a DataFrame would keep the frame's whole block alive
+        self.learner = np.array(learner_of_job, dtype=np.int64)
         n_jobs = len(self.learner)
         self.task = (np.zeros(n_jobs, np.int64) if task_of_job is None
-                     else np.asarray(task_of_job, dtype=np.int64))
+                     else np.array(task_of_job, dtype=np.int64))
         features = (np.ones(int(self.task.max(initial=-1)) + 1) if n_features_of_task is None
                     else np.maximum(np.asarray(n_features_of_task, dtype=np.float64), 1.0))
         self.size = np.maximum(np.asarray(n_train_of_job, dtype=np.float64), 1.0)
@@ -186,8 +187,9 @@ class CostModel:
     def feature_powers(self) -> np.ndarray:
         """Per learner, how its cost per train row grows with the task's features: the
         slope ``b`` of log(seconds per row) on log(features) over its known pairs
-        (between 0 and 2), 1 (rows x features) while fewer than three pairs with
-        different feature counts are known.
+        (between 0 and 2); while it has fewer than three pairs with different feature
+        counts, the slope of every learner's pairs pooled (each about its own mean),
+        and 1 (rows x features) while no learner has two.
 
         Examples
         --------
@@ -208,11 +210,15 @@ class CostModel:
         sums = [np.bincount(learner, weights=w, minlength=self.n_learners)
                 for w in (np.ones_like(x), x, y, x * x, x * y)]
         n, sx, sy, sxx, sxy = sums
-        spread = n * sxx - sx * sx
-        fitted = (n >= 3) & (spread > 1e-9 * np.maximum(n * n, 1))
         with np.errstate(divide="ignore", invalid="ignore"):
-            slope = (n * sxy - sx * sy) / spread
-        power[fitted] = np.clip(slope[fitted], 0.0, 2.0)
+            centred_xx = np.where(n > 0, sxx - sx * sx / n, 0.0)
+            centred_xy = np.where(n > 0, sxy - sx * sy / n, 0.0)
+        # a learner too little known takes the slope of all learners pooled (each about
+        # its own mean): cheap learners run last under lpt and are learned late
+        if centred_xx.sum() > 1e-9:
+            power[:] = np.clip(centred_xy.sum() / centred_xx.sum(), 0.0, 2.0)
+        fitted = (n >= 3) & (centred_xx > 1e-9)
+        power[fitted] = np.clip(centred_xy[fitted] / centred_xx[fitted], 0.0, 2.0)
         return power
 
     def expected(self, job_id: int) -> float:

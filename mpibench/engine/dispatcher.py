@@ -26,6 +26,7 @@ from ..tuning import (
     COMES_BACK_MARGIN,
     HEARTBEAT_SECONDS,
     INTERRUPT_WAIT,
+    MIN_HEARTBEAT_SECONDS,
     PREFETCH_PENDING,
     PREFETCH_SHARE,
     SMALL_BLOCK,
@@ -178,6 +179,8 @@ class Dispatcher:
         self._work_seconds = 0.0
         """Seconds of the splits this run finished."""
         self._first_handout: float | None = None
+        self._steady: tuple[float, float] | None = None
+        """When every learner became known, and the split-seconds done by then."""
         self.time_left = TimeLeft(None)
         """The latest estimate of the time left (see :meth:`estimate_time_left`)."""
         self.comes_back: dict[int, float] = {}
@@ -379,12 +382,16 @@ class Dispatcher:
             self._end_grace()
 
     def heartbeat(self, force: bool = False) -> None:
-        """Rewrite ``run.status`` (at most every ``HEARTBEAT_SECONDS``): who runs, when
-        it last wrote, done / failed / in flight / pending, the estimate of the time
-        left (seconds; null while no learner is known) and the overdue splits. Best
-        effort: a failed write is skipped (the journal's would end the run)."""
+        """Rewrite ``run.status`` (every ``HEARTBEAT_SECONDS``; in the run's first
+        seconds, while the cost model learns fast, every tenth of the time run, at
+        least ``MIN_HEARTBEAT_SECONDS``): who runs, when it last wrote, done / failed /
+        in flight / pending, the estimate of the time left (seconds; null while no
+        learner is known) and the overdue splits. Best effort: a failed write is skipped
+        (the journal's would end the run)."""
         now = time.time()
-        if not force and now - self._last_heartbeat < HEARTBEAT_SECONDS:
+        interval = min(HEARTBEAT_SECONDS, max(MIN_HEARTBEAT_SECONDS,
+                                              (time.monotonic() - self.progress.start) / 10))
+        if not force and now - self._last_heartbeat < interval:
             return
         self._last_heartbeat = now
         self.time_left = self.estimate_time_left()
@@ -409,9 +416,15 @@ class Dispatcher:
             return TimeLeft(None)
         now = time.monotonic()
         running = running_splits(self.scheduler, self.costs, self._heard, self.n_ranks, now)
-        wall = now - self._first_handout if self._first_handout is not None else 0.0
-        return estimate(self.scheduler.pending_seconds(), running, self._work_seconds,
-                        wall, max(self.n_ranks - 1, 1))
+        if self._steady is None and not self.costs.n_unknown:
+            # the first wave is over (every learner known): its idle workers, waiting on
+            # unknown splits handed out one at a time, say nothing of the rest of the run
+            self._steady = (now, self._work_seconds + sum(r.running_seconds for r in running))
+        since, before = self._steady or (self._first_handout or now, 0.0)
+        if now - since < 2 * MIN_HEARTBEAT_SECONDS:  # (too short to tell)
+            since, before = self._first_handout or now, 0.0
+        return estimate(self.scheduler.pending_seconds(), running,
+                        self._work_seconds - before, now - since, max(self.n_ranks - 1, 1))
 
     def _overdue_text(self) -> str:
         """The most overdue split for the progress line ('' when none)."""

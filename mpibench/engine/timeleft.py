@@ -3,16 +3,18 @@
 Work left is the cost model's expected seconds of the pending splits plus what the
 splits in flight are expected to need beyond what they have run. It is divided by the
 run's observed parallelism: split-seconds done (finished splits, and the time the
-running ones have run so far) per wall-clock second since the run began handing out
-splits, which takes in idle workers, dispatch gaps and per-split overheads that the
-split times themselves do not show. The longest remainder of a running split is a
-lower bound. A split that has run ``OVERDUE_FACTOR`` times longer than expected (and
-at least ``OVERDUE_SECONDS``) is *overdue*: it is named, and the estimate is then a
-lower bound.
+running ones have run so far) per wall-clock second since the first wave ended (every
+learner known; before, since the run began handing out splits), which takes in idle
+workers, dispatch gaps and per-split overheads that the split times themselves do not
+show. The estimate is made every two seconds (more often in a run's first seconds);
+its readers take off its age. The longest remainder of a running split is a lower
+bound. A split that has run ``OVERDUE_FACTOR`` times longer than expected (and at least
+``OVERDUE_SECONDS``) is *overdue*: it is named, and the estimate is then a lower bound.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,12 +57,20 @@ class TimeLeft:
 
     seconds: float | None
     overdue: list[Running] = field(default_factory=list)
+    at: float = field(default_factory=time.monotonic)
+    """When it was made (``time.monotonic()``)."""
+
+    def now(self) -> float | None:
+        """Seconds left now: the estimate less the time since it was made."""
+        return None if self.seconds is None else max(
+            self.seconds - (time.monotonic() - self.at), 0.0)
 
     def text(self) -> str:
         """``~4.2min`` (``>=`` when splits are overdue), or ``?``."""
-        if self.seconds is None:
+        seconds = self.now()
+        if seconds is None:
             return "?"
-        return f"{'>=' if self.overdue else '~'}{format_seconds(self.seconds)}"
+        return f"{'>=' if self.overdue else '~'}{format_seconds(seconds)}"
 
 
 def estimate(pending_seconds: float, running: list[Running], work_seconds: float,
@@ -74,9 +84,11 @@ def estimate(pending_seconds: float, running: list[Running], work_seconds: float
     running : list of Running
         One entry per worker holding splits.
     work_seconds : float
-        Seconds of the splits this run finished.
+        Seconds of the splits finished in the window the parallelism is measured over
+        (less what the running ones had run when it began).
     wall_seconds : float
-        Seconds since this run handed out its first split.
+        Seconds of that window: since the first wave ended (every learner known), or
+        since the run handed out its first split.
     n_workers : int
         Ranks that run splits.
 
@@ -89,7 +101,7 @@ def estimate(pending_seconds: float, running: list[Running], work_seconds: float
     """
     workers = max(n_workers, 1)
     in_flight = [max(r.expected_seconds - r.running_seconds, 0.0) for r in running]
-    done = work_seconds + sum(r.running_seconds for r in running)
+    done = max(work_seconds + sum(r.running_seconds for r in running), 0.0)
     parallel = done / wall_seconds if wall_seconds > 0 and done > 0 else float(workers)
     parallel = min(max(parallel, 1e-3 * workers), float(workers))
     seconds = max((pending_seconds + sum(in_flight)) / parallel, max(in_flight, default=0.0))

@@ -47,6 +47,10 @@ RANK_COLUMNS = (
     "rank", "host", "gpu", "pid", "n_splits", "busy_seconds", "idle_seconds", "cpu_seconds",
     "max_rss_bytes", "start_time", "end_time",
 )
+RESULT_ROW_BYTES = 520
+"""Bytes a result row takes in ``results.h5`` (scale.py: 520 MB for a million rows of
+one scorer), to decide whether it is built in memory or written to a temporary file
+(see :func:`~mpibench.store.paths.write_hdf5_atomically`)."""
 CATEGORICAL = ("task", "learner", "resampling", "test_subset", "train_subsets", "status")
 
 
@@ -258,7 +262,8 @@ class ResultStore:
         write_hdf5_atomically(
             self.paths.results, fill, fault="consolidate",
             fix=f"Free space and rerun `mpibench run {self.paths.root}`: it rebuilds "
-                f"{self.paths.results.name} from the journal, which keeps every split.")
+                f"{self.paths.results.name} from the journal, which keeps every split.",
+            expected_bytes=RESULT_ROW_BYTES * len(self._results))
         return self.paths.results
 
     def _status_summary(self) -> dict:
