@@ -2,7 +2,8 @@
 
 1000 tasks (40 rows x 3 features) x 100 ``NoOpLearner``s x KFold(10) = 1,000,000 jobs
 (``--tasks``, ``--learners``, ``--folds`` change the shape), scored by ``zero_score``.
-Phases, each a command from a cold interpreter: ``create_project``; ``mpiexec -n 3
+Phases, each a command from a cold interpreter: ``create_project`` (then again with
+the same grid, and with one learner more on a copy: the project grows); ``mpiexec -n 3
 mpibench run`` (default mode: isolated; then the same with ``--no-isolate`` on a fresh
 copy of the project), automatic chunks; a second run that finds everything done (the
 journal read back); ``mb.read_results``; ``mpibench status``; ``mpibench results`` to
@@ -94,6 +95,15 @@ def main() -> None:
                                 str(args.tasks), str(args.learners), str(args.folds))
         rows.append(("create_project (cold interpreter)", seconds, f"{peak:.0f} MB"))
         shutil.copytree(project, folder / "bare")
+        shutil.copytree(project, folder / "grown")
+        for label, where, learners in (("create_project again, the same grid", project,
+                                        args.learners),
+                                       ("create_project, one learner more (grows)",
+                                        folder / "grown", args.learners + 1)):
+            seconds, peak = command(sys.executable, str(folder / "create.py"), str(where),
+                                    str(args.tasks), str(learners), str(args.folds))
+            rows.append((f"{label} (cold interpreter)", seconds, f"{peak:.0f} MB"))
+        shutil.rmtree(folder / "grown")
         for mode, where in (("default", project), ("--no-isolate", folder / "bare")):
             seconds, log = run(where, *([] if mode == "default" else [mode]))
             rows.append((f"run, {mode} (mpiexec -n 3, start-up and results.h5 included)",
