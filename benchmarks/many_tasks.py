@@ -169,11 +169,7 @@ def main() -> None:
     parser.add_argument("--no-cv-loop", action="store_true",
                         help="(peers) leave out the cross_validate loop")
     args = parser.parse_args()
-    with peers.scratch() as tmp:
-        folder = Path(tmp)
-        (folder / "grid.py").write_text(GRID)
-        for name, text in SCRIPTS.items():
-            (folder / name).write_text(text)
+    with peers.scripts_folder(GRID, SCRIPTS) as folder:
         if args.what == "shape":
             shape(folder, args.repeat, args.tasks, args.learners, args.splits)
         else:

@@ -24,13 +24,14 @@ do not collect or store them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -296,6 +297,18 @@ def efficiency(durations: np.ndarray, workers: int, timeline: np.ndarray) -> flo
 def scratch() -> tempfile.TemporaryDirectory:
     """A temporary folder for one system's files."""
     return tempfile.TemporaryDirectory(prefix="mpibench-bench-")
+
+
+@contextlib.contextmanager
+def scripts_folder(grid: str, scripts: dict[str, str]) -> Iterator[Path]:
+    """A temporary folder holding ``grid.py`` (the shared definitions) and the systems'
+    scripts, each importing it."""
+    with scratch() as tmp:
+        folder = Path(tmp)
+        (folder / "grid.py").write_text(grid)
+        for name, text in scripts.items():
+            (folder / name).write_text(text)
+        yield folder
 
 
 def timed(*commands: list[str], cwd: Path | None = None, timeout: float = 1800) -> float:

@@ -111,11 +111,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    with peers.scratch() as tmp:
-        folder = Path(tmp)
-        (folder / "grid.py").write_text(GRID)
-        for name, text in SCRIPTS.items():
-            (folder / name).write_text(text)
+    with peers.scripts_folder(GRID, SCRIPTS) as folder:
         walls = peers.take_turns(systems(args.workers, folder), args.repeat)
     print(f"6 classifiers x KFold(8), 1500 rows: 48 splits, P = {args.workers} workers; "
           f"total wall from a cold interpreter, median of {args.repeat} (range)\n")
