@@ -180,7 +180,8 @@ class Dispatcher:
         """Seconds of the splits this run finished."""
         self._first_handout: float | None = None
         self._steady: tuple[float, float] | None = None
-        """When every learner became known, and the split-seconds done by then."""
+        """When the first wave ended (no pending split of an unknown learner), and the
+        split-seconds done by then."""
         self.time_left = TimeLeft(None)
         """The latest estimate of the time left (see :meth:`estimate_time_left`)."""
         self.comes_back: dict[int, float] = {}
@@ -416,9 +417,10 @@ class Dispatcher:
             return TimeLeft(None)
         now = time.monotonic()
         running = running_splits(self.scheduler, self.costs, self._heard, self.n_ranks, now)
-        if self._steady is None and not self.costs.n_unknown:
-            # the first wave is over (every learner known): its idle workers, waiting on
-            # unknown splits handed out one at a time, say nothing of the rest of the run
+        if self._steady is None and not self.scheduler.unknown_pending():
+            # the first wave is over (no pending split of an unknown learner): its idle
+            # workers, waiting on unknown splits handed out one at a time, say nothing of
+            # the rest of the run (a learner whose splits all failed stays unknown)
             self._steady = (now, self._work_seconds + sum(r.running_seconds for r in running))
         since, before = self._steady or (self._first_handout or now, 0.0)
         if now - since < 2 * MIN_HEARTBEAT_SECONDS:  # (too short to tell)

@@ -81,6 +81,10 @@ class PooledScheduler:
         held = [h for h in (self.gpu.oldest_held(rank), self.cpu.oldest_held(rank)) if h]
         return min(held, key=lambda h: h[1]) if held else None
 
+    def unknown_pending(self) -> bool:
+        """True while a pending split's learner has no finished split."""
+        return self.gpu.unknown_pending() or self.cpu.unknown_pending()
+
     def pending_seconds(self) -> float:
         """Expected seconds of every pending split."""
         return self.gpu.pending_seconds() + self.cpu.pending_seconds()

@@ -247,6 +247,11 @@ class Scheduler:
         """Jobs handed out and not completed, over all ranks."""
         return sum(len(held) for held in self._held.values())
 
+    def unknown_pending(self) -> bool:
+        """True while a pending job's learner has no finished split (the first wave)."""
+        self._sync()
+        return bool((self._pending_size[~self._was_known] > 0).any())
+
     def pending_cost(self) -> float:
         """Expected cost of every pending job, in :meth:`head_cost`'s units (O(1))."""
         self._sync()

@@ -3,13 +3,14 @@
 Work left is the cost model's expected seconds of the pending splits plus what the
 splits in flight are expected to need beyond what they have run. It is divided by the
 run's observed parallelism: split-seconds done (finished splits, and the time the
-running ones have run so far) per wall-clock second since the first wave ended (every
-learner known; before, since the run began handing out splits), which takes in idle
-workers, dispatch gaps and per-split overheads that the split times themselves do not
-show. The estimate is made every two seconds (more often in a run's first seconds);
-its readers take off its age. The longest remainder of a running split is a lower
-bound. A split that has run ``OVERDUE_FACTOR`` times longer than expected (and at least
-``OVERDUE_SECONDS``) is *overdue*: it is named, and the estimate is then a lower bound.
+running ones have run so far) per wall-clock second since the first wave ended (no
+split of an unknown learner pending; before, since the run began handing out splits),
+which takes in idle workers, dispatch gaps and per-split overheads that the split
+times themselves do not show. The estimate is made every two seconds (more often in a
+run's first seconds); its readers take off its age. The longest remainder of a running
+split is a lower bound. A split that has run ``OVERDUE_FACTOR`` times longer than
+expected (and at least ``OVERDUE_SECONDS``) is *overdue*: it is named, and the
+estimate is then a lower bound.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def estimate(pending_seconds: float, running: list[Running], work_seconds: float
         Seconds of the splits finished in the window the parallelism is measured over
         (less what the running ones had run when it began).
     wall_seconds : float
-        Seconds of that window: since the first wave ended (every learner known), or
-        since the run handed out its first split.
+        Seconds of that window: since the first wave ended, or since the run handed
+        out its first split.
     n_workers : int
         Ranks that run splits.
 

@@ -7,6 +7,7 @@ executors (which run one split): this module only speaks the protocol.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import time
 from functools import partial
@@ -164,7 +165,11 @@ class Worker:
         if (not hasattr(self.executor, "run_many") or not self.stats.n_splits
                 or self._split_seconds >= BATCH_SECONDS):
             return 1
-        return max(1, min(left, BATCH_SPLITS, int(BATCH_WORK / max(self._split_seconds, 1e-9))))
+        seconds = max(self._split_seconds, 1e-9)
+        size = min(left, BATCH_SPLITS, int(BATCH_WORK / seconds))
+        # the splits run while the next chunk is asked for form a batch of their own
+        lead = math.ceil(max(ASK_LEAD * self._round_trip, MIN_LEAD) / seconds)
+        return max(1, min(size, left - lead) if left > lead else size)
 
     def _count(self, result: Any) -> None:
         """Keep a result and learn how long splits take."""
