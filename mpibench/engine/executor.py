@@ -1,0 +1,103 @@
+"""An executor: the long-lived process that runs split after split for a supervisor
+(:mod:`mpibench.engine.supervisor`), and the supervisor's handle on it."""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import resource
+import signal
+from dataclasses import dataclass
+
+from .procs import die_with_parent, read_frame, set_process_name, vm_bytes, write_frame
+
+OUTPUT_TAIL = 4096
+"""Bytes of a split's output kept to explain its failure."""
+LOG_BYTES = 1 << 20
+"""Bytes of a split's output kept in its ``--log-splits`` file."""
+
+
+def executor_loop(runner, jobs_fd: int, results_fd: int, progress: mmap.mmap | None = None
+                  ) -> None:
+    """In an executor: run each ``(job, learner, memory_limit)`` read from ``jobs_fd``
+    until EOF (``memory_limit``: bytes the split may add, or None); a list of jobs is a
+    batch: their results go back in one frame, and ``progress`` (memory shared with the
+    supervisor) holds the index of the split running, for the supervisor to blame if
+    the executor dies."""
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # our timeout, or the job's end
+    for sig in (signal.SIGINT, signal.SIGUSR1):  # a stop request is for rank 0
+        signal.signal(sig, signal.SIG_IGN)
+    die_with_parent()
+    set_process_name("mpibench-exec")
+    runner.pid = os.getpid()
+    runner.warm_up()  # copies the pages its first split would write: not in its timings
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    while True:
+        try:
+            frame = read_frame(jobs_fd)
+        except EOFError:
+            return
+        if isinstance(frame, list):  # a batch of splits without limits
+            results = []
+            for index, job in enumerate(frame):
+                if progress is not None:
+                    progress[:8] = index.to_bytes(8, "little")
+                results.append(runner.run(job))
+            write_frame(results_fd, results)
+            continue
+        job, learner, memory_limit = frame
+        if memory_limit:
+            resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + memory_limit, hard))
+        result = runner.run(job, learner=learner)
+        if memory_limit:
+            resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        write_frame(results_fd, result)
+
+
+@dataclass
+class Executor:
+    """The supervisor's handle on one executor process."""
+
+    pid: int
+    jobs_fd: int
+    results_fd: int
+    output_fd: int
+    """Read end of the executor's stdout and stderr (forwarded to ours)."""
+    n_splits: int = 0
+    first_rss: int = 0
+    output_tail: bytes = b""
+    """The last ``OUTPUT_TAIL`` bytes it wrote during the current split."""
+    log: bytearray | None = None
+    """With ``--log-splits``: what it wrote during the current split (up to
+    ``LOG_BYTES``), kept instead of forwarded to stderr."""
+    progress: mmap.mmap | None = None
+    """Shared with the executor: the index of the split of a batch it runs."""
+
+    def running(self) -> int:
+        """Index, in the batch it was sent, of the split the executor runs (or ran)."""
+        return int.from_bytes(self.progress[:8], "little") if self.progress is not None else 0
+
+    def take_output(self) -> bool:
+        """Forward what the executor wrote (without waiting) and keep its tail; False
+        once its output is closed."""
+        while True:
+            try:
+                data = os.read(self.output_fd, 1 << 16)
+            except (BlockingIOError, OSError):
+                return True
+            if not data:
+                return False
+            if self.log is None:
+                with contextlib.suppress(OSError):
+                    os.write(2, data)
+            elif len(self.log) < LOG_BYTES:
+                self.log += data[:LOG_BYTES - len(self.log)]
+            self.output_tail = (self.output_tail + data)[-OUTPUT_TAIL:]
+
+    def last_lines(self, n_lines: int = 3) -> str:
+        """``; last output: a | b | c`` from the current split ('' if it wrote none)."""
+        lines = [line.strip() for line in self.output_tail.decode(errors="replace")
+                 .splitlines() if line.strip()][-n_lines:]
+        return f"; last output: {' | '.join(line[:200] for line in lines)}" if lines else ""
