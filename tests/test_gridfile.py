@@ -66,3 +66,23 @@ def test_a_thousand_tasks_are_views_of_one_map_and_a_bounded_cache(tmp_path):
     assert all(runner.run(job).status == "ok" for job in jobs)
     assert runner._data.bytes <= runner._data.limit
     assert runner._data.loads == 2000  # each task and split index loaded once, in order
+
+
+def test_text_labels_and_frames_come_back_as_they_went_in(tmp_path):
+    import pandas as pd
+    from sklearn.model_selection import KFold
+
+    frame = pd.DataFrame({"a": np.arange(12.0), "b": np.arange(12.0) ** 2})
+    labels = np.array(["cat", "dog", "émeu"] * 4, dtype=object)
+    mixed = pd.DataFrame({"i": np.arange(12), "f": np.linspace(0, 1, 12)})
+    tasks = [mb.Task("text", X=frame, y=labels), mb.Task("mixed", X=mixed, y=np.arange(12.0))]
+    grid = mb.Grid(tasks, {"d": mb.DebugLearner()}, resamplings=[KFold(3)],
+                   scoring={"zero": mb.zero_score})
+    grid_file = GridFile(mb.create_project(tmp_path / "p", grid) / "grid.h5")
+    X, y = grid_file.task_data(0)
+    assert mapped(X.to_numpy()) and list(X.columns) == ["a", "b"]
+    pd.testing.assert_frame_equal(X, frame)
+    assert y.tolist() == labels.tolist() and grid_file.task_kind(0) == "classification"
+    X_mixed, y_mixed = grid_file.task_data(1)  # mixed dtypes: through HDF5, as before
+    pd.testing.assert_frame_equal(X_mixed, mixed, check_dtype=False)
+    assert y_mixed.tolist() == list(np.arange(12.0))
