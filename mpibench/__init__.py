@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-from .errors import MpibenchError
+from .errors import MpibenchError, MpibenchWarning
 
 _HOMES = {
     "PValue": "analysis.pvalues", "pvalue": "analysis.pvalues",
@@ -54,7 +54,7 @@ __all__ = [  # noqa: RUF022 - grouped by role, not sorted
     "Grid", "Task", "SameOtherSizesCV", "DebugLearner", "create_project",
     "create_demo", "demo_data", "demo_grid",
     # running it
-    "run", "RunOptions", "MpibenchError",
+    "run", "RunOptions", "MpibenchError", "MpibenchWarning",
     # reading and comparing results
     "read_results", "read_attrs", "read_ranks", "read_predictions", "project_status",
     "PValue", "pvalue", "pvalue_downsample",

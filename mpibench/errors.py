@@ -19,6 +19,10 @@ class MpibenchError(ValueError):
     """Exit code of the command line (2: bad input or refused)."""
 
 
+class MpibenchWarning(UserWarning):
+    """A setting that runs but probably not as meant (one line: what happens, the fix)."""
+
+
 class WriteFailed(MpibenchError):
     """A project file could not be written (disk full, quota, I/O error): exit code 1.
 

@@ -447,10 +447,13 @@ def expand_splits(task: Task, cv: Any, seed: int) -> SplitSet:
         Seed for SOAK fold assignment, or for a splitter whose ``random_state`` is unset.
     """
     if isinstance(cv, SameOtherSizesCV):
-        splits = cv.iterations(
-            task.n_rows, groups=task.groups, subset=task.subset, stratum=task.stratum,
-            fold=task.fold, random_state=seed,
-        )
+        try:
+            splits = cv.iterations(
+                task.n_rows, groups=task.groups, subset=task.subset, stratum=task.stratum,
+                fold=task.fold, random_state=seed,
+            )
+        except MpibenchError as exc:
+            raise MpibenchError(f"Task {task.name!r}: {exc}") from None
         train = [s.train for s in splits]
         test = [s.test for s in splits]
         columns: dict[str, Any] = {
@@ -461,6 +464,7 @@ def expand_splits(task: Task, cv: Any, seed: int) -> SplitSet:
             n_groups = [len(t) for t in train]
         else:
             group_codes = pd.factorize(np.asarray(task.groups))[0]
+            _check_groups_whole(task, cv, train, test, group_codes)
             n_groups = [len(np.unique(group_codes[t])) for t in train]
         n = len(train)
         columns = {"iteration": np.arange(1, n + 1), "test_fold": np.arange(1, n + 1),
@@ -469,6 +473,32 @@ def expand_splits(task: Task, cv: Any, seed: int) -> SplitSet:
     columns["n_train"] = [len(t) for t in train]
     columns["n_test"] = [len(t) for t in test]
     return SplitSet(columns=columns, train=train, test=test)
+
+
+GROUP_AWARE = {"KFold": "GroupKFold", "StratifiedKFold": "StratifiedGroupKFold",
+               "RepeatedKFold": "GroupKFold", "RepeatedStratifiedKFold": "StratifiedGroupKFold",
+               "ShuffleSplit": "GroupShuffleSplit", "StratifiedShuffleSplit": "GroupShuffleSplit",
+               "LeaveOneOut": "LeaveOneGroupOut", "LeavePOut": "LeavePGroupsOut"}
+"""The scikit-learn splitter that keeps groups whole, for each one that ignores them."""
+
+
+def _check_groups_whole(task: Task, cv: Any, train: list, test: list,
+                        group_codes: np.ndarray) -> None:
+    """Refuse a split that puts rows of one group in both its train and test rows."""
+    in_test = np.zeros(int(group_codes.max()) + 1 if len(group_codes) else 0, dtype=bool)
+    for i, (tr, te) in enumerate(zip(train, test, strict=True)):
+        in_test[:] = False
+        in_test[group_codes[te]] = True
+        shared = in_test[group_codes[tr]]
+        if not shared.any():
+            continue
+        group = np.asarray(task.groups)[tr[np.flatnonzero(shared)[0]]]
+        name = type(cv).__name__
+        fix = GROUP_AWARE.get(name, "GroupKFold, StratifiedGroupKFold or GroupShuffleSplit")
+        raise MpibenchError(
+            f"Task {task.name!r} has groups, but split {i + 1} of {name} puts group "
+            f"{group!r} in both train and test rows. Use a group-aware splitter ({fix}), "
+            "or drop groups= from the task.")
 
 
 def _sklearn_splits(task: Task, cv: Any, seed: int) -> tuple[list, list]:

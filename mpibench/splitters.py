@@ -9,6 +9,7 @@ metadata (test subset, train subsets, nominal sizes, fold, seed).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import MpibenchError, invalid_parameter
+from .errors import MpibenchError, MpibenchWarning, invalid_parameter
 
 TRAIN_SUBSET_ORDER = ("all", "other", "same")
 """Iteration order of train subsets (alphabetical, as data.table sorts them)."""
@@ -295,8 +296,42 @@ class SameOtherSizesCV:
             np.zeros(n_rows, dtype=np.int64) if stratum is None
             else _encode(stratum, n_rows, "stratum", sort=False)[0]
         )
+        if subset is not None and not self.ignore_subset and len(subset_labels) == 1:
+            self._warn_one_subset(subset_labels)
+        if fold is None:
+            self._check_enough_groups(group_codes, subset_codes, subset_labels, groups is None)
         folds = self._folds(fold, group_codes, stratum_codes, n_rows, rng)
         return self._table(folds, group_codes, subset_codes, subset_labels, stratum_codes, rng)
+
+    def _check_enough_groups(self, group_codes, subset_codes, subset_labels, rows) -> None:
+        """Refuse fewer groups than folds; warn where a subset cannot be tested in every
+        fold or where one subset leaves only 'same' splits."""
+        unit = "rows" if rows else "groups"
+        n_groups = len(np.unique(group_codes))
+        if n_groups < self.folds:
+            raise MpibenchError(
+                f"SameOtherSizesCV(folds={self.folds}) needs at least {self.folds} {unit} "
+                f"to give every fold one; the data have {n_groups}. Use folds <= {n_groups}.")
+        if len(subset_labels) == 1:
+            return
+        per_subset = [len(np.unique(group_codes[subset_codes == s]))
+                      for s in range(len(subset_labels))]
+        short = [(subset_labels[s], n) for s, n in enumerate(per_subset) if n < self.folds]
+        if short:
+            label, n = short[0]
+            warnings.warn(
+                f"SameOtherSizesCV(folds={self.folds}): subset {label!r} has {n} {unit}, so "
+                f"it is a test subset in only {n} folds ({len(short)} subset(s) like this). "
+                f"Use folds <= {n}, or merge small subsets.", MpibenchWarning, stacklevel=4)
+
+    def _warn_one_subset(self, subset_labels: list) -> None:
+        if self.subsets == "S":
+            return
+        warnings.warn(
+            f"SameOtherSizesCV: the subset column has one value ({subset_labels[0]!r}), so "
+            "only 'same' splits are made ('other' has no rows, 'all' equals 'same'). Give "
+            "rows of several subsets, or pass ignore_subset=True to mean plain K-fold.",
+            MpibenchWarning, stacklevel=4)
 
     def _folds(self, fold, group_codes, stratum_codes, n_rows, rng) -> np.ndarray:
         if fold is None:

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.model_selection import GroupKFold, KFold, ShuffleSplit, StratifiedKFold
+from sklearn.model_selection import (
+    GroupKFold,
+    GroupShuffleSplit,
+    KFold,
+    ShuffleSplit,
+    StratifiedKFold,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.tree import DecisionTreeRegressor
@@ -173,17 +179,50 @@ def test_splitter_that_needs_groups_gets_a_clear_error():
 
 def test_sklearn_splitters_and_explicit_pairs():
     task = regression_task(n=20, groups=np.arange(20) // 4)
-    pairs = [(np.arange(10), np.arange(10, 20)), (np.arange(10, 20), np.arange(10))]
+    pairs = [(np.arange(8), np.arange(8, 20)), (np.arange(8, 20), np.arange(8))]
     grid = mb.Grid([task], [DummyRegressor()], resamplings={
-        "shuffle": ShuffleSplit(4, test_size=0.25), "groups": GroupKFold(5), "halves": pairs})
+        "shuffle": GroupShuffleSplit(4, test_size=0.25), "groups": GroupKFold(5),
+        "halves": pairs})
     jobs = grid.job_table()
     assert jobs.groupby("resampling").size().to_dict() == {"groups": 5, "halves": 2,
                                                            "shuffle": 4}
-    # ShuffleSplit without random_state is seeded from the grid seed: reproducible
-    again = mb.Grid([task], [DummyRegressor()], resamplings=[ShuffleSplit(4, test_size=0.25)])
-    first = mb.Grid([task], [DummyRegressor()], resamplings=[ShuffleSplit(4, test_size=0.25)])
+    # a splitter without random_state is seeded from the grid seed: reproducible
+    plain = regression_task(n=20)
+    again = mb.Grid([plain], [DummyRegressor()], resamplings=[ShuffleSplit(4, test_size=0.25)])
+    first = mb.Grid([plain], [DummyRegressor()], resamplings=[ShuffleSplit(4, test_size=0.25)])
     assert all(np.array_equal(a, b) for a, b in zip(
         again.split_set(0, 0).test, first.split_set(0, 0).test, strict=True))
+
+
+@pytest.mark.parametrize(("splitter", "fix"), [
+    (KFold(3), "GroupKFold"), (ShuffleSplit(3, test_size=0.3), "GroupShuffleSplit"),
+    ([(np.arange(10), np.arange(10, 20))], "GroupKFold, StratifiedGroupKFold")])
+def test_groups_stay_whole_or_the_grid_is_refused(splitter, fix):
+    """A splitter that ignores groups would put one group on both sides of a split."""
+    task = regression_task(n=20, groups=np.arange(20) // 4)
+    with pytest.raises(mb.MpibenchError, match=f"has groups, but split 1 .* \\({fix}"):
+        mb.Grid([task], [DummyRegressor()], resamplings=[splitter]).job_table()
+    kept = mb.Grid([task], [DummyRegressor()], resamplings=[GroupKFold(5)]).split_set(0, 0)
+    groups = np.arange(20) // 4
+    assert all(not set(groups[tr]) & set(groups[te]) for tr, te in zip(
+        kept.train, kept.test, strict=True))
+
+
+def test_impossible_soak_settings_are_refused_or_warned():
+    few = regression_task(n=30)
+    with pytest.raises(mb.MpibenchError, match=r"Task 't': .*folds=50\) needs at least "
+                       r"50 rows .* have 30\. Use folds <= 30"):
+        mb.Grid([few], [DummyRegressor()], [mb.SameOtherSizesCV(folds=50)]).job_table()
+    grouped = regression_task(n=30, groups=np.arange(30) // 10)
+    with pytest.raises(mb.MpibenchError, match="needs at least 4 groups"):
+        mb.Grid([grouped], [DummyRegressor()], [mb.SameOtherSizesCV(folds=4)]).job_table()
+    one = regression_task(n=30, subset=np.repeat(["A"], 30))
+    with pytest.warns(mb.MpibenchWarning, match="one value \\('A'\\), so only 'same'"):
+        mb.Grid([one], [DummyRegressor()], [mb.SameOtherSizesCV()]).job_table()
+    uneven = regression_task(n=30, subset=np.r_[["A"] * 28, ["B"] * 2])
+    with pytest.warns(mb.MpibenchWarning, match="subset 'B' has 2 rows, so it is a test "
+                      "subset in only 2 folds"):
+        mb.Grid([uneven], [DummyRegressor()], [mb.SameOtherSizesCV(folds=3)]).job_table()
 
 
 def test_scorers_resolve_and_pickle():
