@@ -146,6 +146,9 @@ PREDICTION_SCORERS: dict[str, Callable] = {
 1-D numbers (or integer or string labels), equal to scikit-learn's to 1e-12 without its
 per-call validation (150 us a call); anything else goes to scikit-learn."""
 
+COLUMN_NAMES = {"error": "error_rate"}
+"""A short name whose column is named otherwise: ``error`` is the failure-message column."""
+
 PROBA_SCORERS: dict[str, Callable] = {"auc": _auc, "logloss": _logloss}
 """Short names scored on ``predict_proba`` output."""
 
@@ -195,7 +198,7 @@ def resolve_scorer(spec: Any, name: str | None = None) -> Scorer:
     """
     if isinstance(spec, str):
         if spec in PREDICTION_SCORERS:
-            return Scorer(name or spec, "predict", spec)
+            return Scorer(name or COLUMN_NAMES.get(spec, spec), "predict", spec)
         if spec in PROBA_SCORERS:
             return Scorer(name or spec, "proba", spec)
         if spec in _metrics().get_scorer_names():
@@ -235,6 +238,13 @@ def resolve_scoring(scoring: Any) -> list[Scorer]:
         )
     if not scorers:
         raise MpibenchError("scoring is empty. Give at least one scorer, e.g. ['rmse'].")
+    from .store.storage import result_columns
+
+    reserved = [n for n in names if n in result_columns([])]
+    if reserved:
+        raise MpibenchError(
+            f"Scorer name {reserved[0]!r} is a column of the results already. Name the "
+            f"scorer otherwise: scoring={{'{reserved[0]}_score': ...}}.")
     return scorers
 
 

@@ -60,7 +60,7 @@ def test_downsampled_rows_are_left_out_and_failed_ones_show():
 def test_paired_p_value_is_nan_where_r_fails(same, other, why):
     row = mb.pvalue(score_table(same, other), "rmse").pvalues.iloc[0]
     assert np.isnan(row["p_paired"]), why
-    assert row["label"] == "P = NaN"
+    assert row["label"] == "P = NA"
     assert np.isnan(row["mean_diff"]), why  # estimate and p-value are NA together (M2)
 
 
@@ -219,7 +219,7 @@ def test_m4_pvalue_downsample_refuses_results_without_down_sampling():
 def test_labels_as_r_writes_them():
     result = mb.pvalue(score_table([1.0], [2.0]), "rmse")
     assert result.stats.set_index("train_subsets").loc["same", "label"] == "1.000 ± NA"
-    assert result.pvalues["label"].tolist() == ["P = NaN"]
+    assert result.pvalues["label"].tolist() == ["P = NA"]
 
 
 def test_two_rows_for_one_cell_are_refused_not_picked():
@@ -250,6 +250,32 @@ def test_mlr3_names_for_r(demo_results, tmp_path):
     assert r_table["regr.rmse"].tolist() == results["rmse"].tolist()
     assert main(["results", str(project), "--mlr3", "-o", str(tmp_path / "s.csv")]) == 0
     assert "regr.rmse" in pd.read_csv(tmp_path / "s.csv").columns
+
+
+def test_the_error_scorer_and_mlr3_measure_ids(tmp_path):
+    """``error`` (the misclassification rate) has its own column beside the message
+    column; the mlr3 export names as mlr3 measures only scores equal to mlr3measures'."""
+    from sklearn.dummy import DummyClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 3))
+    task = mb.Task("three", X=X, y=np.digitize(X[:, 0], [-0.5, 0.5]))
+    grid = mb.Grid([task], [DecisionTreeClassifier(), DummyClassifier()],
+                   [mb.SameOtherSizesCV(folds=3)],
+                   scoring=["error", "f1", "auc", "logloss", "accuracy"])
+    assert [s.name for s in grid.scorers][:2] == ["error_rate", "f1"]
+    project = mb.create_project(tmp_path / "p", grid)
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    results = mb.read_results(project)
+    assert (results["status"] == "ok").all() and (results["error"] == "").all()
+    assert np.allclose(results["error_rate"], 1 - results["accuracy"])
+    r_table = mb.read_results(project, names="mlr3")
+    measures = [c for c in r_table.columns if c.startswith(("classif.", "regr."))]
+    assert measures == ["classif.ce", "classif.acc"]  # what R's pvalue() takes first
+    assert {"error", "f1", "auc", "logloss"} <= set(r_table.columns)
+    with pytest.raises(mb.MpibenchError, match="Scorer name 'status' is a column"):
+        mb.Grid([task], [DummyClassifier()], scoring={"status": "accuracy"})
 
 
 def test_a_report_without_comparisons_says_why(tmp_path):

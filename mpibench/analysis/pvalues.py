@@ -87,15 +87,15 @@ def welch_test(compare: np.ndarray, same: np.ndarray) -> float:
 
 
 def p_label(p: float) -> str:
-    """``"P < 0.0001"`` or ``"P = 0.0123"`` (``"P = NaN"`` when undefined, as R).
+    """``"P < 0.0001"`` or ``"P = 0.0123"`` (``"P = NA"`` when undefined, as R labels it).
 
     Examples
     --------
     >>> p_label(0.01234), p_label(1e-6), p_label(float("nan"))
-    ('P = 0.0123', 'P < 0.0001', 'P = NaN')
+    ('P = 0.0123', 'P < 0.0001', 'P = NA')
     """
     if np.isnan(p):
-        return "P = NaN"
+        return "P = NA"
     return "P < 0.0001" if p < 1e-4 else f"P = {p:.4f}"
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import MpibenchError
 
-LOWER_IS_BETTER = frozenset({"rmse", "mse", "mae", "medae", "error", "logloss"})
+LOWER_IS_BETTER = frozenset({"rmse", "mse", "mae", "medae", "error_rate", "logloss"})
 """Short scorer names whose smaller values are better (every other score: larger)."""
 
 

@@ -378,10 +378,14 @@ MLR3_COLUMNS = {
 MLR3_MEASURES = {
     "rmse": "regr.rmse", "mse": "regr.mse", "mae": "regr.mae", "medae": "regr.medae",
     "r2": "regr.rsq", "accuracy": "classif.acc", "balanced_accuracy": "classif.bacc",
-    "f1": "classif.fbeta", "error": "classif.ce", "auc": "classif.auc",
-    "logloss": "classif.logloss",
+    "error_rate": "classif.ce",
 }
-"""Scorer names as mlr3 measure ids."""
+"""Scorer names as mlr3 measure ids: only those whose values equal mlr3measures' on the
+same predictions. ``f1`` (macro; mlr3's ``classif.fbeta`` is the positive class's F1),
+``auc`` (mlr3's ``classif.auc`` is binary only) and ``logloss`` (mlr3measures clips
+probabilities at 1e-15, scikit-learn at 2.2e-16) keep their names, as does the
+``error`` message column: R's ``pvalue()`` takes the first ``classif.``/``regr.``
+column as the measure."""
 
 
 def mlr3_names(frame: pd.DataFrame) -> pd.DataFrame:
