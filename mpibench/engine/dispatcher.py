@@ -17,7 +17,8 @@ from .._version import __version__
 from ..errors import MpibenchError, inject_fault
 from ..formatting import overdue_line
 from ..store.batch import EncodedResults
-from ..store.gridfile import GridFile
+from ..store.checksums import verify_checksums
+from ..store.gridfile import GRID_FIX, GridFile
 from ..store.lock import ProjectLock
 from ..store.paths import ProjectPaths
 from ..store.records import INTERRUPTED, RankStats, SplitResult, Status, failed_result
@@ -125,6 +126,7 @@ class Dispatcher:
                 f"{self.paths.grid} is damaged or incomplete ({str(exc)[:160]}). Restore it "
                 "from a copy, or create the project again (same grid, new folder); "
                 "results.journal is kept.") from None
+        verify_checksums(self.paths.grid, GRID_FIX)
         limited = [name for name, settings in grid_file.learner_options().items()
                    if settings.get("timeout") or settings.get("memory_limit")]
         if limited and not self.options.isolate:

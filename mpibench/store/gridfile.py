@@ -28,20 +28,33 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from .checksums import CRC_ATTR, damaged, stamp_checksums, values_crc
 from .layout import MappedGrid, Packer, packable
 
 STRING = h5py.string_dtype()
 SCHEMA_VERSION = 1
 
 
-def write_column(group: h5py.Group, name: str, values: Any) -> None:
-    """Write a 1-D column: numbers as they are, anything else as UTF-8 strings."""
+CHECKED_CHUNK = 2**18
+"""Elements per chunk of a column written with ``checked`` (Fletcher-32 needs chunks)."""
+
+
+def write_column(group: h5py.Group, name: str, values: Any, *, checked: bool = False) -> None:
+    """Write a 1-D column: numbers as they are, anything else as UTF-8 strings.
+
+    ``checked``: numbers with HDF5's Fletcher-32 filter, text with a ``crc32``
+    attribute (see :mod:`~mpibench.store.checksums`), both checked on reading.
+    """
     array = np.asarray(values)
     if array.dtype.kind in "fiub":
-        group.create_dataset(name, data=array)
+        chunks = {"fletcher32": True, "chunks": (max(1, min(len(array), CHECKED_CHUNK)),)
+                  } if checked and array.ndim == 1 and len(array) else {}
+        group.create_dataset(name, data=array, **chunks)
     else:
-        group.create_dataset(name, data=np.asarray([str(v) for v in array], dtype=object),
-                             dtype=STRING)
+        text = np.asarray([str(v) for v in array], dtype=object)
+        dataset = group.create_dataset(name, data=text, dtype=STRING)
+        if checked:
+            dataset.attrs[CRC_ATTR] = np.uint32(values_crc(text))
 
 
 def write_job_column(group: h5py.Group, name: str, values: Any) -> None:
@@ -62,12 +75,26 @@ def write_job_column(group: h5py.Group, name: str, values: Any) -> None:
 
 def read_column(dataset: h5py.Dataset) -> Any:
     """Read a column written by :func:`write_column` or :func:`write_job_column` (a
-    categorical for the latter's codes)."""
+    categorical for the latter's codes), checked against its checksum if it has one
+    (:class:`~mpibench.store.checksums.DamagedFile` if it fails)."""
+    try:
+        values = dataset.asstr()[()] if h5py.check_string_dtype(dataset.dtype) \
+            else dataset[()]
+    except OSError as exc:
+        if not dataset.fletcher32:
+            raise
+        raise damaged(Path(dataset.file.filename), dataset.name, REBUILD_FIX) from exc
+    if CRC_ATTR in dataset.attrs and int(dataset.attrs[CRC_ATTR]) != values_crc(values):
+        raise damaged(Path(dataset.file.filename), dataset.name, REBUILD_FIX)
     if "categories" in dataset.attrs:
-        return pd.Categorical.from_codes(dataset[()], json.loads(dataset.attrs["categories"]))
-    if h5py.check_string_dtype(dataset.dtype):
-        return dataset.asstr()[()]
-    return dataset[()]
+        return pd.Categorical.from_codes(values, json.loads(dataset.attrs["categories"]))
+    return values
+
+
+REBUILD_FIX = ("Restore it from a copy; a results.h5 beside results.journal is rebuilt "
+               "by `mpibench run PROJECT`.")
+GRID_FIX = ("Restore it from a copy, or create the project again from its script in a new "
+            "folder; results.journal and results.h5 are kept.")
 
 
 def share_data() -> bool:
@@ -179,6 +206,7 @@ def write_grid_file(path: Path, grid: Any, jobs: pd.DataFrame, attrs: dict,
         _fill_grid_file(h5, grid, jobs, attrs)
         if extra is not None:
             extra(h5)
+        stamp_checksums(h5)
 
     write_hdf5_atomically(
         path, fill,

@@ -50,6 +50,11 @@ class JournalCorrupt(MpibenchError):
     """A damaged record in the middle of the journal."""
 
 
+class JournalHeaderDamaged(JournalCorrupt):
+    """The journal's header (the grid it belongs to) is damaged: no record can be
+    trusted to belong to this grid."""
+
+
 def frame(body: bytes) -> bytes:
     """One record: length, CRC-32, then the JSON ``body``."""
     return HEAD.pack(len(body), zlib.crc32(body)) + body
@@ -220,6 +225,12 @@ def read_journal(path: Path, parts: dict[str, str], *, repair: bool = False) -> 
     """
     data = path.read_bytes()
     contents = parse(data)
+    if contents.header is None:
+        raise JournalHeaderDamaged(
+            f"{path}: its header, which names the grid it belongs to, is damaged, so no "
+            "result in it can be checked against this grid. Rerun with --repair: it is "
+            "moved aside (kept), the results in a results.h5 of this grid are kept and "
+            "the other splits run again.")
     changed = changed_parts(contents.header, parts)
     if changed:
         raise MpibenchError(

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ import pandas as pd
 from ..errors import MpibenchError, invalid_parameter
 from ..tuning import FEW_SPLITS
 from .batch import EncodedResults, ResultBatch, ResultColumns
+from .checksums import DamagedFile
 from .gridfile import SCHEMA_VERSION, read_column, write_column
-from .journal import JournalWriter, read_journal
+from .journal import JournalHeaderDamaged, JournalWriter, read_journal
 from .paths import ProjectPaths, write_hdf5_atomically
 from .records import RankStats
 
@@ -113,7 +115,23 @@ class ResultStore:
     def _read_previous(self, repair: bool) -> ResultBatch | None:
         """Load the journal; without one, adopt the rows of an existing results.h5."""
         if self.paths.journal.exists() and self.paths.journal.stat().st_size:
-            contents = read_journal(self.paths.journal, self.parts, repair=repair)
+            try:
+                contents = read_journal(self.paths.journal, self.parts, repair=repair)
+            except JournalHeaderDamaged:
+                if not repair:
+                    raise
+                contents = None
+                aside = self.paths.journal.with_name(
+                    f"{self.paths.journal.name}.damaged-{int(time.time())}")
+                self.paths.journal.rename(aside)
+                warnings.warn(f"{self.paths.journal}: its header was damaged; moved it to "
+                              f"{aside.name} (kept). Splits not in results.h5 run again.",
+                              stacklevel=3)
+        else:
+            contents = None
+        if contents is not None and not contents.n_rows and self.paths.results.exists():
+            contents = None  # a journal cut to its header: results.h5 holds the results
+        if contents is not None:
             for batch in contents.batches:
                 self._results.append(batch)
             self.started = contents.started_counts(len(self.jobs))
@@ -248,13 +266,13 @@ class ResultStore:
             splits = h5.create_group("splits")
             splits.attrs["order"] = result_columns(self.scorer_names)
             for name, values in columns:
-                write_column(splits, name, values)
+                write_column(splits, name, values, checked=True)
             n_history, earlier = self.columns(history=True)
             if n_history:  # attempts that --retry replaced
                 group = h5.create_group("history")
                 group.attrs["order"] = result_columns(self.scorer_names)
                 for name, values in earlier:
-                    write_column(group, name, values)
+                    write_column(group, name, values, checked=True)
             _write_table(h5.create_group("ranks"), rank_table)
             if predictions is not None:
                 _write_table(h5.create_group("predictions"), predictions)
@@ -315,7 +333,7 @@ def _plain(value: Any) -> Any:
 def _write_table(group: h5py.Group, frame: pd.DataFrame) -> None:
     group.attrs["order"] = [str(c) for c in frame.columns]
     for column in frame.columns:
-        write_column(group, column, frame[column].to_numpy())
+        write_column(group, column, frame[column].to_numpy(), checked=True)
 
 
 def _results_path(path: str | os.PathLike) -> Path:
@@ -328,14 +346,15 @@ def _results_path(path: str | os.PathLike) -> Path:
     return target
 
 
-def _damaged_results(target: Path, cause: Any) -> MpibenchError:
+def _damaged_results(target: Path, cause: Any,
+                     error_class: type[MpibenchError] = MpibenchError) -> MpibenchError:
     """The one-line error for a ``results.h5`` that cannot be read, with the fix."""
     journal = ProjectPaths(target.parent).journal
     fix = (f"`mpibench run {target.parent}` rebuilds it from {journal.name}"
            if journal.exists() and journal.stat().st_size else
            f"there is no journal to rebuild it from: move it aside (mv {target} "
            f"{target}.damaged) and `mpibench run {target.parent}` computes its splits again")
-    return MpibenchError(f"{target} is damaged or incomplete ({cause}); {fix}.")
+    return error_class(f"{target} is damaged or incomplete ({cause}); {fix}.")
 
 
 @contextlib.contextmanager
@@ -349,6 +368,8 @@ def open_results(path: str | os.PathLike) -> Iterator[h5py.File]:
     try:
         with h5:
             yield h5
+    except DamagedFile as exc:
+        raise _damaged_results(target, exc.cause, DamagedFile) from None
     except (KeyError, OSError, ValueError) as exc:
         raise _damaged_results(target, f"{type(exc).__name__}: {exc}") from None
 

@@ -1,0 +1,113 @@
+"""A flipped bit in a project file is an error, not a number (issue 24, item 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from mpi_helpers import run_mpibench
+
+import mpibench as mb
+from mpibench.store.checksums import DamagedFile, verify_checksums
+
+
+def flip_bit(path: Path, dataset: str, element: int = 0) -> None:
+    """Flip the lowest bit of byte 0 of ``element`` of ``dataset`` on disk."""
+    with h5py.File(path, "r") as h5:
+        item = h5[dataset]
+        if item.chunks is None:
+            offset = item.id.get_offset()
+        else:
+            offset = item.id.get_chunk_info(0).byte_offset
+        offset += element * item.dtype.itemsize
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)[0]
+        handle.seek(offset)
+        handle.write(bytes([byte ^ 1]))
+
+
+def packed_y(path: Path) -> str:
+    """The packed dataset holding task 0's y (float64)."""
+    with h5py.File(path, "r") as h5:
+        return f"packed/{sorted(h5['packed'])[0]}"
+
+
+def test_every_grid_dataset_carries_a_checksum(tmp_path):
+    project = mb.create_demo(tmp_path / "demo")
+    assert verify_checksums(project / "grid.h5", "fix") > 10
+    with h5py.File(project / "grid.h5", "r") as h5:
+        names = []
+        h5.visititems(lambda n, i: names.append(n) if isinstance(i, h5py.Dataset) else None)
+        assert all("crc32" in h5[n].attrs for n in names)
+
+
+def test_a_flipped_bit_in_results_h5_is_an_error(tmp_path):
+    project = mb.create_demo(tmp_path / "demo")
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    flip_bit(project / "results.h5", "splits/rmse", element=3)
+    with pytest.raises(DamagedFile, match=r"results.h5 is damaged or incomplete "
+                       r"\(/splits/rmse does not match its checksum .*\); `mpibench run "):
+        mb.read_results(project)
+    with h5py.File(project / "results.h5", "r+") as h5:
+        h5["splits/error"].attrs["crc32"] = np.uint32(1)  # text: its own checksum
+    (project / "results.journal").unlink()
+    with pytest.raises(DamagedFile, match=r"/splits/.*no journal to rebuild it from"):
+        mb.read_results(project)
+
+
+@pytest.mark.mpi
+def test_damaged_grid_data_is_refused_before_any_split(tmp_path):
+    project = mb.create_demo(tmp_path / "demo")
+    flip_bit(project / "grid.h5", packed_y(project / "grid.h5"), element=5)
+    done = run_mpibench(3, "run", project, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "damaged" in line]
+    assert lines and "does not match its checksum" in lines[0] and "/packed/" in lines[0]
+    assert not (project / "results.h5").exists()
+    assert not (project / "run.lock").exists()
+
+
+@pytest.mark.mpi
+def test_repair_of_a_damaged_header_keeps_the_fingerprint(tmp_path):
+    project = mb.create_demo(tmp_path / "demo")
+    assert run_mpibench(3, "run", project).returncode == 0
+    reference = mb.read_results(project)
+    journal = project / "results.journal"
+    data = bytearray(journal.read_bytes())
+    data[len(b"MPIBENCH-JOURNAL 1\n") + 20] ^= 0xFF  # inside the header record
+    journal.write_bytes(bytes(data))
+    refused = run_mpibench(3, "run", project)
+    assert refused.returncode == 2 and "header" in refused.stderr and "--repair" in \
+        refused.stderr
+    # a grid.h5 swapped for one with other learner parameters is still refused
+    grid = mb.demo_grid()
+    grid.learners["rpart"].set_params(max_depth=1)
+    other = mb.create_project(tmp_path / "other", grid)
+    original = (project / "grid.h5").read_bytes()
+    (project / "grid.h5").write_bytes((other / "grid.h5").read_bytes())
+    swapped = run_mpibench(3, "run", project, "--repair")
+    assert swapped.returncode == 2 and "different grid" in swapped.stderr, swapped.stderr
+    (project / "grid.h5").write_bytes(original)
+    repaired = run_mpibench(3, "run", project, "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert list(project.glob("results.journal.damaged-*"))
+    pd.testing.assert_frame_equal(
+        mb.read_results(project).sort_values("job_id", ignore_index=True)[["job_id", "rmse"]],
+        reference.sort_values("job_id", ignore_index=True)[["job_id", "rmse"]])
+
+
+def test_a_journal_cut_to_its_header_keeps_the_results_of_results_h5(tmp_path):
+    project = mb.create_demo(tmp_path / "demo")
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    before = mb.read_results(project)
+    journal = project / "results.journal"
+    data = journal.read_bytes()
+    header_end = len(b"MPIBENCH-JOURNAL 1\n") + 8 + int.from_bytes(data[19:23], "little")
+    journal.write_bytes(data[:header_end])
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    after = mb.read_results(project)
+    assert after["start_time"].tolist() == before["start_time"].tolist()  # none ran again
