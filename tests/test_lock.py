@@ -52,3 +52,60 @@ def test_lock_of_the_same_slurm_job_is_a_requeued_run(tmp_path, monkeypatch):
                                 "start_time": 0}))
     with pytest.warns(UserWarning, match="requeued"), ProjectLock(path):
         pass
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x00garbage{", b"[1, 2]"])
+def test_an_empty_or_garbled_lock_is_stale_once_old(tmp_path, content):
+    path = tmp_path / "run.lock"
+    path.write_bytes(content)
+    with pytest.raises(MpibenchError, match="being written by another run"):
+        ProjectLock(path).acquire()
+    os.utime(path, (0, 0))
+    with pytest.warns(UserWarning, match="empty or garbled lock"), ProjectLock(path) as lock:
+        assert json.loads(path.read_text())["pid"] == lock.info["pid"]
+    assert not path.exists()
+
+
+def _contend(path, start, done, held):
+    """One contender: take the lock when ``start`` opens, hold it until all tried."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    lock = ProjectLock(path)
+    start.wait()
+    try:
+        lock.acquire()
+        held.put(os.getpid())
+    except MpibenchError:
+        pass
+    done.wait()
+    lock.release()
+
+
+def test_two_runs_taking_over_one_stale_lock_never_both_hold_it(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout),
+                        "start_time": 0})
+    holders = []
+    for trial in range(40):
+        path = tmp_path / f"run{trial}.lock"
+        path.write_text(stale)
+        start, done, held = context.Barrier(3), context.Barrier(3), context.Queue()
+        procs = [context.Process(target=_contend, args=(path, start, done, held))
+                 for _ in range(2)]
+        for proc in procs:
+            proc.start()
+        start.wait(timeout=30)
+        done.wait(timeout=30)
+        for proc in procs:
+            proc.join(timeout=30)
+        count = 0
+        while not held.empty():
+            held.get()
+            count += 1
+        holders.append(count)
+    assert holders == [1] * 40, holders

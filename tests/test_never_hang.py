@@ -304,6 +304,20 @@ def test_full_disk_is_one_line_exit_1_and_loses_nothing(tmp_path, leave):
         assert mb.read_attrs(path)["complete"] and len(mb.read_results(path)) == 300
 
 
+def test_a_full_disk_at_the_start_leaves_no_lock_behind(tmp_path):
+    with small_disk(tmp_path, "2m") as disk:
+        path = mb.create_project(disk / "p", many_splits_grid())
+        filler = fill(disk, 0)
+        done = run_mpibench(3, "run", path, "--progress-every", "0", timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert_one_line_error(done, "No space left on device", "Free space")
+        assert not (path / "run.lock").exists() and not temp_files(path)
+        filler.unlink()
+        again = run_mpibench(3, "run", path, "--progress-every", "0", timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert len(mb.read_results(path)) == 300
+
+
 def test_creating_a_project_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     with small_disk(tmp_path, "1m") as disk:
         fill(disk, 16 << 10)

@@ -1,12 +1,18 @@
 """``run.lock``: one run per project at a time.
 
-The file is created exclusively and holds JSON (host, pid, SLURM job id, start
-time), so a person can see who holds it. A lock left by a dead process on this host
-is taken over with a warning; one from another host is never guessed stale.
+The file holds JSON (host, pid, SLURM job id, start time), so a person can see who
+holds it. It is written whole to a temporary file and hard-linked into place (a link
+fails if the name exists, on NFS too), so a lock is never seen half written; a full
+disk leaves none. A lock left by a dead process on this host is taken over with a
+warning; one from another host is never guessed stale; an empty or garbled one older
+than ``GARBLED_STALE_SECONDS`` is stale. A takeover renames the stale lock aside and
+checks that what it moved is what it judged, so two runs taking over the same stale
+lock never both hold it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,7 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import MpibenchError
+from ..errors import MpibenchError, WriteFailed
+
+GARBLED_STALE_SECONDS = 5.0
+"""Age (seconds) past which an empty or unreadable lock counts as stale."""
 
 
 def pid_alive(pid: int) -> bool:
@@ -45,9 +54,10 @@ def describe_holder(info: dict) -> str:
 def read_holder(path: Path) -> dict | None:
     """The JSON a lock file holds (None when it is missing or unreadable)."""
     try:
-        return json.loads(Path(path).read_text() or "{}")
+        holder = json.loads(Path(path).read_text(errors="replace") or "{}")
     except (OSError, ValueError):
         return None
+    return holder if isinstance(holder, dict) else None
 
 
 def holder_alive(holder: dict) -> bool | None:
@@ -98,36 +108,99 @@ class ProjectLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`MpibenchError` naming its holder."""
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            except OSError as exc:
-                raise MpibenchError(
-                    f"Cannot create {self.path}: {exc.strerror}. A run writes into the "
-                    "project folder: make it writable (chmod u+w) or copy the project to "
-                    "a folder you can write, and rerun.") from None
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.info, handle)
-                handle.write("\n")
-            self._held = True
-            return
+        text = json.dumps(self.info) + "\n"
+        for _ in range(4):
+            if self._create(text):
+                self._held = True
+                return
+            self._take_over_if_stale()
         raise MpibenchError(f"Could not create {self.path}; another run raced for it. Retry.")
 
-    def _take_over_if_stale(self) -> None:
-        holder = read_holder(self.path) or {}
-        reason = self._stale_reason(holder)
-        if reason:
-            warnings.warn(f"Taking over the stale lock {self.path} of "
-                          f"{describe_holder(holder)}: {reason}.", stacklevel=3)
+    def _create(self, text: str) -> bool:
+        """Put a lock holding ``text`` at the path; False if one is there already."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            try:
+                with open(tmp, "w") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+                    return self._create_exclusively(text)  # (no hard links here)
+                raise self._cannot_write(exc) from None
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _create_exclusively(self, text: str) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
+        try:
+            os.write(fd, text.encode())
+        except OSError as exc:
+            os.close(fd)
             self.path.unlink(missing_ok=True)
+            raise self._cannot_write(exc) from None
+        os.close(fd)
+        return True
+
+    def _cannot_write(self, exc: OSError) -> MpibenchError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return WriteFailed(f"Cannot write {self.path}: {exc.strerror}. Free space there "
+                               "(or raise the quota) and rerun; nothing was changed.")
+        return MpibenchError(
+            f"Cannot create {self.path}: {exc.strerror}. A run writes into the "
+            "project folder: make it writable (chmod u+w) or copy the project to "
+            "a folder you can write, and rerun.")
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            seen = self.path.read_bytes()
+        except FileNotFoundError:
+            return  # released meanwhile: try again
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
+        holder = read_holder(self.path) if seen else None
+        reason = self._stale_reason(holder) if holder else self._garbled_reason(seen)
+        if not reason:
+            raise MpibenchError(
+                f"Another run holds {self.path}: {describe_holder(holder or {})}. Wait for "
+                "it to finish; if it is dead (e.g. on another node), delete that file and "
+                "rerun.")
+        aside = self.path.with_name(f".{self.path.name}.{os.getpid()}.stale")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return  # another run took it over first
+        if aside.read_bytes() != seen:  # moved a newer lock: put it back
+            try:
+                os.link(aside, self.path)
+            except FileExistsError:
+                pass
+            aside.unlink(missing_ok=True)
             return
-        raise MpibenchError(
-            f"Another run holds {self.path}: {describe_holder(holder)}. Wait for it to "
-            "finish; if it is dead (e.g. on another node), delete that file and rerun."
-        )
+        aside.unlink(missing_ok=True)
+        who = describe_holder(holder) if holder else "nobody (an empty or garbled lock)"
+        warnings.warn(f"Taking over the stale lock {self.path} of {who}: {reason}.",
+                      stacklevel=4)
+
+    def _garbled_reason(self, seen: bytes) -> str:
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except OSError:
+            return ""
+        if age < GARBLED_STALE_SECONDS:
+            raise MpibenchError(f"{self.path} is being written by another run; retry in a "
+                                "few seconds.")
+        return f"it is {'empty' if not seen.strip() else 'not a lock mpibench wrote'}"
 
     def _stale_reason(self, holder: dict) -> str:
         """Why the holder is certainly gone, or '' when it may be alive."""
@@ -146,9 +219,11 @@ class ProjectLock:
         return self._held
 
     def release(self) -> None:
-        """Remove the lock file if we hold it."""
+        """Remove the lock file if we hold it (and it is still ours)."""
         if self._held:
-            self.path.unlink(missing_ok=True)
+            holder = read_holder(self.path)
+            if holder is None or holder.get("pid") == self.info["pid"]:
+                self.path.unlink(missing_ok=True)
             self._held = False
 
     def __enter__(self) -> ProjectLock:
