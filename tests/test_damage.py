@@ -111,3 +111,36 @@ def test_a_journal_cut_to_its_header_keeps_the_results_of_results_h5(tmp_path):
     assert mb.run(project, progress_every=0, isolate=False) == 0
     after = mb.read_results(project)
     assert after["start_time"].tolist() == before["start_time"].tolist()  # none ran again
+
+
+def test_predictions_after_a_torn_record_are_kept(tmp_path):
+    from mpibench.store.predictions import PredictionWriter, read_records
+
+    writer = PredictionWriter(tmp_path, 1)
+    for job in range(3):
+        writer.write(job, 1, np.arange(4), np.arange(4.0), None)
+    whole = writer.path.read_bytes()
+    with open(writer.path, "ab") as handle:  # half a record: a write the disk cut short
+        handle.write(whole[: len(whole) // 3 // 2])
+    later = PredictionWriter(tmp_path, 1)
+    for job in range(3, 5):
+        later.write(job, 1, np.arange(4), np.arange(4.0), None)
+    assert [record[0] for record in read_records(writer.path)] == [0, 1, 2, 3, 4]
+
+
+def test_a_prediction_write_on_a_full_disk_leaves_no_torn_record(tmp_path):
+    from test_never_hang import fill, small_disk
+
+    from mpibench.store.predictions import PredictionWriter, read_records
+
+    with small_disk(tmp_path, "1m") as disk:
+        writer = PredictionWriter(disk, 1)
+        writer.write(0, 1, np.arange(4), np.arange(4.0), None)
+        size = writer.path.stat().st_size
+        filler = fill(disk, 8 << 10)
+        with pytest.raises(OSError):
+            writer.write(1, 1, np.arange(50_000), np.arange(50_000.0), None)
+        assert writer.path.stat().st_size == size
+        filler.unlink()
+        writer.write(2, 1, np.arange(4), np.arange(4.0), None)
+        assert [record[0] for record in read_records(writer.path)] == [0, 2]

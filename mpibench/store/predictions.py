@@ -3,7 +3,8 @@
 The process that runs a split appends its test rows, predictions and (for learners
 with ``predict_proba``) class probabilities to ``PROJECT/predictions/rank-R.bin``,
 one framed record per split (length, CRC-32, pickle) written with one ``write``: a
-killed process leaves at most a torn last record, which readers skip. Rank 0 gathers
+write that fails (a full disk) is cut off again, and readers skip a torn or damaged
+record and go on at the next intact one, so records appended later are not lost. Rank 0 gathers
 the records of the splits whose result is recorded (the latest attempt of each) into
 ``/predictions`` of ``results.h5`` at every checkpoint: one row per (split, test row)
 with ``job_id``, ``attempt``, ``row`` (index into the task's rows), ``prediction`` and a
@@ -12,6 +13,7 @@ with ``job_id``, ``attempt``, ``row`` (index into the task's rows), ``prediction
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import struct
@@ -52,19 +54,48 @@ class PredictionWriter:
             (int(job_id), int(attempt), np.asarray(rows, dtype=np.int64),
              np.asarray(prediction), None if proba is None else np.asarray(proba, float),
              None if classes is None else [str(c) for c in classes]), protocol=5)
-        os.write(self._fd, HEAD.pack(len(payload), zlib.crc32(payload)) + payload)
+        record = HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            written = os.write(self._fd, record)
+            if written != len(record):
+                raise OSError(28, "No space left on device (a short write)")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, end)  # no torn record stays behind
+            raise
+
+
+PICKLE_START = b"\x80\x05"
+"""How every payload begins (pickle protocol 5): where a reader looks to resynchronise."""
+
+
+def _record_at(data: bytes, pos: int) -> tuple[bytes, int] | None:
+    """The intact record at ``pos``: (payload, next position), else None."""
+    if pos + HEAD.size > len(data):
+        return None
+    length, crc = HEAD.unpack_from(data, pos)
+    payload = data[pos + HEAD.size:pos + HEAD.size + length]
+    if len(payload) < length or zlib.crc32(payload) != crc:
+        return None
+    return payload, pos + HEAD.size + length
 
 
 def read_records(path: Path) -> list[tuple]:
-    """The intact records of one rank's file (a torn tail is skipped)."""
+    """The intact records of one rank's file (a torn or damaged record is skipped)."""
     data, records, pos = Path(path).read_bytes(), [], 0
     while pos + HEAD.size <= len(data):
-        length, crc = HEAD.unpack_from(data, pos)
-        payload = data[pos + HEAD.size:pos + HEAD.size + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
-            break
+        found = _record_at(data, pos)
+        if found is None:  # damage: the next intact record starts somewhere after
+            start = data.find(PICKLE_START, pos + 1 + HEAD.size)
+            while start != -1 and _record_at(data, start - HEAD.size) is None:
+                start = data.find(PICKLE_START, start + 1)
+            if start == -1:
+                break
+            pos = start - HEAD.size
+            continue
+        payload, pos = found
         records.append(pickle.loads(payload))  # noqa: S301 - written by our own workers
-        pos += HEAD.size + length
     return records
 
 
