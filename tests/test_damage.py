@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -144,3 +147,44 @@ def test_a_prediction_write_on_a_full_disk_leaves_no_torn_record(tmp_path):
         filler.unlink()
         writer.write(2, 1, np.arange(4), np.arange(4.0), None)
         assert [record[0] for record in read_records(writer.path)] == [0, 2]
+
+
+def test_create_project_after_a_killed_create_takes_the_folder(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / f".grid.h5.{int(dead.stdout)}.tmp").write_bytes(b"half a file")
+    project = mb.create_demo(folder)
+    assert sorted(p.name for p in project.iterdir()) == ["grid.h5"]
+    other = tmp_path / "busy"
+    other.mkdir()
+    (other / f".grid.h5.{os.getpid()}.tmp").write_bytes(b"being written")  # alive
+    with pytest.raises(mb.MpibenchError, match="is not empty"):
+        mb.create_demo(other)
+
+
+@pytest.mark.mpi
+def test_a_growth_killed_before_grid_h5_was_replaced_leaves_the_project_runnable(
+        tmp_path, monkeypatch):
+    project = mb.create_demo(tmp_path / "demo")
+    assert run_mpibench(3, "run", project).returncode == 0
+    before = mb.read_results(project)
+    grown = mb.demo_grid()
+    grown.learners["deeper"] = grown.learners["rpart"].__class__(max_depth=5)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if killed between the journal and grid.h5
+
+    monkeypatch.setattr("mpibench.project.write_grid_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        mb.create_project(project, grown)
+    monkeypatch.undo()
+    done = run_mpibench(3, "run", project)
+    assert done.returncode == 0, done.stderr
+    assert "being grown" in done.stderr
+    assert mb.read_results(project)["start_time"].tolist() == before["start_time"].tolist()
+    mb.create_project(project, grown)
+    done = run_mpibench(3, "run", project)
+    assert done.returncode == 0, done.stderr
+    assert len(mb.read_results(project)) == len(before) * 3 // 2

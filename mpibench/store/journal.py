@@ -90,6 +90,12 @@ class JournalContents:
     """Per run (rank 0's start time): its ranks' ``/ranks`` rows, latest record wins."""
     torn_at: int | None = None
     damaged: list[tuple[int, int]] = field(default_factory=list)
+    parts_before_growth: dict | None = None
+    """The grid's parts before the growth records that end the journal (None when
+    something came after them): a growth killed before ``grid.h5`` was replaced
+    leaves the journal ahead of the grid."""
+    interrupted_growth: bool = False
+    """Set by :func:`read_journal` when the grid is the one before such records."""
 
     @property
     def results(self) -> list[SplitResult]:
@@ -173,6 +179,8 @@ def parse(data: bytes) -> JournalContents:
 
 def _apply(contents: JournalContents, record: dict) -> None:
     kind = record.get("t")
+    if kind != "g":
+        contents.parts_before_growth = None
     if kind in ("r", "c"):
         batch = batch_from_record(record) if kind == "r" else batch_from_columns_record(record)
         contents.batches.append(batch)
@@ -189,6 +197,8 @@ def _apply(contents: JournalContents, record: dict) -> None:
     elif kind == "header" and contents.header is None:
         contents.header = record
     elif kind == "g" and contents.header is not None:  # the project grew: new parts
+        if contents.parts_before_growth is None:
+            contents.parts_before_growth = contents.header.get("parts", {})
         contents.header = {**contents.header, "parts": record["parts"]}
 
 
@@ -232,6 +242,9 @@ def read_journal(path: Path, parts: dict[str, str], *, repair: bool = False) -> 
             "moved aside (kept), the results in a results.h5 of this grid are kept and "
             "the other splits run again.")
     changed = changed_parts(contents.header, parts)
+    if changed and contents.parts_before_growth is not None and not changed_parts(
+            {"parts": contents.parts_before_growth}, parts):
+        changed, contents.interrupted_growth = [], True
     if changed:
         raise MpibenchError(
             f"{path} was written for a different grid (changed: {', '.join(changed)}). "

@@ -177,7 +177,7 @@ class ProjectLock:
                 "rerun.")
         aside = self.path.with_name(f".{self.path.name}.{os.getpid()}.stale")
         try:
-            os.rename(self.path, aside)
+            self.path.rename(aside)
         except FileNotFoundError:
             return  # another run took it over first
         if aside.read_bytes() != seen:  # moved a newer lock: put it back

@@ -103,11 +103,16 @@ class ResultStore:
         """Per run (rank 0's start time, Unix seconds): its ``/ranks`` rows."""
         for leftover in paths.root.glob(f".{paths.results.name}.*.tmp"):
             leftover.unlink()  # from a run killed while consolidating; we hold the lock
+        self._growth_undone = False
         seed = self._read_previous(repair)
         self.n_previous = len(self._results)
         self.journal = JournalWriter(paths.journal, {"fingerprint": self.fingerprint,
                                                     "parts": self.parts,
                                                     "created": time.time()})
+        if self._growth_undone:  # the journal names this grid again
+            self.journal.append({"t": "g", "parts": self.parts,
+                                 "fingerprint": self.fingerprint})
+            self.journal.commit()
         if seed is not None:
             self.journal.append_results(seed.results())
             self.journal.commit()
@@ -131,6 +136,11 @@ class ResultStore:
             contents = None
         if contents is not None and not contents.n_rows and self.paths.results.exists():
             contents = None  # a journal cut to its header: results.h5 holds the results
+        if contents is not None and contents.interrupted_growth:
+            self._growth_undone = True
+            warnings.warn(f"{self.paths.root} was being grown when that was stopped, before "
+                          "grid.h5 was replaced: running the grid as it is. Create the "
+                          "project again to grow it.", stacklevel=3)
         if contents is not None:
             for batch in contents.batches:
                 self._results.append(batch)
