@@ -285,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mpibench`` command; returns the exit code."""
+    if argv is None and sys.argv[1:2] == ["run"]:
+        from .engine.stopping import catch_stop_signals_early
+
+        catch_stop_signals_early()  # before the imports: a stop now still exits 3
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

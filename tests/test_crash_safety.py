@@ -134,6 +134,24 @@ def test_stop_signal_stops_with_exit_3_and_resumes(tmp_path, reference):
     assert_no_orphans(path)
 
 
+@pytest.mark.parametrize("delay", [0.1, 0.3])
+def test_a_stop_during_the_start_exits_3(tmp_path, delay):
+    """A stop signal before the run's own handlers are in place (imports, MPI's start)
+    is kept and stops the run cleanly, as one later would."""
+    stops = [signal.SIGUSR1] if is_open_mpi() else [signal.SIGTERM, signal.SIGINT]
+    path = mb.create_project(tmp_path / "p", sleepy_grid())
+    for stop in stops:
+        proc = start_mpibench(3, "run", path)
+        time.sleep(delay)
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        assert f"received {stop.name}" in err and "Traceback" not in err, err
+        assert (path / "exit_code").read_text().strip() == "3"
+        assert not (path / "run.lock").exists()
+    assert_no_orphans(path)
+
+
 def test_grace_expiry_ends_long_splits_with_exit_3(tmp_path):
     rng = np.random.default_rng(0)
     task = mb.Task("t", X=rng.normal(size=(100, 3)), y=rng.normal(size=100))

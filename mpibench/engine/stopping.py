@@ -13,6 +13,21 @@ from .config import env_int
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
+_EARLY: dict[str, str | None] = {"received": None}
+"""A stop signal caught by :func:`catch_stop_signals_early` before ``run()`` began."""
+
+
+def catch_stop_signals_early() -> None:
+    """From the command's first line on, a stop signal is a flag, not a death: the
+    run that follows stops cleanly with exit code 3 (:class:`StopSignals` takes it)."""
+    def handle(signum: int, frame: Any) -> None:
+        if _EARLY["received"] is None:
+            _EARLY["received"] = signal.Signals(signum).name
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handle)
+
+
 class StopSignals:
     """Turns SIGTERM, SIGUSR1 and SIGINT into a flag; a second SIGINT interrupts at once.
 
@@ -35,6 +50,8 @@ class StopSignals:
             return
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
+        if self.received is None and _EARLY["received"] is not None:
+            self.received, _EARLY["received"] = _EARLY["received"], None
 
     def restore(self) -> None:
         """Put the previous handlers back."""
