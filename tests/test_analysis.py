@@ -401,3 +401,27 @@ def test_a_report_of_many_tasks_ranks_learners_across_them(tmp_path):
         assert width < 4000 and height < 4000
     out = tmp_path / "cd.png"
     assert main(["plot", str(path), "cd", "-o", str(out)]) == 0 and out.stat().st_size
+
+
+def test_reports_of_a_mixed_grid_and_of_every_split_failed(tmp_path):
+    from sklearn.model_selection import KFold
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(60, 2)), y=rng.normal(size=60),
+                   subset=np.repeat(["A", "B"], 30))
+    mixed = mb.create_project(tmp_path / "mixed", mb.Grid(
+        [task], {"mean": mb.DebugLearner(), "slow": mb.DebugLearner(sleep_fit=1e-4)},
+        {"soak": mb.SameOtherSizesCV(), "kf": KFold(3)}))
+    assert mb.run(mixed, progress_every=0, isolate=False) == 0
+    results = mb.read_results(mixed)
+    test = mb.pvalue(results, "rmse")
+    assert set(test.stats["train_subsets"]) == {"same", "other", "all"}
+    assert main(["plot", str(mixed), "pvalue", "-o", str(tmp_path / "p.png")]) == 0
+    assert main(["report", str(mixed), "-o", str(tmp_path / "m.html")]) == 0
+    failed = mb.create_project(tmp_path / "failed", mb.Grid(
+        [task], {"bad": mb.DebugLearner(p_error=1.0)}, [KFold(3)]))
+    assert mb.run(failed, progress_every=0, isolate=False) == 0
+    assert main(["report", str(failed), "-o", str(tmp_path / "f.html")]) == 0
+    assert "no split has status ok" in (tmp_path / "f.html").read_text()
+    with pytest.raises(mb.MpibenchError, match="No split with status ok"):
+        mb.plot_scores(mb.read_results(failed), "rmse")

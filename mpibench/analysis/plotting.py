@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..errors import MpibenchError
 from .pvalues import PValue
 from .ranking import CriticalDifference
 
@@ -263,9 +264,13 @@ def plot_scores(results: pd.DataFrame, score: str,
     learners = sorted(map(str, frame["learner"].unique()))
     colors = _colors(learners)
     every_panel = _panels(frame)
+    if not every_panel:
+        raise MpibenchError(f"No split with status ok has a {score!r} score to draw: see "
+                            "the failures (mpibench status PROJECT, or the report).")
     panels = every_panel[:MAX_SCORE_PANELS]
-    rows = [r for r in ("all", "same", "other") if r in set(frame["row"])] or sorted(
-        set(frame["row"]))
+    present = set(frame["row"])
+    soak = ("all", "same", "other")
+    rows = [r for r in soak if r in present] + sorted(present.difference(soak))
     groups = dict(iter(frame.assign(task=frame["task"].astype(str),
                                     test_subset=frame["test_subset"].astype(str))
                        .groupby(["task", "test_subset"], sort=False)))

@@ -178,7 +178,9 @@ def _pvalues(frame: pd.DataFrame, score: str) -> pd.DataFrame:
 
 
 def pvalue(results: pd.DataFrame, score: str, *, digits: int = 3) -> PValue:
-    """Compare ``other`` and ``all`` with ``same``, per task, test subset and learner.
+    """Compare ``other`` and ``all`` with ``same``, per task, test subset and learner
+    (the splits of ``SameOtherSizesCV``; those of plain splitters in the same grid are
+    left out).
 
     Parameters
     ----------
@@ -203,6 +205,7 @@ def pvalue(results: pd.DataFrame, score: str, *, digits: int = 3) -> PValue:
     (24, 16, {3})
     """
     frame = _check(results, score)
+    frame = frame[frame["train_subsets"].astype(str) != ""]  # SOAK's splits only
     if "groups" in frame:
         frame = frame[frame["n_train_groups"] == frame["groups"]]
     _refuse_duplicates(frame)

@@ -119,8 +119,11 @@ def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
     parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results, ranks=ranks))]
     parts += _across_tasks(results, score)
     parts += _pvalue_section(results, score, attrs)
-    n_panels = len(_panels(results))
-    if n_panels <= MAX_SCORE_PANELS:
+    n_panels = len(_panels(results[results["status"].astype(str) == "ok"]))
+    if n_panels == 0:
+        parts += [f"<h2>Scores: {html.escape(score)}</h2>",
+                  "<p>None: no split has status ok.</p>"]
+    elif n_panels <= MAX_SCORE_PANELS:
         parts += [f"<h2>Scores: {html.escape(score)}</h2>", _figure(plot_scores(results, score))]
     else:
         parts += [f"<h2>Scores: {html.escape(score)}</h2>", f"<p>{n_panels} task panels: "
