@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from typing import Any
 
-from .errors import MpibenchError
+from .errors import MpibenchError, one_line_warning
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -290,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
 
         catch_stop_signals_early()  # before the imports: a stop now still exits 3
     args = build_parser().parse_args(argv)
+    if argv is None:
+        warnings.formatwarning = one_line_warning
     try:
         return args.func(args)
     except MpibenchError as exc:
@@ -299,3 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mpibench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # (``mpibench results PROJECT | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # an output path: a missing folder, a permission, a full disk
+        print(f"mpibench: error: {exc.strerror or exc}: {exc.filename or ''}. Check the "
+              "path (a missing folder, a file where a folder is due, permissions) or the "
+              "free space, and rerun.", file=sys.stderr)
+        return 1

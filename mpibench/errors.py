@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 
@@ -84,3 +85,21 @@ def inject_fault(where: str, rank: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if spec == f"{where}:{rank}":
         raise InjectedFault(f"MPIBENCH_FAULT={spec}")
+
+
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                     lineno: int, line: str | None = None) -> str:
+    """``warnings.formatwarning`` of the command line: ``mpibench: warning: ...``, one
+    line, without the source line Python shows (warnings of other packages keep it).
+
+    Examples
+    --------
+    >>> one_line_warning(UserWarning("Took over run.lock."), UserWarning, __file__, 1)
+    'mpibench: warning: Took over run.lock.\\n'
+    """
+    if str(Path(filename).resolve().parent).startswith(_PACKAGE):
+        return f"mpibench: warning: {message}\n"
+    return f"{filename}:{lineno}: {category.__name__}: {message}\n"
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)

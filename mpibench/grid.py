@@ -54,6 +54,11 @@ class Task:
         if not isinstance(name, str) or not name:
             raise MpibenchError(f"A task name must be a non-empty string. Got {name!r} instead.")
         self.name = name
+        for role, value in (("X", X), ("y", y)):
+            if value is None or np.ndim(value) == 0:
+                fix = ("the features, a 2-D array (rows x features)" if role == "X"
+                       else "the target, one value per row of X")
+                raise MpibenchError(f"Task {name!r}: {role} is {value!r}. Pass {fix}.")
         self.X = X if isinstance(X, pd.DataFrame) else np.asarray(X)
         if self.X.ndim != 2:
             raise MpibenchError(

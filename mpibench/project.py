@@ -189,6 +189,9 @@ def create_project(path: str | os.PathLike, grid: Any, *,
         on it while it would grow.
     """
     paths = ProjectPaths(path)
+    if paths.root.exists() and not paths.root.is_dir():
+        raise MpibenchError(f"{paths.root} is a file, not a project folder. Name a new "
+                            "folder (or an existing project) instead.")
     check_importable(grid)
     jobs = grid.job_table()
     if select_jobs is None:

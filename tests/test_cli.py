@@ -78,3 +78,56 @@ def test_help_imports_no_numpy_and_the_run_path_no_analysis():
                           "mpibench.engine.isolation")
     assert not modules & {"sklearn", "scipy", "matplotlib"}, modules
     assert "mpi4py" not in imported_by("import mpibench as mb; mb.Grid, mb.Task")
+
+
+# -- issue 24, item 13: one line where a traceback was --------------------------------
+
+
+def test_bad_paths_and_a_missing_target_are_one_line(tmp_path, capsys):
+    import numpy as np
+
+    with pytest.raises(mb.MpibenchError, match=r"y is None\. Pass the target"):
+        mb.Task("t", X=np.zeros((3, 1)), y=None)
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    with pytest.raises(mb.MpibenchError, match="is a file, not a project folder"):
+        mb.create_project(a_file, mb.demo_grid())
+    project = mb.create_demo(tmp_path / "demo")
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    capsys.readouterr()
+    assert main(["report", str(project), "-o", str(tmp_path / "missing" / "r.html")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No such file or directory" in err and "missing" in err
+
+
+def test_pipes_stop_requests_and_stale_locks_are_one_line(tmp_path):
+    import json
+    import socket
+    import subprocess
+
+    from mpi_helpers import mpibench_command, run_process
+
+    project = mb.create_demo(tmp_path / "demo")
+    (project / "stop.request").mkdir()
+    (project / "run.lock").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": 2**22 + 7, "start_time": 0}))
+    done = run_process([*mpibench_command(), "run", str(project), "--no-isolate"])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    warning = [line for line in done.stderr.splitlines() if "stale lock" in line]
+    assert warning == [warning[0]] and warning[0].startswith("mpibench: warning: Taking over")
+    assert "warnings.warn" not in done.stderr and not (project / "stop.request").exists()
+    (project / "stop.request").write_bytes(b"me \x1b[31mred\x07\n")
+    done = run_process([*mpibench_command(), "run", str(project), "--no-isolate"])
+    assert "(me [31mred)" in done.stderr and "\x1b" not in done.stderr, done.stderr
+    import numpy as np
+    from sklearn.model_selection import ShuffleSplit
+
+    task = mb.Task("t", X=np.zeros((20, 1)), y=np.arange(20.0))
+    big = mb.create_project(tmp_path / "big", mb.Grid(  # results larger than a pipe holds
+        [task], [mb.DebugLearner()], [ShuffleSplit(1500, random_state=0)]))
+    assert mb.run(big, progress_every=0, isolate=False) == 0
+    command = " ".join(mpibench_command())
+    for verb in ("results", "status"):
+        piped = subprocess.run(f"{command} {verb} {big} | head -c 10", shell=True,
+                               capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in piped.stderr and "Error" not in piped.stderr, piped.stderr

@@ -212,6 +212,20 @@ def test_one_launch_with_a_changed_grid_ends_every_rank_and_keeps_the_results(tm
     changed.write_text(ONE_LAUNCH.read_text().replace("max_depth=4", "max_depth=5"))
     done = run_process([*launcher(3), sys.executable, str(changed), str(folder)],
                        timeout=120)
-    assert done.returncode != 0
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "changes" in done.stderr and "(changed: learner tree)" in done.stderr
+    assert done.stderr.count("mpibench: error:") == 1
     assert (folder / "results.h5").read_bytes() == before
+
+
+@pytest.mark.mpi
+def test_one_launch_with_a_learner_defined_in_the_script_is_one_line(tmp_path):
+    script = tmp_path / "local.py"
+    script.write_text(ONE_LAUNCH.read_text().replace(
+        "import mpibench as mb\n",
+        "import mpibench as mb\n\n\nclass Mine(Ridge):\n    pass\n\n\n").replace(
+        '"ridge": Ridge()', '"ridge": Mine()'))
+    done = run_process([*launcher(3), sys.executable, str(script), str(tmp_path / "p")],
+                       timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("mpibench: error:") == 1 and "Mine" in done.stderr

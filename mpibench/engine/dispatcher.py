@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -106,13 +107,13 @@ class Dispatcher:
         this SLURM job (``job N ...``: its time limit came while the ranks started;
         SLURM may send the warning up to 60 s early) stays, and stops this run."""
         stop = self.paths.stop_request
-        if stop.exists():
-            owner = stop.read_text(errors="replace").strip()[:80] or "unnamed"
+        owner = self.paths.stop_requester()
+        if owner is not None:
             job = os.environ.get("SLURM_JOB_ID")
             if job and owner.startswith(f"job {job} "):
                 log(f"{stop.name} from this job ({owner}) came before the start: stopping")
                 return
-            stop.unlink(missing_ok=True)
+            self.paths.remove_stop_request()
             log(f"removed {stop} left by an earlier run ({owner}); to stop this run, "
                 "create it again")
 
@@ -543,7 +544,8 @@ class Dispatcher:
         log(f"results: {self.paths.results} (rank 0: {cpu:.1f} s CPU in "
             f"{time.time() - me.start_time:.1f} s, peak memory {peak_rss_bytes() / 2**20:.0f} MB)")
         if self.stop_reason:
-            self.paths.stop_request.unlink(missing_ok=True)  # honoured (if there is one)
+            with contextlib.suppress(MpibenchError):
+                self.paths.remove_stop_request()  # honoured (if there is one)
         if not complete:
             log(f"stopped early ({self.stop_reason or 'unfinished splits'}); "
                 f"{self.n_total - n_done} split(s) left. Rerun the same command to resume.")

@@ -181,10 +181,22 @@ def run(project: str | os.PathLike | Grid, folder: str | os.PathLike | None = No
                 and not runs_no_split()):  # before MPI starts: no second interpreter
             context.supervisor = fork_supervisor(context.threads)
         return _launch(project, folder, comm, options, context)
+    except MpibenchError as exc:
+        if folder is None or not _in_a_script():
+            raise
+        if not exc.quiet:  # the one-launch form: a program of its own, refused in a line
+            print(f"mpibench: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(exc.exit_code) from None
     finally:
         context.signals.restore()
         if context.supervisor is not None and not context.supervisor.configured:
             context.supervisor.kill()  # unused: rank 0, or a refused run
+
+
+def _in_a_script() -> bool:
+    """True when the program is a script (``python experiment.py``), not a session."""
+    main = sys.modules.get("__main__")
+    return bool(getattr(main, "__file__", None)) and not hasattr(sys, "ps1")
 
 
 def _launch(project: Any, folder: Any, comm: Any, options: RunOptions,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import WriteFailed, inject_fault
+from ..errors import MpibenchError, WriteFailed, inject_fault
 from ..formatting import format_bytes
 from ..tuning import IN_MEMORY_LIMIT, WRITE_CHUNK
 
@@ -76,6 +76,36 @@ class ProjectPaths:
     def lock(self) -> Path:
         """Present while a run owns the project."""
         return self.root / "run.lock"
+
+    def stop_requester(self) -> str | None:
+        """Who asked to stop: the first 80 printable characters of ``stop.request``
+        ("unnamed" when empty, "a directory" for one); None when there is none."""
+        stop = self.stop_request
+        if stop.is_dir():
+            return "a directory"
+        try:
+            text = stop.read_bytes()[:400].decode(errors="replace")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"unreadable: {exc.strerror}"
+        shown = "".join(c if c.isprintable() else " " for c in text.strip())
+        return " ".join(shown.split())[:80] or "unnamed"
+
+    def remove_stop_request(self) -> None:
+        """Remove ``stop.request`` (an empty directory of that name too).
+
+        Raises :class:`MpibenchError` for a directory with files in it."""
+        stop = self.stop_request
+        try:
+            if stop.is_dir():
+                stop.rmdir()
+            else:
+                stop.unlink(missing_ok=True)
+        except OSError as exc:
+            raise MpibenchError(
+                f"Cannot remove {stop} ({exc.strerror}): a stop request is a file. Move "
+                "it away and rerun.") from None
 
     def temporary(self, target: Path) -> Path:
         """Temp file beside ``target`` for an atomic replace."""
