@@ -134,6 +134,22 @@ def test_stop_signal_stops_with_exit_3_and_resumes(tmp_path, reference):
     assert_no_orphans(path)
 
 
+def test_read_results_during_a_run_before_its_first_results_h5(tmp_path):
+    path = mb.create_project(tmp_path / "p", sleepy_grid(sleep=0.05))
+    proc = start_mpibench(3, "run", path, "--checkpoint-every", "600")
+    try:
+        wait_for_records(path, "r", 5)
+        assert not (path / "results.h5").exists()
+        live = mb.read_results(path)
+        assert 0 < len(live) < 300 and (live["status"] == "ok").all()
+        assert live["job_id"].is_unique and live["rmse"].notna().all()
+    finally:
+        proc.send_signal(signal.SIGUSR1 if is_open_mpi() else signal.SIGTERM)
+        proc.communicate(timeout=60)
+    final = mb.read_results(path).set_index("job_id")
+    assert np.allclose(final.loc[live["job_id"], "rmse"], live["rmse"])
+
+
 @pytest.mark.parametrize("delay", [0.1, 0.3])
 def test_a_stop_during_the_start_exits_3(tmp_path, delay):
     """A stop signal before the run's own handlers are in place (imports, MPI's start)

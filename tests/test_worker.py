@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.ensemble import BaggingRegressor, RandomForestRegressor
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import ShuffleSplit
+from sklearn.model_selection import KFold, ShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -55,3 +55,16 @@ def test_the_first_error_of_each_kind_keeps_its_full_traceback(tmp_path):
     lines = error_groups(np.array(["error"] * 6), np.array(errors, dtype=object))
     assert len(lines) == 2 and all(line.startswith("  3 x error: in ") for line in lines)
 
+
+
+def test_a_failed_split_records_its_time_to_the_failure(tmp_path):
+    import mpibench as mb
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(30, 2)), y=rng.normal(size=30))
+    project = mb.create_project(tmp_path / "p", mb.Grid(
+        [task], {"bad": mb.DebugLearner(sleep_fit=0.05, p_error=1.0)}, [KFold(3)]))
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    results = mb.read_results(project)
+    assert (results["status"] == "error").all()
+    assert (results["fit_seconds"] >= 0.05).all(), results["fit_seconds"]

@@ -283,6 +283,7 @@ class SplitRunner:
     def _run(self, job: Assignment, learner: Any, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
         scores, status, error, stage, extra = self._no_scores, OK, "", "fit", ""
+        tick = perf_counter_ns()
         try:
             y, take = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
@@ -316,6 +317,13 @@ class SplitRunner:
             status = (Status.OOM if isinstance(exc, MemoryError) else Status.ERROR).value
             error = self._error_text(stage, exc)
             scores = self._no_scores
+            elapsed = perf_counter_ns() - tick  # the failed stage's time to the failure
+            if stage == "fit":
+                fit_ns = elapsed
+            elif stage == "predict":
+                predict_ns = elapsed
+            elif stage == "score":
+                score_ns = elapsed
         end = time.time()
         return SplitResult(job.job_id, status, error, scores, self.rank, self.host,
                            self.pid, start, end, fit_ns / 1e9, predict_ns / 1e9,

@@ -114,14 +114,20 @@ def failed_result(job_id: int, attempt: int, status: Status | str, error: str, *
     every failure the engine records is built here.
 
     ``start`` and ``end`` are Unix seconds (``end`` None: now); ``max_rss_bytes`` the
-    peak resident memory of the process that ran it, bytes.
+    peak resident memory of the process that ran it, bytes. ``fit_seconds`` is the time
+    from the start to the failure (which stage failed is not known here), 0 for an
+    ``invalid`` split (nothing was fitted).
 
     Examples
     --------
-    >>> failed_result(3, 1, Status.TIMEOUT, "too slow", n_scores=2, rank=1, host="n1",
-    ...               pid=7, start=0.0, threads=1, end=5.0).scores
-    (nan, nan)
+    >>> failed = failed_result(3, 1, Status.TIMEOUT, "too slow", n_scores=2, rank=1,
+    ...                        host="n1", pid=7, start=0.0, threads=1, end=5.0)
+    >>> failed.scores, failed.fit_seconds
+    ((nan, nan), 5.0)
     """
-    return SplitResult(job_id, Status(status).value, error, (float("nan"),) * n_scores,
-                       rank, host, pid, start, time.time() if end is None else end,
-                       0.0, 0.0, 0.0, max_rss_bytes, threads, attempt, gpu=gpu)
+    end = time.time() if end is None else end
+    status = Status(status)
+    seconds = 0.0 if status is Status.INVALID else max(0.0, end - start)
+    return SplitResult(job_id, status.value, error, (float("nan"),) * n_scores,
+                       rank, host, pid, start, end, seconds, 0.0, 0.0, max_rss_bytes,
+                       threads, attempt, gpu=gpu)

@@ -27,8 +27,8 @@ from ..errors import MpibenchError, invalid_parameter
 from ..tuning import FEW_SPLITS
 from .batch import EncodedResults, ResultBatch, ResultColumns
 from .checksums import DamagedFile
-from .gridfile import SCHEMA_VERSION, read_column, write_column
-from .journal import JournalHeaderDamaged, JournalWriter, read_journal
+from .gridfile import SCHEMA_VERSION, GridFile, read_column, write_column
+from .journal import JournalHeaderDamaged, JournalWriter, changed_parts, parse, read_journal
 from .paths import ProjectPaths, write_hdf5_atomically
 from .records import RankStats
 
@@ -67,6 +67,57 @@ def batch_from_frame(frame: pd.DataFrame, scorer_names: list[str]) -> ResultBatc
                                                       *RUN_COLUMNS] if name in frame}
     columns["scores"] = frame[list(scorer_names)].to_numpy(dtype=np.float64)
     return ResultBatch.from_columns(columns)
+
+
+def current_rows(batch: ResultBatch,
+                 rows_before_retry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Job ids with a current result and the row of each (its last, if recorded after
+    the job's latest retry mark), sorted by job id."""
+    reversed_ids = batch.job_ids[::-1]
+    job_ids, last = np.unique(reversed_ids, return_index=True)
+    rows = len(batch) - 1 - last  # row of the last result of each job id
+    keep = rows >= rows_before_retry[job_ids]
+    return job_ids[keep], rows[keep]
+
+
+def split_columns(batch: ResultBatch, job_ids: np.ndarray, rows: np.ndarray,
+                  jobs: pd.DataFrame, scorer_names: list[str]
+                  ) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, values)`` of each ``/splits`` column for ``rows`` of ``batch``, one at a
+    time (a million rows never sit in memory twice)."""
+    for name in result_columns(scorer_names):
+        if name == "job_id":
+            yield name, job_ids
+        elif name in JOB_COLUMNS:
+            yield name, jobs[name].to_numpy()[job_ids]
+        elif name in scorer_names:
+            yield name, batch.columns["scores"][rows, scorer_names.index(name)]
+        else:
+            yield name, batch.columns[name][rows]
+
+
+def journal_results(root: Path) -> pd.DataFrame | None:
+    """The current results a journal holds, read without touching it (a run may be
+    appending): what a run has recorded before it wrote its first ``results.h5``.
+    None when there is no journal of this grid with results."""
+    paths = ProjectPaths(root)
+    if not (paths.grid.exists() and paths.journal.exists()
+            and paths.journal.stat().st_size):
+        return None
+    contents = parse(paths.journal.read_bytes())
+    grid = GridFile(paths.grid)
+    attrs = grid.attrs()
+    parts = {k: str(attrs.get(f"fingerprint_{k}")) for k in FINGERPRINT_PARTS}
+    if contents.header is None or changed_parts(contents.header, parts) or not contents.n_rows:
+        return None
+    jobs = grid.job_table(columns=list(JOB_COLUMNS))
+    scorer_names = grid.scorer_names()
+    results = ResultColumns(len(scorer_names))
+    for batch in contents.batches:
+        results.append(batch)
+    joined = results.joined()
+    job_ids, rows = current_rows(joined, contents.retry_marks(len(jobs))[0])
+    return pd.DataFrame(dict(split_columns(joined, job_ids, rows, jobs, scorer_names)))
 
 
 class ResultStore:
@@ -166,13 +217,7 @@ class ResultStore:
         return self._current(self._results.joined())[0]
 
     def _current(self, batch: ResultBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Job ids with a current result and the row of each (its last, if recorded
-        after the job's latest retry mark), sorted by job id."""
-        reversed_ids = batch.job_ids[::-1]
-        job_ids, last = np.unique(reversed_ids, return_index=True)
-        rows = len(batch) - 1 - last  # row of the last result of each job id
-        keep = rows >= self.rows_before_retry[job_ids]
-        return job_ids[keep], rows[keep]
+        return current_rows(batch, self.rows_before_retry)
 
     def latest_status(self) -> pd.Series:
         """Status of each job's current result, indexed by job id."""
@@ -236,17 +281,7 @@ class ResultStore:
             rows = rows[np.lexsort((batch.columns["attempt"][rows], batch.job_ids[rows]))]
             job_ids = batch.job_ids[rows]
 
-        def generate() -> Iterator[tuple[str, np.ndarray]]:
-            for name in result_columns(self.scorer_names):
-                if name == "job_id":
-                    yield name, job_ids
-                elif name in JOB_COLUMNS:
-                    yield name, self.jobs[name].to_numpy()[job_ids]
-                elif name in self.scorer_names:
-                    yield name, batch.columns["scores"][rows, self.scorer_names.index(name)]
-                else:
-                    yield name, batch.columns[name][rows]
-        return len(job_ids), generate()
+        return len(job_ids), split_columns(batch, job_ids, rows, self.jobs, self.scorer_names)
 
     def write(self, ranks: list[RankStats], attrs: dict) -> Path:
         """Commit the journal, then replace ``results.h5`` atomically with every row.
@@ -465,7 +500,12 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True,
                                  ("attempts", attempts, ("latest", "all"))):
         if value not in allowed:
             raise invalid_parameter("read_results", name, f"one of {allowed}", value)
-    frame = _read_table(path, "splits")
+    if not Path(path).suffix == ".h5" and not ProjectPaths(path).results.exists():
+        frame = journal_results(Path(path))  # a run that has not written results.h5 yet
+        if frame is None or attempts == "all":
+            frame = _read_table(path, "splits")  # (raises: no results)
+    else:
+        frame = _read_table(path, "splits")
     assert frame is not None  # (missing_ok=False raises instead)
     if attempts == "all":
         earlier = _read_table(path, "history", missing_ok=True)
