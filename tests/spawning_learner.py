@@ -11,15 +11,19 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 
 class SpawningLearner(RegressorMixin, BaseEstimator):
-    """Starts ``sleep 300``, writes its pid to ``pid_file``, then sleeps ``hang`` seconds."""
+    """Starts ``sleep 300`` (in a session of its own with ``new_session``), appends its
+    pid to ``pid_file``, then sleeps ``hang`` seconds."""
 
-    def __init__(self, pid_file: str = "", hang: float = 300.0) -> None:
+    def __init__(self, pid_file: str = "", hang: float = 300.0,
+                 new_session: bool = False) -> None:
         self.pid_file = pid_file
         self.hang = hang
+        self.new_session = new_session
 
     def fit(self, X, y):
-        child = subprocess.Popen(["sleep", "300"])
-        Path(self.pid_file).write_text(str(child.pid))
+        child = subprocess.Popen(["sleep", "300"], start_new_session=self.new_session)
+        with open(self.pid_file, "a") as pids:
+            pids.write(f"{child.pid}\n")
         time.sleep(self.hang)
         return self
 

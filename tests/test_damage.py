@@ -188,3 +188,14 @@ def test_a_growth_killed_before_grid_h5_was_replaced_leaves_the_project_runnable
     done = run_mpibench(3, "run", project)
     assert done.returncode == 0, done.stderr
     assert len(mb.read_results(project)) == len(before) * 3 // 2
+
+
+@pytest.mark.parametrize("name", ["results.journal", "logs", "predictions"])
+def test_a_project_file_that_is_a_link_is_refused(tmp_path, name):
+    project = mb.create_demo(tmp_path / "demo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project / name).symlink_to(outside / name)
+    done = run_mpibench(None, "run", project, "--log-splits", "--save-predictions")
+    assert done.returncode == 2 and "is a symbolic link" in done.stderr, done.stderr
+    assert not list(outside.iterdir()) and not (project / "run.lock").exists()

@@ -204,6 +204,33 @@ def test_a_timed_out_split_takes_its_child_processes_with_it(tmp_path):
     assert not Path(f"/proc/{child}").exists(), "the split's own child outlived it"
 
 
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("hang", [0.0, 300.0], ids=["finished", "timed_out"])
+def test_children_in_sessions_of_their_own_end_with_their_split(tmp_path, hang):
+    """A process a learner starts with ``start_new_session`` escapes the kill of the
+    executor's process group: the supervisor, their subreaper, ends it."""
+    pid_file = tmp_path / "children.pid"
+    path = project(tmp_path, {"spawn": SpawningLearner(
+        pid_file=str(pid_file), hang=hang, new_session=True)}, n_splits=3)
+    results, _ = run_ok(path, "--timeout", "2", "--kill-grace", "0.5",
+                        env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert set(results["status"]) == {"ok" if hang == 0 else "timeout"}
+    children = [int(line) for line in pid_file.read_text().split()]
+    assert len(children) == 3
+    deadline = time.monotonic() + 5
+    while any(alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [c for c in children if alive(c)], "a child in its own session outlived it"
+
+
 def test_timeout_without_isolation_is_refused(tmp_path):
     path = project(tmp_path, {"m": mb.DebugLearner()}, n_splits=2)
     done = run_mpibench(None, "run", path, "--no-isolate", "--timeout", "5")

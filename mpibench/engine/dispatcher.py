@@ -92,6 +92,7 @@ class Dispatcher:
         self.options = options if options is not None else RunOptions()
         self.mpi_library, self.test_source = mpi_library, test_source
         self.signals = signals or StopSignals()
+        paths.refuse_links()
         self.lock = ProjectLock(paths.lock)
         self.lock.acquire()
         try:

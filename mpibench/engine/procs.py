@@ -32,6 +32,53 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def become_subreaper() -> None:
+    """Make this process the reaper of its orphaned descendants (Linux
+    ``PR_SET_CHILD_SUBREAPER``): a process a learner started in a session of its own
+    comes back to us, not to init, when its parent ends, and can be ended."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of process ``pid`` (Linux ``/proc/PID/task/TID/children``)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def escaped_descendants(pid: int) -> list[int]:
+    """Descendants of ``pid`` in another session than ``pid``'s (a learner's
+    ``start_new_session``): a kill of ``pid``'s process group does not reach them."""
+    try:
+        session = os.getsid(pid)
+    except OSError:
+        return []
+    escaped, stack = [], child_pids(pid)
+    while stack:
+        child = stack.pop()
+        with contextlib.suppress(OSError):
+            if os.getsid(child) != session:
+                escaped.append(child)
+            stack.extend(child_pids(child))
+    return escaped
+
+
+def end_processes(pids: list[int]) -> None:
+    """SIGKILL each process (and the process group it leads, if it leads one)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+
+
 def write_frame(fd: int, obj: Any) -> None:
     """Pickle ``obj`` with an 8-byte length prefix and write it whole to ``fd``."""
     data = pickle.dumps(obj, protocol=5)

@@ -49,7 +49,11 @@ from ..tuning import (
 from .executor import Executor, executor_loop
 from .procs import (
     FRAME,
+    become_subreaper,
+    child_pids,
     close_quietly,
+    end_processes,
+    escaped_descendants,
     fork_child,
     has_exited,
     kill_group,
@@ -150,8 +154,21 @@ class Supervisor:
         if not reaped:
             self._retired.append(executor.pid)
 
+    def end_orphans(self) -> None:
+        """End and collect our children that are no executor: what learners started
+        in sessions of their own and left behind when their executor ended (we are
+        their subreaper)."""
+        executors = {e.pid for e in (self._current, self._spare, self._last) if e}
+        orphans = [p for p in child_pids(os.getpid())
+                   if p not in executors and p not in self._retired]
+        end_processes(orphans)
+        for pid in orphans:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
     def reap(self, block: bool = False) -> None:
         """Collect retired executors (``block``: wait for every one, killing stragglers)."""
+        collected = False
         for pid in list(self._retired):
             if block:
                 with contextlib.suppress(ProcessLookupError):
@@ -161,6 +178,9 @@ class Supervisor:
                     continue
             kill_group(pid, signal.SIGKILL)  # whatever its learners left running
             self._retired.remove(pid)
+            collected = True
+        if collected:
+            self.end_orphans()
 
     def prepare(self) -> None:
         """Fork the executor and its spare now, before the first split arrives."""
@@ -235,11 +255,14 @@ class Supervisor:
 
     def _ended(self, executor: Executor, job, start: float, verdict: Status | None):
         """The result of ``job``, whose executor died or was stopped (``verdict``)."""
+        escaped = escaped_descendants(executor.pid)
         kill_group(executor.pid, signal.SIGKILL)  # it and whatever it started
+        end_processes(escaped)  # (and what it started in sessions of their own)
         _, status = os.waitpid(executor.pid, 0)
         executor.take_output()
         self._current = None
         self._forget(executor, reaped=True)
+        self.end_orphans()
         status_name, message = self._classify(verdict, status)
         if status_name is not Status.INTERRUPTED:
             message += executor.last_lines()
@@ -280,7 +303,10 @@ class Supervisor:
         return [ended if i == blamed else self.run(job) for i, job in enumerate(jobs)]
 
     def _after_split(self, executor: Executor, status: str, count: int = 1) -> None:
-        """Count the split(s); retire the executor when it is due for recycling."""
+        """Count the split(s), end what they started in sessions of their own; retire
+        the executor when it is due for recycling."""
+        if child_pids(executor.pid):  # (one read of /proc when it started nothing)
+            end_processes(escaped_descendants(executor.pid))
         executor.n_splits += count
         if not executor.first_rss:
             executor.first_rss = rss_bytes(executor.pid)
@@ -378,6 +404,8 @@ class Supervisor:
             self.reap()
             time.sleep(0.005)
         self.reap(block=True)
+        self._last = None
+        self.end_orphans()
 
 
 def serve(frames_in: int, frames_out: int) -> None:
@@ -393,6 +421,7 @@ def serve(frames_in: int, frames_out: int) -> None:
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)  # the worker rank decides when to stop
     set_process_name("mpibench-super")
+    become_subreaper()
     from ..store.gridfile import GridFile
     from .config import limit_threads  # the stack loads while MPI starts on the rank
     from .worker import SplitRunner, run_with_fallback, warm_up_stack, with_fallback

@@ -77,6 +77,19 @@ class ProjectPaths:
         """Present while a run owns the project."""
         return self.root / "run.lock"
 
+    def refuse_links(self) -> None:
+        """Refuse a project whose journal, results, lock, logs or predictions are
+        symbolic links: a run writes only inside its project folder.
+
+        Raises :class:`MpibenchError` naming the link and where it points."""
+        for path in (self.journal, self.results, self.lock, self.heartbeat, self.exit_code,
+                     self.stop_request, self.logs, self.predictions):
+            if path.is_symlink():
+                raise MpibenchError(
+                    f"{path} is a symbolic link (to {path.readlink()}): a run writes only "
+                    "inside its project folder. Replace the link with the file or folder "
+                    "itself (or remove it), and rerun.")
+
     def stop_requester(self) -> str | None:
         """Who asked to stop: the first 80 printable characters of ``stop.request``
         ("unnamed" when empty, "a directory" for one); None when there is none."""
