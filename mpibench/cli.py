@@ -288,9 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mpibench`` command; returns the exit code."""
     if argv is None and sys.argv[1:2] == ["run"]:
+        from .engine.config import find_modules_in_working_directory
         from .engine.stopping import catch_stop_signals_early
 
         catch_stop_signals_early()  # before the imports: a stop now still exits 3
+        find_modules_in_working_directory()
     args = build_parser().parse_args(argv)
     if argv is None:
         warnings.formatwarning = one_line_warning

@@ -1,4 +1,4 @@
-"""The built-in SOAK example (DESIGN.md section 5): Alice and Bob, easy and impossible."""
+"""The built-in SOAK example (README, "SOAK"): Alice and Bob, easy and impossible."""
 
 from __future__ import annotations
 

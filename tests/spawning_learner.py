@@ -157,3 +157,24 @@ def wait_for_fits(marker_dir: Path, count: int, timeout: float = 60) -> None:
     while len(list(Path(marker_dir).glob("fit-*"))) < count:
         assert time.monotonic() < deadline, f"{count} fits never started"
         time.sleep(0.05)
+
+
+class LoudLearner(RegressorMixin, BaseEstimator):
+    """Appends its process id to ``marker`` whenever it is unpickled; predicts 0."""
+
+    def __init__(self, marker: str = "") -> None:
+        self.marker = marker
+
+    def __setstate__(self, state):
+        import os
+
+        self.__dict__.update(state)
+        if self.marker:
+            with open(self.marker, "a") as out:
+                out.write(f"{os.getpid()}\n")
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return [0.0] * len(X)

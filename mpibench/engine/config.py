@@ -54,3 +54,18 @@ def check_launch(comm_size: int) -> None:
                 "(MPICH) or `srun --mpi=pmix` (Open MPI), or install mpi4py built for the "
                 "MPI that mpiexec belongs to."
             )
+
+
+def find_modules_in_working_directory() -> None:
+    """Put the working directory first on ``sys.path`` (as ``python -m`` does) and on
+    ``PYTHONPATH`` (for an isolation supervisor started as its own interpreter), so
+    ``mpibench run`` finds a learner's module where ``python -m mpibench run`` would."""
+    import sys
+    from pathlib import Path
+
+    here = str(Path.cwd())
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if here not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([here, *paths])

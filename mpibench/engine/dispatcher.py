@@ -129,12 +129,6 @@ class Dispatcher:
                 "from a copy, or create the project again (same grid, new folder); "
                 "results.journal is kept.") from None
         verify_checksums(self.paths.grid, GRID_FIX)
-        limited = [name for name, settings in grid_file.learner_options().items()
-                   if settings.get("timeout") or settings.get("memory_limit")]
-        if limited and not self.options.isolate:
-            raise MpibenchError(
-                f"The grid's learner_options set a timeout or memory limit for {limited}: "
-                "these need isolation: drop --no-isolate (isolate=False).")
         self.store = ResultStore(self.paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(),
                                  attrs, repair=self.options.repair)
         self.n_total = len(jobs)
@@ -158,8 +152,10 @@ class Dispatcher:
                                history.columns["end_time"] - history.columns["start_time"])
         current = self.store.latest_status()  # (one pass: the done ids and the failures)
         todo = np.setdiff1d(jobs["job_id"].to_numpy(), current.index.to_numpy())
+        self.n_todo = len(todo)
+        """Splits this run has to run (0: no pickled code of grid.h5 is loaded)."""
         priority = jobs["priority"].to_numpy() if "priority" in jobs else None
-        settings = grid_file.learner_options()
+        settings = self._learner_options(grid_file) if self.n_todo else {}
         self.gpu_learners = [name for name in learners if settings.get(name, {}).get("gpu")]
         needs_gpu = np.isin(jobs["learner_i"].to_numpy(),
                             [learners.index(name) for name in self.gpu_learners])
@@ -190,6 +186,18 @@ class Dispatcher:
         """The latest estimate of the time left (see :meth:`estimate_time_left`)."""
         self.comes_back: dict[int, float] = {}
         """perf_counter() time at which each worker told ``[]`` is expected back."""
+
+    def _learner_options(self, grid_file: GridFile) -> dict:
+        """The grid's ``learner_options``, refused where they need isolation and the run
+        has none."""
+        settings = grid_file.learner_options()
+        limited = [name for name, options in settings.items()
+                   if options.get("timeout") or options.get("memory_limit")]
+        if limited and not self.options.isolate:
+            raise MpibenchError(
+                f"The grid's learner_options set a timeout or memory limit for {limited}: "
+                "these need isolation: drop --no-isolate (isolate=False).")
+        return settings
 
     def place(self, placements: list[Placement]) -> None:
         """Learn where every rank runs (index = rank); GPU learners go to GPU ranks.

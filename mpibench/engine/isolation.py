@@ -22,11 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import MpibenchError
 from ..tuning import INTERRUPT_POLL
 from .config import THREAD_VARIABLES
 from .placement import Placement, node_name
 from .procs import close_quietly, die_with_parent, fork_child, read_frame, write_frame
-from .supervisor import INTERRUPT, STOP_SIGNALS, IsolationLimits, serve
+from .supervisor import INTERRUPT, READY, STOP_SIGNALS, IsolationLimits, serve
 
 MPI_VARIABLE_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPIR_", "I_MPI_", "MPICH_",
                          "PRTE_", "OPAL_")
@@ -224,6 +225,7 @@ class IsolatedExecutor:
         """Asked every ``INTERRUPT_POLL`` seconds while a split runs: True stops it
         (status ``interrupted``). Set by the worker loop."""
         self._supervisor = supervisor
+        self._ready = False
         if supervisor is not None:
             supervisor.configure(self._config)
 
@@ -231,7 +233,35 @@ class IsolatedExecutor:
         if self._supervisor is None:
             self._supervisor = SupervisorProcess.spawn(self._env)
             self._supervisor.configure(self._config)
+            self._ready = False
+        if not self._ready:
+            self._await_ready(self._supervisor)
         return self._supervisor
+
+    def _await_ready(self, supervisor: SupervisorProcess) -> None:
+        """Wait for the supervisor's first frame: its learners are loaded, or it refused
+        (:class:`MpibenchError`, the supervisor gone)."""
+        try:
+            kind, message = read_frame(supervisor.from_fd)
+        except (EOFError, OSError):
+            self._supervisor = None
+            code = supervisor.close(timeout=5.0)
+            raise MpibenchError(
+                f"The isolation supervisor of rank {self._config['rank']} died while it "
+                f"loaded the grid's learners (exit code {code}); its output is above."
+            ) from None
+        if kind != READY:
+            self._supervisor = None
+            supervisor.close(timeout=5.0)
+            raise MpibenchError(message)
+        self._ready = True
+
+    def ready(self) -> None:
+        """Start the supervisor if needed and wait until it has loaded every learner.
+
+        Raises :class:`MpibenchError` (one line naming the learner and the fix) if one
+        cannot be loaded on this rank."""
+        self._started()
 
     def run(self, job: Any) -> Any:
         """Run one split in the supervisor's executor; a dead supervisor is a ``crash``."""

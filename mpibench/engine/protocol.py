@@ -9,6 +9,10 @@
                                               grid.h5 can be memory-mapped there
            rank 0 -> worker    TAG_PLACE      its Placement (node, GPU, grid copy); then
                                               TAG_SETUP again: None, or a refusal
+    ready  rank 0 -> all       TAG_SETUP      whether there is anything to run
+           worker -> rank 0    TAG_SETUP      None (every learner loaded, or nothing to
+                                              run) or (exit code, one-line message);
+                                              then TAG_SETUP again: None, or a refusal
     run    worker -> rank 0    TAG_REQUEST    WorkRequest.to_wire(): rank, results so far
                                               (or None), running totals, busy (asking
                                               ahead), ids handed back after a stop signal
@@ -47,7 +51,8 @@ TAG_REPLY = 2
 """Rank 0 -> worker: a block of assignments, ``[]``, or ``STOP``."""
 TAG_SETUP = 3
 """Rank 0 -> every rank, before the run: ``None``, or ``(exit code, message)`` when it
-could not start (every rank then ends with that code)."""
+could not start (every rank then ends with that code); worker -> rank 0 once, whether
+it loaded every learner."""
 TAG_INTERRUPT = 4
 """Rank 0 -> a worker, when the stop grace period ends: stop the running split now
 (it is ``interrupted``, runs again on resume) and hand back the rest."""

@@ -174,6 +174,8 @@ def run(project: str | os.PathLike | Grid, folder: str | os.PathLike | None = No
     elif settings:
         raise MpibenchError(f"run() takes options= or keyword options, not both; got "
                             f"{sorted(settings)} beside options=.")
+    if folder is not None:
+        one_line_errors()  # the one-launch form: a program of its own
     context = RunContext(resolve_threads(options.threads), StopSignals())
     context.signals.install()  # from here on a stop is a clean stop, whatever the rank does
     try:
@@ -181,22 +183,36 @@ def run(project: str | os.PathLike | Grid, folder: str | os.PathLike | None = No
                 and not runs_no_split()):  # before MPI starts: no second interpreter
             context.supervisor = fork_supervisor(context.threads)
         return _launch(project, folder, comm, options, context)
-    except MpibenchError as exc:
-        if folder is None or not _in_a_script():
-            raise
-        if not exc.quiet:  # the one-launch form: a program of its own, refused in a line
-            print(f"mpibench: error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(exc.exit_code) from None
     finally:
         context.signals.restore()
         if context.supervisor is not None and not context.supervisor.configured:
             context.supervisor.kill()  # unused: rank 0, or a refused run
 
 
-def _in_a_script() -> bool:
-    """True when the program is a script (``python experiment.py``), not a session."""
-    main = sys.modules.get("__main__")
-    return bool(getattr(main, "__file__", None)) and not hasattr(sys, "ps1")
+def one_line_errors() -> None:
+    """Make an uncaught :class:`MpibenchError` end the program as the ``mpibench``
+    command does: one line on stderr (none for a quiet one, raised on the ranks that
+    did not find the problem), MPI finalised, its exit code (2: refused). A script's
+    own ``try``/``except`` still catches it; other exceptions keep Python's traceback."""
+    previous = sys.excepthook
+    if getattr(previous, "mpibench_one_line", False):
+        return
+
+    def hook(kind: type, error: BaseException, trace: Any) -> None:
+        if not isinstance(error, MpibenchError):
+            previous(kind, error, trace)
+            return
+        if not error.quiet:
+            print(f"mpibench: error: {error}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        mpi = sys.modules.get("mpi4py.MPI")
+        if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+            mpi.Finalize()
+        os._exit(error.exit_code)
+
+    hook.mpibench_one_line = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def _launch(project: Any, folder: Any, comm: Any, options: RunOptions,
@@ -300,16 +316,18 @@ def _start(transport: Transport, paths: ProjectPaths, options: RunOptions,
         except Exception as exc:  # every rank must learn of it
             outcome = _refusal(exc)
     share_refusal(transport, outcome)
+    executor = None
     try:
         _place(transport, role, dispatcher, paths, context)
+        if role.runs_splits:  # (rank 0 of a job skips it: finding the pools costs CPU)
+            limit_threads(context.threads)
+        executor = _ready_executor(transport, role, dispatcher, paths, options, context)
     except BaseException:
         if dispatcher is not None:
             dispatcher.close()  # a refusal: the lock goes before the job does
         raise
     try:
-        if role.runs_splits:  # (rank 0 of a job skips it: finding the pools costs CPU)
-            limit_threads(context.threads)
-        code, abort = _run_role(transport, role, dispatcher, paths, options, context)
+        code, abort = _run_role(transport, role, dispatcher, executor, context)
     except TransportAborted:  # (in-process ranks) another rank ended the job
         raise
     except Exception as exc:
@@ -402,15 +420,36 @@ def _abort(transport: Transport, message: str, code: int) -> None:
     transport.abort(code)
 
 
+def _ready_executor(transport: Transport, role: Role, dispatcher: Dispatcher | None,
+                    paths: ProjectPaths, options: RunOptions, context: RunContext) -> Any:
+    """The executor of a rank that runs splits, once it has loaded every learner; None
+    when there is nothing to run (then no pickled code of ``grid.h5`` is loaded).
+    Collective: a rank that cannot load them ends every rank, in one line (exit 2)."""
+    has_work = transport.share(dispatcher.n_todo > 0 if dispatcher else None, TAG_SETUP)
+    executor, problem = None, None
+    if role.runs_splits and has_work:
+        try:
+            if context.placement is not None:
+                settle_grid_copy(context.placement, paths.grid)
+            executor = make_executor(paths, transport.rank, options, context)
+            executor.ready()
+        except Exception as exc:
+            problem = _refusal(exc)
+    problems = transport.gather(problem, TAG_SETUP)
+    outcome = next((p for p in problems or [] if p is not None), None)
+    try:
+        share_refusal(transport, outcome)
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
+    return executor
+
+
 def _run_role(transport: Transport, role: Role, dispatcher: Dispatcher | None,
-              paths: ProjectPaths, options: RunOptions,
-              context: RunContext) -> tuple[int, bool]:
+              executor: Any, context: RunContext) -> tuple[int, bool]:
     """Play ``role``; returns the exit code and whether the job must end at once
     (splits that could not be interrupted are still running)."""
-    if role.runs_splits and context.placement is not None:
-        settle_grid_copy(context.placement, paths.grid)
-    executor = (make_executor(paths, transport.rank, options, context)
-                if role.runs_splits else None)
     try:
         if role is Role.WORKER:
             work(transport, executor, context.signals, context.placement)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import MpibenchError
 from ..store.records import Status
 from ..tuning import (
     LIVENESS_SECONDS,
@@ -66,6 +67,9 @@ from .procs import (
 )
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+READY, REFUSED = "mpibench-ready", "mpibench-refused"
+"""The supervisor's first frame: ``(READY, "")`` once every learner is loaded, or
+``(REFUSED, one-line message)``."""
 INTERRUPT = "mpibench-interrupt"
 """Frame from the worker while a split runs: stop it now (the run's grace is over)."""
 OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
@@ -435,12 +439,17 @@ def serve(frames_in: int, frames_out: int) -> None:
     for name, value in config["environment"].items():
         os.environ[name] = value
     limit_threads(config["threads"])
-    runner = SplitRunner(GridFile(Path(config["grid_path"])), config["rank"],
-                         config["threads"], fallback=config["fallback"],
-                         predictions=config.get("predictions"), host=config.get("host"),
-                         gpu=config.get("gpu", ""))
-    runner.preload()  # executors and spares start with the task data (if the grid is small)
-    runner.warm_up()
+    try:  # every learner, scorer, fallback and record function, loaded once
+        runner = SplitRunner(GridFile(Path(config["grid_path"])), config["rank"],
+                             config["threads"], fallback=config["fallback"],
+                             predictions=config.get("predictions"), host=config.get("host"),
+                             gpu=config.get("gpu", ""))
+        runner.preload()  # executors and spares start with the task data (a small grid)
+        runner.warm_up()
+    except MpibenchError as exc:
+        write_frame(frames_out, (REFUSED, str(exc)))
+        return
+    write_frame(frames_out, (READY, ""))
     supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out), frames_in,
                             config.get("log_folder"))
     supervisor.prepare()

@@ -82,6 +82,20 @@ class Transport:
         """``(lowest rank on this rank's node, the node's name or None)``; one node here."""
         return 0, None
 
+    def gather(self, value: Any, tag: int) -> list | None:
+        """Every rank's ``value`` on rank 0, by rank (None on the other ranks); rank 0
+        waits with the back-off."""
+        if self.size == 1:
+            return [value]
+        if self.rank != 0:
+            self.send(value, 0, tag)
+            return None
+        values = [value] + [None] * (self.size - 1)
+        for _ in range(self.size - 1):
+            theirs, source = self.receive(None, tag, worker_backoff(spin=0.0))
+            values[source] = theirs
+        return values
+
     def share(self, value: Any, tag: int) -> Any:
         """Rank 0's ``value``, on every rank: a broadcast whose receivers wait with the
         back-off (a blocking ``bcast`` spins in MPICH and Open MPI, taking the cores

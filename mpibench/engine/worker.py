@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
+from ..errors import MpibenchError
 from ..scorers import bind_scorers, score_split
 from ..store.gridfile import GridFile, SplitIndex
 from ..store.predictions import PredictionWriter
@@ -133,19 +134,20 @@ class SplitRunner:
                  fallback: Any = None, predictions: Path | None = None,
                  host: str | None = None, gpu: str = "") -> None:
         self.grid_file = grid_file
+        self.rank = rank
+        self.host = host or socket.gethostname()
+        """The node's name (see :mod:`mpibench.engine.placement`)."""
         self.predictions = None if predictions is None else PredictionWriter(predictions, rank)
         """Where each split's predictions go (``--save-predictions``), or None."""
-        self.record = grid_file.record()
+        self.record = self._unpickled("The grid's record function", grid_file.record)
         """The grid's ``record`` function, or None."""
-        settings = grid_file.learner_options()
+        settings = self._unpickled("The grid's learner_options", grid_file.learner_options)
         self.learner_options = [settings.get(name, {})
                                 for name in grid_file.names("learners")]
         """Per learner index: the grid's ``learner_options`` for it."""
-        self.rank = rank
         self.threads = threads
-        self.fallback = fallback if fallback is not None else grid_file.fallback()
-        self.host = host or socket.gethostname()
-        """The node's name (see :mod:`mpibench.engine.placement`)."""
+        self.fallback = fallback if fallback is not None else self._unpickled(
+            "The grid's fallback", grid_file.fallback)
         self.gpu = gpu
         """The ``CUDA_VISIBLE_DEVICES`` its splits see (``""``: none)."""
         self.pid = os.getpid()
@@ -153,7 +155,7 @@ class SplitRunner:
         """Task data and split indices, least recently used leaving first."""
         self._learners: dict[int, EstimatorFactory] = {}
         self._kinds: dict[int, str] = {}
-        self.scorers = grid_file.scorers()
+        self.scorers = self._unpickled("The grid's scorers", grid_file.scorers)
         self._scoring = bind_scorers(self.scorers)
         self._needs_proba = any(s.kind == "proba" for s in self.scorers)
         self._rss, self._rss_read_at = 0, float("-inf")
@@ -180,8 +182,18 @@ class SplitRunner:
     def _learner(self, learner_i: int) -> EstimatorFactory:
         """Fresh seeded copies of learner ``learner_i`` (loaded once)."""
         if learner_i not in self._learners:
-            self._learners[learner_i] = EstimatorFactory(self.grid_file.learner(learner_i))
+            name = self.grid_file.names("learners")[learner_i]
+            self._learners[learner_i] = EstimatorFactory(self._unpickled(
+                f"Learner {name!r}", lambda: self.grid_file.learner(learner_i)))
         return self._learners[learner_i]
+
+    def _unpickled(self, what: str, load: Callable[[], Any]) -> Any:
+        """``load()``; an object that cannot be unpickled here is one
+        :class:`LearnerNotLoadable` naming it, the cause and the fix."""
+        try:
+            return load()
+        except Exception as exc:
+            raise LearnerNotLoadable(what, self.rank, self.host, exc) from None
 
     def _split_index(self, task_i: int, resampling_i: int) -> SplitIndex:
         return self._data.get(("splits", task_i, resampling_i),
@@ -404,6 +416,26 @@ def featureless(kind: str) -> Any:
     return DummyClassifier(strategy="prior")
 
 
+class LearnerNotLoadable(MpibenchError):
+    """A pickled learner (or scorer, fallback, record function) of ``grid.h5`` that
+    cannot be loaded on a rank: the run ends before any split, exit code 2."""
+
+    def __init__(self, what: str, rank: int, host: str, error: Exception) -> None:
+        module = getattr(error, "name", None)
+        if isinstance(error, ImportError) and module:
+            fix = (f"Make module {module!r} importable where the ranks run: install it, "
+                   "start `mpibench run` in the folder that holds it (its working directory "
+                   "comes first on sys.path, as with python -m), or set PYTHONPATH.")
+        elif isinstance(error, (ImportError, AttributeError)):
+            fix = ("Its code is not where the project was created from: make that module "
+                   "importable here (PYTHONPATH), or create the project again.")
+        else:
+            fix = ("Its pickle in grid.h5 is damaged or its code changed since the project "
+                   "was created: create the project again from its script.")
+        cause = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        super().__init__(f"{what} cannot be loaded on rank {rank} ({host}): {cause}. {fix}")
+
+
 class InProcessExecutor:
     """Runs splits in the worker process itself (``--no-isolate``), with the fallback."""
 
@@ -413,6 +445,9 @@ class InProcessExecutor:
     def run(self, job: Assignment) -> SplitResult:
         """Run ``job``; on failure train the fallback (if any) for its scores."""
         return run_with_fallback(self.runner.run, self.runner, job)
+
+    def ready(self) -> None:
+        """Nothing to wait for: the runner loaded every learner as it was made."""
 
     def close(self) -> None:
         """Nothing to release."""

@@ -12,6 +12,7 @@ lock never both hold it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -134,7 +135,8 @@ class ProjectLock:
                 raise self._cannot_write(exc) from None
             return True
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (a read-only folder: it was never made)
+                tmp.unlink()
 
     def _create_exclusively(self, text: str) -> bool:
         try:

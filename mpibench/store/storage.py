@@ -493,8 +493,8 @@ def read_results(path: str | os.PathLike, *, categorical: bool = True,
     Returns
     -------
     pandas.DataFrame
-        Columns of DESIGN.md section 3: job metadata, status, one column per scorer,
-        rank/host/pid, Unix start/end times and per-stage seconds.
+        The columns README.md lists under "Files": job metadata, status, one column
+        per scorer, rank/host/pid, Unix start/end times and per-stage seconds.
     """
     for name, value, allowed in (("names", names, ("mpibench", "mlr3")),
                                  ("attempts", attempts, ("latest", "all"))):
