@@ -75,3 +75,22 @@ def test_a_run_with_nothing_to_do_loads_no_pickled_code(tmp_path):
     again = run_mpibench(3, "run", project, env=env)
     assert again.returncode == 0 and "this run: 0" in again.stderr, again.stderr
     assert not marker.exists(), "a run with nothing to do unpickled a learner"
+
+
+def test_a_learner_ending_its_process_under_no_isolate_fails_only_its_split(tmp_path):
+    """``os._exit`` or ``sys.exit`` in a learner run in the rank's own process would end
+    the rank, and with it the job, without a word: it is an error of that split."""
+    from sklearn.model_selection import ShuffleSplit
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(40, 2)), y=rng.normal(size=40))
+    project = mb.create_project(tmp_path / "p", mb.Grid(
+        [task], {"ok": mb.DebugLearner(), "exits": mb.DebugLearner(p_exit=0.3)},
+        [ShuffleSplit(30, random_state=0)]))
+    done = run_mpibench(3, "run", project, "--no-isolate", timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = mb.read_results(project)
+    assert len(results) == 60 and not (project / "run.lock").exists()
+    failed = results[results["status"] == "error"]
+    assert len(failed) > 0 and set(failed["learner"]) == {"exits"}
+    assert failed["error"].str.contains(r"called os\._exit\(0\)").all()

@@ -68,3 +68,27 @@ def test_a_failed_split_records_its_time_to_the_failure(tmp_path):
     results = mb.read_results(project)
     assert (results["status"] == "error").all()
     assert (results["fit_seconds"] >= 0.05).all(), results["fit_seconds"]
+
+
+class ExitingLearner(Ridge):
+    """Calls ``sys.exit(3)`` in fit."""
+
+    def fit(self, X, y):
+        import sys
+
+        sys.exit(3)
+
+
+def test_sys_exit_in_a_learner_is_an_error_of_its_split(tmp_path):
+    import mpibench as mb
+
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(30, 2)), y=rng.normal(size=30))
+    project = mb.create_project(tmp_path / "p", mb.Grid(
+        [task], {"exits": ExitingLearner(), "ok": Ridge()}, [KFold(3)]))
+    assert mb.run(project, progress_every=0, isolate=False) == 0
+    results = mb.read_results(project)
+    failed = results[results["learner"] == "exits"]
+    assert (failed["status"] == "error").all()
+    assert failed["error"].str.contains("SystemExit: 3").all()
+    assert (results.loc[results["learner"] == "ok", "status"] == "ok").all()

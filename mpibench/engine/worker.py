@@ -7,10 +7,11 @@ import functools
 import json
 import os
 import socket
+import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -325,7 +326,7 @@ class SplitRunner:
             if self.record is not None and learner is None:
                 stage = "record"
                 extra = record_json(self.record(estimator))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # (sys.exit in a learner ends the split)
             status = (Status.OOM if isinstance(exc, MemoryError) else Status.ERROR).value
             error = self._error_text(stage, exc)
             scores = self._no_scores
@@ -436,6 +437,31 @@ class LearnerNotLoadable(MpibenchError):
         super().__init__(f"{what} cannot be loaded on rank {rank} ({host}): {cause}. {fix}")
 
 
+class LearnerExited(RuntimeError):
+    """A learner called ``os._exit`` in a rank's own process (``--no-isolate``)."""
+
+
+@contextlib.contextmanager
+def exits_as_errors() -> Iterator[None]:
+    """While it is open, ``os._exit`` called by this thread (a learner's code) raises
+    :class:`LearnerExited` instead of ending the rank without a word (which ends the
+    whole MPI job); other threads (the orphan check) still exit."""
+    real_exit, thread = os._exit, threading.current_thread()
+
+    def guarded(code: int) -> None:
+        if threading.current_thread() is not thread:
+            real_exit(code)
+        raise LearnerExited(f"the learner called os._exit({code}), which would have ended "
+                            "this rank and the job (with isolation, the default, only its "
+                            "split's process ends)")
+
+    os._exit = guarded  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        os._exit = real_exit
+
+
 class InProcessExecutor:
     """Runs splits in the worker process itself (``--no-isolate``), with the fallback."""
 
@@ -444,7 +470,8 @@ class InProcessExecutor:
 
     def run(self, job: Assignment) -> SplitResult:
         """Run ``job``; on failure train the fallback (if any) for its scores."""
-        return run_with_fallback(self.runner.run, self.runner, job)
+        with exits_as_errors():
+            return run_with_fallback(self.runner.run, self.runner, job)
 
     def ready(self) -> None:
         """Nothing to wait for: the runner loaded every learner as it was made."""
