@@ -498,6 +498,7 @@ def _check_groups_whole(task: Task, cv: Any, train: list, test: list,
         if not shared.any():
             continue
         group = np.asarray(task.groups)[tr[np.flatnonzero(shared)[0]]]
+        group = group.item() if isinstance(group, np.generic) else group
         name = type(cv).__name__
         fix = GROUP_AWARE.get(name, "GroupKFold, StratifiedGroupKFold or GroupShuffleSplit")
         raise MpibenchError(

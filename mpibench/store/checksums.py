@@ -39,7 +39,7 @@ def values_crc(values: Any, crc: int = 0) -> int:
         return zlib.crc32(data, crc)
     if array.dtype.kind == "V" and array.shape == ():
         return zlib.crc32(array.tobytes(), crc)
-    return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), crc)
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data, crc)
 
 
 def dataset_crc(dataset: h5py.Dataset) -> int:
