@@ -32,7 +32,7 @@ def main() -> None:
     X = np.random.default_rng(0).random((n_rows, 256))
     task = mb.Task("big", X=X, y=X[:, 0].copy())
     grid = mb.Grid([task], {"mean": mb.DebugLearner()}, [KFold(2)], scoring=["rmse"])
-    with tempfile.TemporaryDirectory(dir=".") as folder:
+    with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         project = mb.create_project(Path(folder) / "p", grid)
         create = time.perf_counter() - start
