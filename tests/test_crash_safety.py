@@ -150,14 +150,42 @@ def test_read_results_during_a_run_before_its_first_results_h5(tmp_path):
     assert np.allclose(final.loc[live["job_id"], "rmse"], live["rmse"])
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.3])
+def ranks_catching(launcher_pid: int, signum: int) -> int:
+    """How many MPI ranks below ``launcher_pid`` catch ``signum`` (``SigCgt`` of
+    ``/proc/PID/status``)."""
+    count, stack = 0, [launcher_pid]
+    while stack:
+        pid = stack.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+        try:
+            environment = Path(f"/proc/{pid}/environ").read_bytes()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        is_rank = any(f"\0{name}=".encode() in b"\0" + environment
+                      for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"))
+        caught = int(next(line.split()[1] for line in status.splitlines()
+                          if line.startswith("SigCgt:")), 16)
+        count += is_rank and bool(caught >> (signum - 1) & 1)
+    return count
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2])
 def test_a_stop_during_the_start_exits_3(tmp_path, delay):
-    """A stop signal before the run's own handlers are in place (imports, MPI's start)
-    is kept and stops the run cleanly, as one later would."""
+    """A stop signal that comes while the run starts (its imports, MPI's start), once
+    ``mpibench run`` has run its first line, is kept and stops the run cleanly."""
     stops = [signal.SIGUSR1] if is_open_mpi() else [signal.SIGTERM, signal.SIGINT]
     path = mb.create_project(tmp_path / "p", sleepy_grid())
     for stop in stops:
         proc = start_mpibench(3, "run", path)
+        deadline = time.monotonic() + 30
+        while ranks_catching(proc.pid, signal.SIGTERM) < 3:  # (only ours catches it)
+            assert time.monotonic() < deadline, "the ranks never started"
+            time.sleep(0.005)
         time.sleep(delay)
         proc.send_signal(stop)
         _, err = proc.communicate(timeout=60)
