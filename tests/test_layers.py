@@ -78,3 +78,32 @@ def test_the_reader_finds_lazy_and_relative_imports():
     """The check itself can fail: it sees the CLI's lazy import of the engine."""
     assert "mpibench.engine.runner" in MODULES["mpibench.cli"]
     assert "mpibench.store.records" in MODULES["mpibench.engine.protocol"]
+
+
+README = PACKAGE.parent / "README.md"
+
+
+def test_the_readme_module_table_names_every_module():
+    """The table in README's "How it works" lists every module of each layer."""
+    table = {}
+    for line in README.read_text().splitlines():
+        cells = line.split("|")
+        if len(cells) > 3 and ("`mpibench/" in cells[1] or "user API" in cells[1]):
+            key = "definitions" if "user API" in cells[1] else cells[1].strip("` /")[9:]
+            table[key] = {name.strip("` ") for name in cells[2].split(",")}
+    for key, listed in table.items():
+        modules = {name.rsplit(".", 1)[-1] for name in MODULES if layer(name) == key
+                   and name.rsplit(".", 1)[-1] not in (key, "_forkserver", "_version")}
+        assert modules == listed, (key, sorted(modules - listed), sorted(listed - modules))
+    assert set(table) == {"definitions", "store", "engine", "analysis"}
+
+
+def test_the_readme_counts_the_protocol_tags():
+    import re
+
+    from mpibench.engine import protocol
+
+    tags = [name for name in vars(protocol) if name.startswith("TAG_")]
+    words = {3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+    assert f"`mpibench/engine/protocol.py`: {words[len(tags)]}" in re.sub(
+        r"\s+", " ", README.read_text())

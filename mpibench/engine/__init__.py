@@ -6,6 +6,6 @@ loop (:mod:`~mpibench.engine.workerloop`), which runs each split in an isolated
 executor (:mod:`~mpibench.engine.isolation`, :mod:`~mpibench.engine.supervisor`) or
 in-process (:mod:`~mpibench.engine.worker`). :mod:`~mpibench.engine.protocol` holds the
 messages between them, :mod:`~mpibench.engine.transport` carries them (MPI, or threads
-in one process), :mod:`~mpibench.engine.tuning` the constants benchmarks chose.
+in one process), :mod:`~mpibench.tuning` (outside the engine) the constants benchmarks chose.
 Nothing outside this package imports it, except the CLI and ``mpibench.run``.
 """
