@@ -279,7 +279,7 @@ def _journal_growth(paths: ProjectPaths, parts: dict, fingerprint: str) -> None:
     replaced (a crash between the two: create the project again with the same grid)."""
     if paths.journal.exists() and paths.journal.stat().st_size:
         writer = JournalWriter(paths.journal, {})
-        writer.append({"t": "g", "parts": parts, "fingerprint": fingerprint})
+        writer.grew(parts, fingerprint)
         writer.close()
 
 

@@ -29,7 +29,7 @@ def result(job_id: int) -> SplitResult:
 def journal_with(path, n: int):
     """A journal with ``n`` hand-outs and ``n`` results, one record per result."""
     writer = JournalWriter(path, {"fingerprint": "f", "parts": PARTS})
-    writer.append({"t": "s", "jobs": list(range(n))})
+    writer.handed_out(list(range(n)))
     for j in range(n):
         writer.append_results([result(j)])
     writer.close()
@@ -83,14 +83,6 @@ def test_background_group_commit_covers_what_was_appended_and_reports_failure(
     monkeypatch.undo()
     writer.close()
     assert len(read_journal(tmp_path / "j", PARTS).results) == 4098
-
-
-def test_single_result_records_of_older_journals_are_read(tmp_path):
-    path = journal_with(tmp_path / "j", 1)
-    fields = dict(zip(SplitResult._fields, result(5), strict=True))
-    with open(path, "ab") as handle:
-        handle.write(encode({"t": "r", **fields}))
-    assert [r.job_id for r in read_journal(path, PARTS).results] == [0, 5]
 
 
 def test_torn_tail_is_truncated_with_a_warning(tmp_path):

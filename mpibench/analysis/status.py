@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import MpibenchError
 from ..formatting import format_seconds, overdue_line
 from ..store.gridfile import GridFile, read_column
-from ..store.journal import batch_from_columns_record, batch_from_record, changed_parts, read_tail
+from ..store.journal import RETRIED, changed_parts, read_tail, results_of
 from ..store.lock import describe_holder, holder_alive, read_holder
 from ..store.paths import ProjectPaths
 
@@ -224,12 +224,10 @@ def _apply_tail(records: list[dict]) -> dict[int, str | None]:
     a retry mark took its result away until its new one)."""
     statuses: dict[int, str | None] = {}
     for record in records:
-        kind = record.get("t")
-        if kind in ("r", "c"):
-            batch = batch_from_record(record) if kind == "r" else \
-                batch_from_columns_record(record)
+        batch = results_of(record)
+        if batch is not None:
             statuses.update(zip(batch.job_ids.tolist(), batch.status.tolist(), strict=True))
-        elif kind == "x":
+        elif record.get("t") == RETRIED:
             statuses.update(dict.fromkeys(record["jobs"]))
     return statuses
 

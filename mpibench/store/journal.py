@@ -2,15 +2,31 @@
 
 Format: the line ``MPIBENCH-JOURNAL 1\\n``, then records, each a little-endian
 ``uint32`` payload length, a ``uint32`` CRC-32 of the payload, and the payload: one
-JSON object. The first record is the header (the grid's fingerprint); then ``"t":
-"s"`` records list job ids handed out (``"u"``: handed back unstarted, ``"x"``: to run
-again, by ``--retry``: their earlier results become history), ``"g"`` records give the
-grid's new fingerprint parts after the project grew, ``"k"`` records hold a
-run's rank table (at each checkpoint; the latest of a run wins) and ``"t": "r"`` records
-hold the finished splits of one worker message as ``"rows"``, each in the field order
-the header's ``"result_fields"`` names. Records reach the file with
-one ``write`` each (a killed process loses none) and are fsynced in groups (a machine
-crash loses at most the last group). ``strings results.journal`` shows them.
+JSON object whose ``"t"`` names its kind. Every record is written by a method of
+:class:`JournalWriter` and read by :func:`parse` (or, after ``results.h5``, by
+:func:`read_tail`; :func:`results_of` decodes results for both):
+
+======  ==================  =====================  ==========================================
+kind    written by          fields                 meaning; what a reader does
+======  ==================  =====================  ==========================================
+header  ``JournalWriter()``  fingerprint, parts,    the grid the journal belongs to (first
+                            created, result_fields  record); a reader refuses other grids
+``s``   ``handed_out``      jobs                   ids handed out: counts attempts
+``u``   ``handed_back``     jobs                   ids handed back unstarted (a stop):
+                                                   takes those attempts back
+``x``   ``retried``         jobs                   ``--retry``: earlier results of these
+                                                   ids become history
+``g``   ``grew``            parts, fingerprint     the project grew: the grid's new parts
+``k``   ``rank_table``      run, rows              a run's ``/ranks`` rows (latest wins)
+``r``   ``append_results``  rows                   finished splits, one list per split in
+                                                   the header's ``result_fields`` order
+``c``   ``append_results``  n, t0, cols            finished splits, one list per field
+                                                   (large batches)
+======  ==================  =====================  ==========================================
+
+Records reach the file with one ``write`` each (a killed process loses none) and are
+fsynced in groups (a machine crash loses at most the last group). ``strings
+results.journal`` shows them.
 """
 
 from __future__ import annotations
@@ -42,6 +58,9 @@ from .paths import fsync_directory, replace_atomically, write_failed
 from .records import SplitResult
 
 MAGIC = b"MPIBENCH-JOURNAL 1\n"
+HEADER, HANDED_OUT, HANDED_BACK, RETRIED, GREW, RANK_TABLE, ROWS, COLUMNS = (
+    "header", "s", "u", "x", "g", "k", "r", "c")
+"""The record kinds (the table above)."""
 HEAD = struct.Struct("<II")
 _RECORD_START = b'{"t": '
 
@@ -66,12 +85,8 @@ def encode(payload: dict) -> bytes:
 
 
 def batch_from_record(record: dict) -> ResultBatch:
-    """The results of a ``"t": "r"`` record: ``"rows"`` in ``RESULT_FIELDS`` order, or
-    (older journals) one split's fields by name."""
-    if "rows" in record:
-        return ResultBatch.from_rows(record["rows"])
-    return ResultBatch.from_rows([SplitResult(**{k: v for k, v in record.items()
-                                                  if k != "t"})])
+    """The results of a ``"t": "r"`` record: ``"rows"`` in ``RESULT_FIELDS`` order."""
+    return ResultBatch.from_rows(record["rows"])
 
 
 @dataclass
@@ -177,26 +192,36 @@ def parse(data: bytes) -> JournalContents:
     return contents
 
 
+def results_of(record: dict) -> ResultBatch | None:
+    """The finished splits a record holds (None for a record of another kind)."""
+    kind = record.get("t")
+    if kind == ROWS:
+        return batch_from_record(record)
+    if kind == COLUMNS:
+        return batch_from_columns_record(record)
+    return None
+
+
 def _apply(contents: JournalContents, record: dict) -> None:
     kind = record.get("t")
-    if kind != "g":
+    if kind != GREW:
         contents.parts_before_growth = None
-    if kind in ("r", "c"):
-        batch = batch_from_record(record) if kind == "r" else batch_from_columns_record(record)
+    batch = results_of(record)
+    if batch is not None:
         contents.batches.append(batch)
         contents.n_rows += len(batch)
-    elif kind == "k":
+    elif kind == RANK_TABLE:
         contents.ranks[record["run"]] = record["rows"]
-    elif kind == "x":
+    elif kind == RETRIED:
         contents.retries.append((contents.n_rows, len(contents.started_ids),
                                  len(contents.returned_ids), record["jobs"]))
-    elif kind == "s":
+    elif kind == HANDED_OUT:
         contents.started_ids.append(record["jobs"])
-    elif kind == "u":
+    elif kind == HANDED_BACK:
         contents.returned_ids.append(record["jobs"])
-    elif kind == "header" and contents.header is None:
+    elif kind == HEADER and contents.header is None:
         contents.header = record
-    elif kind == "g" and contents.header is not None:  # the project grew: new parts
+    elif kind == GREW and contents.header is not None:  # the project grew: new parts
         if contents.parts_before_growth is None:
             contents.parts_before_growth = contents.header.get("parts", {})
         contents.header = {**contents.header, "parts": record["parts"]}
@@ -309,7 +334,7 @@ class JournalWriter:
         if fresh:
             try:
                 os.ftruncate(self._fd, 0)
-                os.write(self._fd, MAGIC + encode({"t": "header", **header,
+                os.write(self._fd, MAGIC + encode({"t": HEADER, **header,
                                                    "result_fields": list(RESULT_FIELDS)}))
                 os.fsync(self._fd)
                 fsync_directory(path.parent)
@@ -356,13 +381,27 @@ class JournalWriter:
             self._oldest = time.monotonic()
         self._unsynced += n_splits
 
-    def append(self, payload: dict) -> None:
-        """Write one record now (no fsync)."""
-        self._append(json_bytes(payload))
+    def grew(self, parts: dict, fingerprint: str) -> None:
+        """A ``g`` record: the project's grid now has these fingerprint ``parts``."""
+        self._append(json_bytes({"t": GREW, "parts": parts, "fingerprint": fingerprint}))
 
-    def append_ids(self, kind: str, job_ids: np.ndarray | list[int]) -> None:
-        """One ``{"t": kind, "jobs": [...]}`` record (hand-outs ``"s"``, returns ``"u"``,
-        ``--retry`` marks ``"x"``)."""
+    def rank_table(self, run: float, rows: list) -> None:
+        """A ``k`` record: run ``run``'s ``/ranks`` rows so far."""
+        self._append(json_bytes({"t": RANK_TABLE, "run": run, "rows": rows}))
+
+    def handed_out(self, job_ids: np.ndarray | list[int]) -> None:
+        """An ``s`` record: these splits were handed out."""
+        self._ids(HANDED_OUT, job_ids)
+
+    def handed_back(self, job_ids: np.ndarray | list[int]) -> None:
+        """A ``u`` record: these splits came back unstarted."""
+        self._ids(HANDED_BACK, job_ids)
+
+    def retried(self, job_ids: np.ndarray | list[int]) -> None:
+        """An ``x`` record: these splits run again (``--retry``)."""
+        self._ids(RETRIED, job_ids)
+
+    def _ids(self, kind: str, job_ids: np.ndarray | list[int]) -> None:
         ids = job_ids if isinstance(job_ids, list) else job_ids.tolist()
         self._append(b'{"t": "%s", "jobs": %s}' % (kind.encode(), str(ids).encode()))
 
@@ -449,6 +488,6 @@ def read_tail(path: Path, offset: int) -> tuple[dict | None, list[dict]]:
     while (parsed := _valid_record(data, pos)) is not None:
         record, pos = parsed
         records.append(record)
-        if record.get("t") == "g" and header is not None:
+        if record.get("t") == GREW and header is not None:
             header = {**header, "parts": record["parts"]}
     return header, records

@@ -161,8 +161,7 @@ class ResultStore:
                                                     "parts": self.parts,
                                                     "created": time.time()})
         if self._growth_undone:  # the journal names this grid again
-            self.journal.append({"t": "g", "parts": self.parts,
-                                 "fingerprint": self.fingerprint})
+            self.journal.grew(self.parts, self.fingerprint)
             self.journal.commit()
         if seed is not None:
             self.journal.append_results(seed.results())
@@ -228,7 +227,7 @@ class ResultStore:
     def mark_retry(self, job_ids: np.ndarray) -> None:
         """Run these splits again (``--retry``): their results so far become history,
         and attempts are counted anew for ``--max-attempts``."""
-        self.journal.append_ids("x", job_ids)
+        self.journal.retried(job_ids)
         self.journal.commit()
         self.rows_before_retry[job_ids] = len(self._results)
         self.started_before_retry[job_ids] = self.started[job_ids]
@@ -244,7 +243,7 @@ class ResultStore:
 
     def mark_started(self, job_ids: np.ndarray | list[int]) -> None:
         """Journal that these splits were handed out (for attempt counting)."""
-        self.journal.append_ids("s", job_ids)
+        self.journal.handed_out(job_ids)
         if isinstance(job_ids, list) and len(job_ids) <= FEW_SPLITS:
             for job_id in job_ids:
                 self.started[job_id] += 1
@@ -253,7 +252,7 @@ class ResultStore:
 
     def mark_returned(self, job_ids: np.ndarray) -> None:
         """Journal that these splits came back unstarted (their hand-out did not count)."""
-        self.journal.append_ids("u", job_ids)
+        self.journal.handed_back(job_ids)
         self.started[job_ids] -= 1
 
     def all_results(self) -> ResultBatch:
@@ -295,7 +294,7 @@ class ResultStore:
         """
         run = float(min(r.start_time for r in ranks))
         self.run_ranks[run] = [[_plain(getattr(r, c)) for c in RANK_COLUMNS] for r in ranks]
-        self.journal.append({"t": "k", "run": run, "rows": self.run_ranks[run]})
+        self.journal.rank_table(run, self.run_ranks[run])
         self.journal.commit()
         attrs = {**attrs, "journal_offset": self.journal.size,  # status reads on from here
                  **self._status_summary()}
