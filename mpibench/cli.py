@@ -45,7 +45,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from .store.storage import read_results
+    from .store.reading import read_results
 
     frame = read_results(args.project, names="mlr3" if args.mlr3 else "mpibench")
     if args.output and str(args.output).endswith(".parquet"):
@@ -85,13 +85,13 @@ def parse_bytes(text: str) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .store.gridfile import GridFile
     from .store.paths import ProjectPaths
-    from .store.storage import read_results
+    from .store.reading import read_results
 
     results = read_results(args.project)
     score = args.score or GridFile(ProjectPaths(args.project).grid).scorer_names()[0]
     if args.kind == "timeline":
         from .analysis.plotting import plot_timeline
-        from .store.storage import read_ranks
+        from .store.reading import read_ranks
 
         plot_timeline(results, args.output, ranks=read_ranks(args.project))
     elif args.kind == "scores":

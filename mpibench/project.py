@@ -29,7 +29,7 @@ from .store.growing import (
 from .store.journal import JournalWriter
 from .store.lock import describe_holder, holder_alive, pid_alive, read_holder
 from .store.paths import ProjectPaths
-from .store.storage import FINGERPRINT_PARTS
+from .store.reading import FINGERPRINT_PARTS
 
 
 def fingerprint_parts(grid: Any, jobs: pd.DataFrame,

@@ -238,7 +238,7 @@ def resolve_scoring(scoring: Any) -> list[Scorer]:
         )
     if not scorers:
         raise MpibenchError("scoring is empty. Give at least one scorer, e.g. ['rmse'].")
-    from .store.storage import result_columns
+    from .store.reading import result_columns
 
     reserved = [n for n in names if n in result_columns([])]
     if reserved:

@@ -80,7 +80,8 @@ def test_scheduler_and_pure_modules_do_not_import_mpi4py():
     code = (
         "import sys; sys.modules['mpi4py'] = None\n"
         "import mpibench, mpibench.engine.scheduler, mpibench.grid, mpibench.splitters\n"
-        "import mpibench.store.storage, mpibench.engine.protocol, mpibench.project\n"
+        "import mpibench.store.storage, mpibench.store.reading, mpibench.engine.protocol, "
+        "mpibench.project\n"
         "s = mpibench.engine.scheduler.Scheduler([1, 2], costs=[1, 5])\n"
         "assert s.next_chunk(0) == [2]\n"
         "print('ok')\n"

@@ -16,7 +16,7 @@ from ..errors import MpibenchError
 from ..formatting import without_rank
 from ..store.gridfile import GridFile
 from ..store.paths import ProjectPaths
-from ..store.storage import read_attrs, read_ranks, read_results
+from ..store.reading import read_attrs, read_ranks, read_results
 from .plotting import (
     MAX_SCORE_PANELS,
     _panels,

@@ -149,7 +149,7 @@ class _Base:
         self.seconds, self.n_ranks = 0.0, 1
         if not paths.results.exists():
             return
-        from ..store.storage import open_results
+        from ..store.reading import open_results
 
         with open_results(paths.root) as h5:
             has_journal = paths.journal.exists() and paths.journal.stat().st_size
@@ -178,7 +178,7 @@ class _Base:
         """The status ``results.h5`` holds for each of ``job_ids`` that it has."""
         if not job_ids or not self.counts:
             return {}
-        from ..store.storage import open_results
+        from ..store.reading import open_results
 
         with open_results(self.paths.root) as h5:
             splits = h5["splits"]

@@ -277,7 +277,7 @@ def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[st
     test = ProjectPaths(paths.root / "test")
     if not test.results.exists():
         return 0
-    from ..store.storage import read_results  # (only when a test run exists)
+    from ..store.reading import read_results  # (only when a test run exists)
 
     try:
         frame = read_results(test.root)

@@ -22,8 +22,9 @@ from ..store.checksums import verify_checksums
 from ..store.gridfile import GRID_FIX, GridFile
 from ..store.lock import ProjectLock
 from ..store.paths import ProjectPaths
+from ..store.reading import JOB_COLUMNS
 from ..store.records import INTERRUPTED, RankStats, SplitResult, Status, failed_result
-from ..store.storage import JOB_COLUMNS, ResultStore
+from ..store.storage import ResultStore
 from ..tuning import (
     COMES_BACK_MARGIN,
     HEARTBEAT_SECONDS,
