@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mpibench"
-DEFINITIONS = ("grid", "seeds", "splitters", "scorers", "debug", "demo", "project", "errors",
-               "formatting", "slurm", "tuning", "_version")
+DEFINITIONS = ("grid", "seeds", "splitters", "splitsets", "scorers", "debug", "demo",
+               "project", "errors", "formatting", "slurm", "tuning", "_version")
 """Top-level modules of the user API (everything on top but the CLI)."""
 
 
