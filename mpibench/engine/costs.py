@@ -15,6 +15,8 @@ once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..store.paths import ProjectPaths
@@ -292,3 +294,14 @@ def learn_from_test_run(costs: CostModel, paths: ProjectPaths, learners: list[st
         costs.learn(index[name], TEST_RUN_WEIGHT * float(seconds[rows.index].sum()),
                     TEST_RUN_WEIGHT * float(size[rows.index].sum()))
     return len(ok)
+
+
+def as_cost_model(ids: np.ndarray, costs: Any) -> CostModel:
+    """A cost model from a CostModel, fixed costs per job (sizes of one learner), or none."""
+    if isinstance(costs, CostModel):
+        return costs
+    n = int(ids.max()) + 1 if len(ids) else 0
+    model = CostModel(np.zeros(n, dtype=np.int64), np.ones(n))
+    if costs is not None:
+        model.size[ids] = np.asarray(costs, dtype=np.float64)
+    return model

@@ -18,13 +18,9 @@ from .._version import __version__
 from ..errors import MpibenchError, inject_fault
 from ..formatting import overdue_line
 from ..store.batch import EncodedResults
-from ..store.checksums import verify_checksums
-from ..store.gridfile import GRID_FIX, GridFile
 from ..store.lock import ProjectLock
 from ..store.paths import ProjectPaths
-from ..store.reading import JOB_COLUMNS
-from ..store.records import INTERRUPTED, RankStats, SplitResult, Status, failed_result
-from ..store.storage import ResultStore
+from ..store.records import INTERRUPTED, RankStats, SplitResult
 from ..tuning import (
     COMES_BACK_MARGIN,
     HEARTBEAT_SECONDS,
@@ -35,11 +31,11 @@ from ..tuning import (
     SMALL_BLOCK,
     STOP_FILE_SECONDS,
 )
-from .costs import CostModel, learn_from_test_run
+from .opening import clear_stop_request, open_run
 from .options import RunOptions
 from .placement import Placement
 from .polling import DispatcherPolling
-from .pools import PooledScheduler, make_scheduler
+from .pools import PooledScheduler
 from .procs import peak_rss_bytes
 from .progress import Progress, log, summary
 from .protocol import (
@@ -53,8 +49,6 @@ from .protocol import (
 from .stopping import Deadline, StopSignals
 from .timeleft import Running, TimeLeft, estimate, running_splits
 from .transport import Transport
-
-ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
 
 
 class GraceExpired(Exception):
@@ -97,76 +91,25 @@ class Dispatcher:
         self.lock = ProjectLock(paths.lock)
         self.lock.acquire()
         try:
-            self._clear_stop_request()
             self._load()
         except BaseException:
             self.lock.release()
             raise
 
-    def _clear_stop_request(self) -> None:
-        """A ``stop.request`` asked an earlier run to stop (that run may have been
-        killed before it could remove it): this run starts without it. One written by
-        this SLURM job (``job N ...``: its time limit came while the ranks started;
-        SLURM may send the warning up to 60 s early) stays, and stops this run."""
-        stop = self.paths.stop_request
-        owner = self.paths.stop_requester()
-        if owner is not None:
-            job = os.environ.get("SLURM_JOB_ID")
-            if job and owner.startswith(f"job {job} "):
-                log(f"{stop.name} from this job ({owner}) came before the start: stopping")
-                return
-            self.paths.remove_stop_request()
-            log(f"removed {stop} left by an earlier run ({owner}); to stop this run, "
-                "create it again")
-
     def _load(self) -> None:
-        grid_file = GridFile(self.paths.grid)
-        try:
-            attrs = grid_file.attrs()
-            jobs = grid_file.job_table(exclude=("job_key",), compact=True)
-        except (OSError, KeyError) as exc:
-            raise MpibenchError(
-                f"{self.paths.grid} is damaged or incomplete ({str(exc)[:160]}). Restore it "
-                "from a copy, or create the project again (same grid, new folder); "
-                "results.journal is kept.") from None
-        verify_checksums(self.paths.grid, GRID_FIX)
-        self.store = ResultStore(self.paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(),
-                                 attrs, repair=self.options.repair)
-        self.n_total = len(jobs)
-        self._assignment_rows = np.column_stack(
-            [jobs["job_id"].to_numpy(), *(jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS),
-             np.zeros(len(jobs))]).astype(np.int64)  # Assignment fields by job id
         self.ranks = {0: RankStats(0, socket.gethostname(), os.getpid(), time.time())}
         self._cpu_at_start = time.process_time()
-        n_features = grid_file.task_shapes()[:, 1]
-        self.costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy(),
-                               jobs["task_i"].to_numpy(), n_features)
-        learners = grid_file.names("learners")
-        if self.test_source is None:
-            learn_from_test_run(self.costs, self.paths, learners,
-                                dict(zip(grid_file.names("tasks"), n_features.tolist(),
-                                         strict=True)))
-        self._mark_retries()
-        self._retire_exhausted()
-        history = self.store.all_results()
-        self.costs.add_columns(history.job_ids, history.status,
-                               history.columns["end_time"] - history.columns["start_time"])
-        current = self.store.latest_status()  # (one pass: the done ids and the failures)
-        todo = np.setdiff1d(jobs["job_id"].to_numpy(), current.index.to_numpy())
-        self.n_todo = len(todo)
+        clear_stop_request(self.paths)
+        opened = open_run(self.paths, self.options, self.n_ranks, self.ranks[0],
+                          self.test_source)
+        self.store, self.n_total, self.costs = opened.store, opened.n_total, opened.costs
+        self._assignment_rows = opened.assignment_rows
+        self.scheduler, self.gpu_learners = opened.scheduler, opened.gpu_learners
+        self.n_todo = opened.n_todo
         """Splits this run has to run (0: no pickled code of grid.h5 is loaded)."""
-        priority = jobs["priority"].to_numpy() if "priority" in jobs else None
-        settings = self._learner_options(grid_file) if self.n_todo else {}
-        self.gpu_learners = [name for name in learners if settings.get(name, {}).get("gpu")]
-        needs_gpu = np.isin(jobs["learner_i"].to_numpy(),
-                            [learners.index(name) for name in self.gpu_learners])
-        self.scheduler = make_scheduler(
-            todo, needs_gpu, costs=self.costs, priority=priority, order=self.options.order,
-            chunk_size=self.options.chunk_size, n_workers=self.n_ranks - 1,
-            seed=int(attrs["seed"]), solo=self._suspects(todo))
         self.deadline = Deadline()
-        self.progress = Progress(len(todo), self.n_total, self.options.progress_every)
-        self._failed_before = int((current != "ok").sum())
+        self.progress = Progress(self.n_todo, self.n_total, self.options.progress_every)
+        self._failed_before = opened.n_failed_before
         self._last_heartbeat = 0.0
         self.stop_reason: str | None = None
         self._stop_started = 0.0
@@ -188,18 +131,6 @@ class Dispatcher:
         self.comes_back: dict[int, float] = {}
         """perf_counter() time at which each worker told ``[]`` is expected back."""
 
-    def _learner_options(self, grid_file: GridFile) -> dict:
-        """The grid's ``learner_options``, refused where they need isolation and the run
-        has none."""
-        settings = grid_file.learner_options()
-        limited = [name for name, options in settings.items()
-                   if options.get("timeout") or options.get("memory_limit")]
-        if limited and not self.options.isolate:
-            raise MpibenchError(
-                f"The grid's learner_options set a timeout or memory limit for {limited}: "
-                "these need isolation: drop --no-isolate (isolate=False).")
-        return settings
-
     def place(self, placements: list[Placement]) -> None:
         """Learn where every rank runs (index = rank); GPU learners go to GPU ranks.
 
@@ -216,44 +147,6 @@ class Dispatcher:
                 "and no rank of this job has one (CUDA_VISIBLE_DEVICES empty, no "
                 "/dev/nvidia*): run on GPU nodes (mpibench sbatch --gpus-per-task 1), "
                 "or set their gpu option to False to run them on CPUs.")
-
-    def _mark_retries(self) -> None:
-        """``--retry STATUS,...``: splits whose result has one of those statuses run
-        again (their results so far stay in the journal and ``/history``)."""
-        statuses = self.options.retry
-        if not statuses:
-            return
-        latest = self.store.latest_status()
-        again = latest.index[latest.isin(statuses)].to_numpy(dtype=np.int64)
-        if len(again):
-            self.store.mark_retry(again)
-        log(f"retry {','.join(statuses)}: {len(again)} split(s) run again")
-
-    def _retire_exhausted(self) -> None:
-        """Record as ``crash`` the splits in flight in ``crash_after`` runs that died."""
-        limit = self.options.crash_after
-        started = self.store.attempts_since_retry()
-        exhausted = np.setdiff1d(np.flatnonzero(started >= limit), self.store.done_ids())
-        if not len(exhausted):
-            return
-        now, n_scores = time.time(), len(self.store.scorer_names)
-        me = self.ranks[0]
-        self.store.add(EncodedResults([failed_result(
-            j, int(self.store.started[j]), Status.CRASH,
-            f"in flight when {started[j]} runs died; not retried (crash_after={limit})",
-            n_scores=n_scores, rank=0, host=me.host, pid=me.pid, start=now, threads=0,
-            end=now) for j in exhausted.tolist()]))
-        log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
-
-    def _suspects(self, todo: np.ndarray) -> np.ndarray:
-        """Pending splits that were handed out in a run that died: each goes out alone,
-        to an idle worker, so that if this run dies too they were running, not queued
-        behind other splits (only what was running is blamed)."""
-        suspects = todo[self.store.attempts_since_retry()[todo] > 0]
-        if len(suspects):
-            log(f"{len(suspects)} split(s) were in flight when an earlier run died; "
-                "each runs again on its own, so that a split that ends the run is singled out")
-        return suspects
 
     def assignments(self, job_ids: list[int]) -> np.ndarray | list:
         """Everything a worker needs to run ``job_ids`` (and journal the hand-out): one

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import invalid_parameter
 from ..tuning import CHUNK_SECONDS, FEW_SPLITS, GUIDED, MAX_CHUNK, SOLO_SERIAL_SECONDS
-from .costs import CostModel
+from .costs import CostModel, as_cost_model
 from .options import ORDERS
 
 __all__ = ["CostModel", "Scheduler"]
@@ -134,7 +134,7 @@ class Scheduler:
                                      or not isinstance(chunk_size, int) or chunk_size < 1):
             raise invalid_parameter("run", "chunk_size", "an int >= 1 or 'auto'", chunk_size)
         ids = np.asarray(job_ids, dtype=np.int64)
-        self.model = _as_model(ids, costs)
+        self.model = as_cost_model(ids, costs)
         self.order, self.chunk_size, self.n_workers = order, chunk_size, max(1, n_workers)
         self.n_total = self._n_pending = len(ids)
         prio = np.zeros(len(ids)) if priority is None else np.asarray(priority, float)[ids]
@@ -493,14 +493,3 @@ class Scheduler:
         if self._solo_out:
             self._solo_out.difference_update(job_ids)
         self.n_done += before - len(held)
-
-
-def _as_model(ids: np.ndarray, costs: Any) -> CostModel:
-    """A cost model from a CostModel, fixed costs per job (sizes of one learner), or none."""
-    if isinstance(costs, CostModel):
-        return costs
-    n = int(ids.max()) + 1 if len(ids) else 0
-    model = CostModel(np.zeros(n, dtype=np.int64), np.ones(n))
-    if costs is not None:
-        model.size[ids] = np.asarray(costs, dtype=np.float64)
-    return model

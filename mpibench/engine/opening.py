@@ -1,0 +1,160 @@
+"""Rank 0 opens a project for a run: the grid checked, the journal reconciled, retries
+marked, exhausted splits retired, suspects singled out, costs learned, the scheduler
+built. What it finds is an :class:`OpenedRun`, which the
+:class:`~mpibench.engine.dispatcher.Dispatcher` then serves from."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import MpibenchError
+from ..store.batch import EncodedResults
+from ..store.checksums import verify_checksums
+from ..store.gridfile import GRID_FIX, GridFile
+from ..store.paths import ProjectPaths
+from ..store.reading import JOB_COLUMNS
+from ..store.records import RankStats, Status, failed_result
+from ..store.storage import ResultStore
+from .costs import CostModel, learn_from_test_run
+from .options import RunOptions
+from .pools import make_scheduler
+from .progress import log
+
+ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
+
+
+@dataclass
+class OpenedRun:
+    """What rank 0 knows once it has opened the project, before the first request."""
+
+    store: ResultStore
+    n_total: int
+    """Jobs in the grid."""
+    assignment_rows: np.ndarray
+    """:class:`~mpibench.engine.protocol.Assignment` fields by job id (int64)."""
+    costs: CostModel
+    scheduler: Any
+    gpu_learners: list[str]
+    n_todo: int
+    """Splits this run has to run (0: no pickled code of grid.h5 was loaded)."""
+    n_failed_before: int
+    """Splits whose current result is not ok, before this run."""
+
+
+def clear_stop_request(paths: ProjectPaths) -> None:
+    """A ``stop.request`` asked an earlier run to stop (that run may have been killed
+    before it could remove it): this run starts without it. One written by this SLURM
+    job (``job N ...``: its time limit came while the ranks started; SLURM may send the
+    warning up to 60 s early) stays, and stops this run."""
+    owner = paths.stop_requester()
+    if owner is None:
+        return
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and owner.startswith(f"job {job} "):
+        log(f"{paths.stop_request.name} from this job ({owner}) came before the start: "
+            "stopping")
+        return
+    paths.remove_stop_request()
+    log(f"removed {paths.stop_request} left by an earlier run ({owner}); to stop this run, "
+        "create it again")
+
+
+def open_run(paths: ProjectPaths, options: RunOptions, n_ranks: int, me: RankStats,
+             test_source: Any = None) -> OpenedRun:
+    """Open ``paths`` for a run of ``n_ranks`` ranks (rank 0 is ``me``); the caller
+    holds the lock. Raises :class:`MpibenchError` (one line) for a damaged grid, a
+    journal of another grid, or options the grid's ``learner_options`` refuse."""
+    grid_file = GridFile(paths.grid)
+    try:
+        attrs = grid_file.attrs()
+        jobs = grid_file.job_table(exclude=("job_key",), compact=True)
+    except (OSError, KeyError) as exc:
+        raise MpibenchError(
+            f"{paths.grid} is damaged or incomplete ({str(exc)[:160]}). Restore it from a "
+            "copy, or create the project again (same grid, new folder); results.journal "
+            "is kept.") from None
+    verify_checksums(paths.grid, GRID_FIX)
+    store = ResultStore(paths, jobs[list(JOB_COLUMNS)], grid_file.scorer_names(), attrs,
+                        repair=options.repair)
+    n_features = grid_file.task_shapes()[:, 1]
+    costs = CostModel(jobs["learner_i"].to_numpy(), jobs["n_train"].to_numpy(),
+                      jobs["task_i"].to_numpy(), n_features)
+    learners = grid_file.names("learners")
+    if test_source is None:
+        learn_from_test_run(costs, paths, learners, dict(zip(
+            grid_file.names("tasks"), n_features.tolist(), strict=True)))
+    mark_retries(store, options.retry)
+    retire_exhausted(store, options.crash_after, me)
+    history = store.all_results()
+    costs.add_columns(history.job_ids, history.status,
+                      history.columns["end_time"] - history.columns["start_time"])
+    current = store.latest_status()  # (one pass: the done ids and the failures)
+    todo = np.setdiff1d(jobs["job_id"].to_numpy(), current.index.to_numpy())
+    settings = learner_options(grid_file, options) if len(todo) else {}
+    gpu_learners = [name for name in learners if settings.get(name, {}).get("gpu")]
+    scheduler = make_scheduler(
+        todo, np.isin(jobs["learner_i"].to_numpy(), [learners.index(n) for n in gpu_learners]),
+        costs=costs, priority=jobs["priority"].to_numpy() if "priority" in jobs else None,
+        order=options.order, chunk_size=options.chunk_size, n_workers=n_ranks - 1,
+        seed=int(attrs["seed"]), solo=suspects(store, todo))
+    rows = np.column_stack([jobs["job_id"].to_numpy(),
+                            *(jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS),
+                            np.zeros(len(jobs))]).astype(np.int64)
+    return OpenedRun(store, len(jobs), rows, costs, scheduler, gpu_learners, len(todo),
+                     int((current != "ok").sum()))
+
+
+def learner_options(grid_file: GridFile, options: RunOptions) -> dict:
+    """The grid's ``learner_options``, refused where they need isolation and the run has
+    none."""
+    settings = grid_file.learner_options()
+    limited = [name for name, values in settings.items()
+               if values.get("timeout") or values.get("memory_limit")]
+    if limited and not options.isolate:
+        raise MpibenchError(
+            f"The grid's learner_options set a timeout or memory limit for {limited}: "
+            "these need isolation: drop --no-isolate (isolate=False).")
+    return settings
+
+
+def mark_retries(store: ResultStore, statuses: tuple[str, ...]) -> None:
+    """``--retry STATUS,...``: splits whose result has one of those statuses run again
+    (their results so far stay in the journal and ``/history``)."""
+    if not statuses:
+        return
+    latest = store.latest_status()
+    again = latest.index[latest.isin(statuses)].to_numpy(dtype=np.int64)
+    if len(again):
+        store.mark_retry(again)
+    log(f"retry {','.join(statuses)}: {len(again)} split(s) run again")
+
+
+def retire_exhausted(store: ResultStore, limit: int, me: RankStats) -> None:
+    """Record as ``crash`` the splits in flight in ``limit`` runs that died."""
+    started = store.attempts_since_retry()
+    exhausted = np.setdiff1d(np.flatnonzero(started >= limit), store.done_ids())
+    if not len(exhausted):
+        return
+    now, n_scores = time.time(), len(store.scorer_names)
+    store.add(EncodedResults([failed_result(
+        j, int(store.started[j]), Status.CRASH,
+        f"in flight when {started[j]} runs died; not retried (crash_after={limit})",
+        n_scores=n_scores, rank=0, host=me.host, pid=me.pid, start=now, threads=0,
+        end=now) for j in exhausted.tolist()]))
+    log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
+
+
+def suspects(store: ResultStore, todo: np.ndarray) -> np.ndarray:
+    """Pending splits that were handed out in a run that died: each goes out alone, to
+    an idle worker, so that if this run dies too they were running, not queued behind
+    other splits (only what was running is blamed)."""
+    found = todo[store.attempts_since_retry()[todo] > 0]
+    if len(found):
+        log(f"{len(found)} split(s) were in flight when an earlier run died; each runs "
+            "again on its own, so that a split that ends the run is singled out")
+    return found
