@@ -19,7 +19,7 @@ from ..errors import MpibenchError
 from ..tuning import FEW_SPLITS
 from .batch import EncodedResults, ResultBatch, ResultColumns
 from .gridfile import SCHEMA_VERSION, write_column
-from .journal import JournalHeaderDamaged, JournalWriter, read_journal
+from .journal import JournalContents, JournalHeaderDamaged, JournalWriter, read_journal
 from .paths import ProjectPaths, write_hdf5_atomically
 from .reading import (
     FINGERPRINT_PARTS,
@@ -91,31 +91,35 @@ class ResultStore:
             self.journal.append_results(seed.results())
             self.journal.commit()
 
-    def _read_previous(self, repair: bool) -> ResultBatch | None:
-        """Load the journal; without one, adopt the rows of an existing results.h5."""
-        if self.paths.journal.exists() and self.paths.journal.stat().st_size:
-            try:
-                contents = read_journal(self.paths.journal, self.parts, repair=repair)
-            except JournalHeaderDamaged:
-                if not repair:
-                    raise
-                contents = None
-                aside = self.paths.journal.with_name(
-                    f"{self.paths.journal.name}.damaged-{int(time.time())}")
-                self.paths.journal.rename(aside)
-                warnings.warn(f"{self.paths.journal}: its header was damaged; moved it to "
-                              f"{aside.name} (kept). Splits not in results.h5 run again.",
-                              stacklevel=3)
-        else:
-            contents = None
-        if contents is not None and not contents.n_rows and self.paths.results.exists():
-            contents = None  # a journal cut to its header: results.h5 holds the results
-        if contents is not None and contents.interrupted_growth:
+    def _read_journal(self, repair: bool) -> JournalContents | None:
+        """The journal's contents (None: no journal, or one whose damaged header
+        ``repair`` moved aside: it cannot say which grid its results belong to)."""
+        if not (self.paths.journal.exists() and self.paths.journal.stat().st_size):
+            return None
+        try:
+            contents = read_journal(self.paths.journal, self.parts, repair=repair)
+        except JournalHeaderDamaged:
+            if not repair:
+                raise
+            aside = self.paths.journal.with_name(
+                f"{self.paths.journal.name}.damaged-{int(time.time())}")
+            self.paths.journal.rename(aside)
+            warnings.warn(f"{self.paths.journal}: its header was damaged; moved it to "
+                          f"{aside.name} (kept). Splits not in results.h5 run again.",
+                          stacklevel=4)
+            return None
+        if contents.interrupted_growth:
             self._growth_undone = True
             warnings.warn(f"{self.paths.root} was being grown when that was stopped, before "
                           "grid.h5 was replaced: running the grid as it is. Create the "
-                          "project again to grow it.", stacklevel=3)
-        if contents is not None:
+                          "project again to grow it.", stacklevel=4)
+        return contents
+
+    def _read_previous(self, repair: bool) -> ResultBatch | None:
+        """Load the journal; without one (or with one cut to its header), adopt the rows
+        of an existing results.h5."""
+        contents = self._read_journal(repair)
+        if contents is not None and (contents.n_rows or not self.paths.results.exists()):
             for batch in contents.batches:
                 self._results.append(batch)
             self.started = contents.started_counts(len(self.jobs))
