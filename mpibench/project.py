@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from .store.growing import (
     write_keys,
 )
 from .store.journal import JournalWriter
-from .store.lock import describe_holder, holder_alive, pid_alive, read_holder
+from .store.lock import describe_holder, holder_alive, read_holder
 from .store.paths import ProjectPaths
 from .store.reading import FINGERPRINT_PARTS
 
@@ -206,7 +205,7 @@ def create_project(path: str | os.PathLike, grid: Any, *,
         jobs, changed = _grown(paths, grid, jobs, everything)
         if not changed:
             return paths.root  # the same grid (or one the project already holds)
-    elif paths.root.exists() and any(_without_dead_temporaries(paths.root)):
+    elif paths.root.exists() and any(_without_dead_temporaries(paths)):
         raise MpibenchError(
             f"{paths.root} exists, is not empty and holds no grid.h5. Choose a new "
             "project folder or empty this one."
@@ -283,17 +282,12 @@ def _journal_growth(paths: ProjectPaths, parts: dict, fingerprint: str) -> None:
         writer.close()
 
 
-def _without_dead_temporaries(folder: Path) -> list[Path]:
-    """The entries of ``folder`` once temporary files of dead processes on this host
-    (``.NAME.PID.tmp``, left by a killed ``create_project``) are removed."""
-    kept = []
-    for entry in folder.iterdir():
-        match = re.fullmatch(r"\..+\.(\d+)\.tmp", entry.name)
-        if match and entry.is_file() and not pid_alive(int(match.group(1))):
-            entry.unlink(missing_ok=True)
-        else:
-            kept.append(entry)
-    return kept
+def _without_dead_temporaries(paths: ProjectPaths) -> list[Path]:
+    """The entries of the project folder once temporary files of dead processes (left
+    by a killed ``create_project``) are removed."""
+    for leftover in paths.dead_temporaries():
+        leftover.unlink(missing_ok=True)
+    return list(paths.root.iterdir())
 
 
 def _live_run(paths: ProjectPaths) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MpibenchError, WriteFailed
+from .paths import ProjectPaths
 
 GARBLED_STALE_SECONDS = 5.0
 """Age (seconds) past which an empty or unreadable lock counts as stale."""
@@ -119,7 +120,7 @@ class ProjectLock:
 
     def _create(self, text: str) -> bool:
         """Put a lock holding ``text`` at the path; False if one is there already."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp = ProjectPaths(self.path.parent).temporary(self.path)
         try:
             try:
                 with open(tmp, "w") as handle:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,6 +124,18 @@ class ProjectPaths:
     def temporary(self, target: Path) -> Path:
         """Temp file beside ``target`` for an atomic replace."""
         return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+    def dead_temporaries(self) -> list[Path]:
+        """Temp files of the project folder (see :meth:`temporary`) whose process is
+        dead on this host: left by a killed ``create_project`` or write."""
+        from .lock import pid_alive
+
+        found = []
+        for entry in self.root.iterdir():
+            match = re.fullmatch(r"\..+\.(\d+)\.tmp", entry.name)
+            if match and entry.is_file() and not pid_alive(int(match.group(1))):
+                found.append(entry)
+        return found
 
 
 def fsync_directory(path: Path) -> None:
