@@ -125,13 +125,7 @@ def _sbatch(args: argparse.Namespace) -> int:
     from .slurm import SbatchOptions, submit, write_sbatch
 
     given = take_renamed(vars(args), "max_attempts", "max_submissions", "cli")
-    options = SbatchOptions(
-        ntasks=args.ntasks, time=args.time, cpus_per_task=args.cpus_per_task,
-        mem_per_cpu=args.mem_per_cpu, partition=args.partition, account=args.account,
-        nodes=args.nodes, modules=[m for m in (args.modules or "").split(",") if m],
-        signal_seconds=args.signal_seconds, max_submissions=given["max_submissions"],
-        mpi=args.mpi, overcommit=args.overcommit, gpus_per_task=args.gpus_per_task,
-        gres=args.gres)
+    options = SbatchOptions.from_arguments(given)
     script = write_sbatch(args.project, options)
     if args.submit:
         print(f"Submitted {script} as job {submit(script)}")
@@ -255,31 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report)
     sbatch = verbs.add_parser("sbatch", help="write (and --submit) PROJECT/mpibench.sbatch")
     sbatch.add_argument("project")
-    sbatch.add_argument("--ntasks", type=int, required=True, help="MPI ranks (1 dispatcher)")
-    sbatch.add_argument("--time", required=True, help="time limit, e.g. 04:00:00")
-    sbatch.add_argument("--cpus-per-task", type=int, default=1,
-                        help="cores per rank, passed to --threads (default: 1)")
-    sbatch.add_argument("--mem-per-cpu", help="e.g. 4G")
-    sbatch.add_argument("--partition")
-    sbatch.add_argument("--account")
-    sbatch.add_argument("--nodes", help="node count or range, e.g. 2 or 1-4")
-    sbatch.add_argument("--gpus-per-task", type=int,
-                        help="GPUs bound to each rank (rank 0 dispatches: give it none "
-                        "with --gres instead if GPUs are scarce)")
-    sbatch.add_argument("--gres", help="generic resources per node, e.g. gpu:4 (the "
-                        "ranks of a node share the node's GPUs out, one each)")
-    sbatch.add_argument("--modules", help="comma-separated modules to load first")
-    sbatch.add_argument("--signal-seconds", type=int, default=120,
-                        help="stop this many seconds before the time limit (default: 120)")
-    sbatch.add_argument("--max-submissions", type=int, default=10,
-                        help="submissions in all, resubmitting while the run is resumable "
-                             "(default: 10)")
+    from .slurm import sbatch_arguments
+
+    for flag, settings in sbatch_arguments():
+        sbatch.add_argument(flag, **settings)
     sbatch.add_argument("--max-attempts", type=int, default=None,
                         help=argparse.SUPPRESS)  # the old name of --max-submissions
-    sbatch.add_argument("--mpi", help="srun --mpi plugin (default: pmi2 for MPICH, pmix "
-                                      "for Open MPI)")
-    sbatch.add_argument("--overcommit", action="store_true",
-                        help="srun --overcommit: more ranks than allocated cores")
     sbatch.add_argument("--submit", action="store_true", help="submit it with sbatch")
     sbatch.set_defaults(func=_sbatch)
     return parser

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from .constraints import Rule, check, integer
 from .errors import MpibenchError, invalid_parameter
+from .limits import FALLBACKS, LearnerOptions
 from .scorers import CLASSIFICATION_SCORERS, REGRESSION_SCORERS, Scorer, resolve_scoring
 from .seeds import derive_seed, derive_seeds, name_key
 from .splitsets import META_COLUMNS, SplitSet, expand_splits
@@ -176,26 +178,8 @@ class Grid:
         scoring: Any = None, *, seed: int = 0, fallback: Any = None,
         record: Any = None, learner_options: dict | None = None,
     ) -> None:
-        if isinstance(tasks, Task):
-            tasks = [tasks]
-        names = [t.name for t in tasks]
-        duplicated = sorted(n for n, k in Counter(names).items() if k > 1)
-        if duplicated:
-            raise MpibenchError(f"Task names must be unique; {duplicated} repeat. Rename them.")
-        if not tasks:
-            raise MpibenchError("The grid has no tasks. Give at least one Task.")
-        self.tasks = list(tasks)
-        if isinstance(learners, list):
-            learner_names = [type(est).__name__ for est in learners]
-            repeated = sorted(n for n, k in Counter(learner_names).items() if k > 1)
-            if repeated:
-                raise MpibenchError(
-                    f"Learner names must be unique; {repeated} appear twice. Pass learners "
-                    "as a dict {name: estimator}."
-                )
-        self.learners = _named(learners, "Learner")
-        for name, estimator in self.learners.items():
-            _check_learner(name, estimator)
+        self.tasks = _checked_tasks([tasks] if isinstance(tasks, Task) else tasks)
+        self.learners = _checked_learners(learners)
         self.resamplings = _named(
             resamplings if resamplings is not None else [SameOtherSizesCV()], "Resampling"
         )
@@ -203,17 +187,15 @@ class Grid:
             scoring if scoring is not None else self._default_scoring()
         )
         self._check_scorer_kinds()
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise MpibenchError(f"The 'seed' parameter of Grid must be an int >= 0. Got {seed!r}.")
+        check("Grid", {"seed": seed, "record": record}, GRID_RULES)
         self.seed = int(seed)
         if fallback is not None and fallback != "featureless":
             _check_learner("fallback", fallback)
         self.fallback = fallback
-        if record is not None and not callable(record):
-            raise invalid_parameter("Grid", "record", "a function f(fitted_estimator) -> "
-                                    "dict of scalars", record)
         self.record = record
-        self.learner_options = _check_learner_options(learner_options or {}, self.learners)
+        self.learner_options = _checked_learner_options(learner_options or {}, self.learners)
+        """``{learner name: {option: value}}``, checked (see
+        :class:`~mpibench.limits.LearnerOptions`)."""
         self._split_sets: dict[tuple[int, int], SplitSet] = {}
 
     def _default_scoring(self) -> list[str]:
@@ -316,35 +298,56 @@ def _joined(parts: list[Any], name: str) -> Any:
     return np.concatenate([np.asarray(part, dtype=np.int64) for part in parts])
 
 
-LEARNER_OPTIONS = ("timeout", "memory_limit", "fallback", "gpu")
+GRID_RULES: dict[str, Rule] = {
+    "seed": integer(0),
+    "record": Rule(lambda v: v is None or callable(v),
+                   "a function f(fitted_estimator) -> dict of scalars"),
+}
 
 
-def _check_learner_options(options: dict, learners: dict) -> dict:
-    """``learner_options`` checked: known learner names and option names, limits > 0."""
+def _checked_tasks(tasks: list[Task]) -> list[Task]:
+    """At least one task, names unique."""
+    duplicated = sorted(n for n, k in Counter(t.name for t in tasks).items() if k > 1)
+    if duplicated:
+        raise MpibenchError(f"Task names must be unique; {duplicated} repeat. Rename them.")
+    if not tasks:
+        raise MpibenchError("The grid has no tasks. Give at least one Task.")
+    return list(tasks)
+
+
+def _checked_learners(learners: Any) -> dict[str, Any]:
+    """``{name: estimator}`` (a list is named by class, which must then be unique), each
+    one clonable and picklable."""
+    if isinstance(learners, list):
+        learner_names = [type(est).__name__ for est in learners]
+        repeated = sorted(n for n, k in Counter(learner_names).items() if k > 1)
+        if repeated:
+            raise MpibenchError(
+                f"Learner names must be unique; {repeated} appear twice. Pass learners "
+                "as a dict {name: estimator}."
+            )
+    named = _named(learners, "Learner")
+    for name, estimator in named.items():
+        _check_learner(name, estimator)
+    return named
+
+
+def _checked_learner_options(options: Any, learners: dict) -> dict:
+    """``learner_options`` checked (known learners; options and values by
+    :class:`~mpibench.limits.LearnerOptions`), as plain dicts."""
     if not isinstance(options, dict):
         raise invalid_parameter("Grid", "learner_options", "a dict {learner name: "
                                 "{option: value}}", options)
+    checked = {}
     for name, settings in options.items():
         if name not in learners:
             raise MpibenchError(f"learner_options names learner {name!r}, which the grid "
                                 f"does not have; its learners are {list(learners)}.")
-        unknown = set(settings) - set(LEARNER_OPTIONS) if isinstance(settings, dict) else {0}
-        if unknown:
-            raise invalid_parameter("Grid", f"learner_options[{name!r}]",
-                                    f"a dict with keys among {LEARNER_OPTIONS}", settings)
-        for key in ("timeout", "memory_limit"):
-            value = settings.get(key)
-            if value is not None and not (isinstance(value, int | float) and value > 0):
-                raise invalid_parameter("Grid", f"learner_options[{name!r}][{key!r}]",
-                                        "a number > 0 (seconds or bytes) or None", value)
-        if not isinstance(settings.get("gpu", False), bool):
-            raise invalid_parameter("Grid", f"learner_options[{name!r}]['gpu']",
-                                    "True (its splits run only on ranks with a GPU) or "
-                                    "False", settings["gpu"])
-        fallback = settings.get("fallback")
-        if fallback is not None and fallback != "featureless":
-            _check_learner(f"{name} (fallback)", fallback)
-    return {name: dict(settings) for name, settings in options.items()}
+        parsed = LearnerOptions.from_mapping(name, settings)
+        if parsed.fallback is not None and parsed.fallback not in FALLBACKS:
+            _check_learner(f"{name} (fallback)", parsed.fallback)
+        checked[name] = dict(settings)
+    return checked
 
 
 def _check_learner(name: str, estimator: Any) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import MpibenchError, MpibenchWarning, invalid_parameter
+from .constraints import Rule, between, check, integer, one_of
+from .errors import MpibenchError, MpibenchWarning
 
 TRAIN_SUBSET_ORDER = ("all", "other", "same")
 """Iteration order of train subsets (alphabetical, as data.table sorts them)."""
@@ -159,6 +160,13 @@ def assign_folds_rss(
     return group_fold[group]
 
 
+CV_RULES: dict[str, Rule] = {
+    "folds": integer(2), "seeds": integer(1), "ratio": between(0, 1), "sizes": integer(-1),
+    "subsets": one_of(sorted(SUBSET_CHOICES)),
+}
+"""What each parameter of :class:`SameOtherSizesCV` may be."""
+
+
 class SameOtherSizesCV:
     """SOAK: train on the same, other or all subsets, test on one subset.
 
@@ -197,17 +205,8 @@ class SameOtherSizesCV:
         subsets: str = "SOA",
         ignore_subset: bool = False,
     ) -> None:
-        name = type(self).__name__
-        if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
-            raise invalid_parameter(name, "folds", "an int >= 2", folds)
-        if isinstance(seeds, bool) or not isinstance(seeds, int | np.integer) or seeds < 1:
-            raise invalid_parameter(name, "seeds", "an int >= 1", seeds)
-        if not isinstance(ratio, float | int) or not 0 <= ratio <= 1:
-            raise invalid_parameter(name, "ratio", "a float in [0, 1]", ratio)
-        if isinstance(sizes, bool) or not isinstance(sizes, int | np.integer) or sizes < -1:
-            raise invalid_parameter(name, "sizes", "an int >= -1", sizes)
-        if subsets not in SUBSET_CHOICES:
-            raise invalid_parameter(name, "subsets", f"one of {sorted(SUBSET_CHOICES)}", subsets)
+        check(type(self).__name__, {"folds": folds, "seeds": seeds, "ratio": ratio,
+                                    "sizes": sizes, "subsets": subsets}, CV_RULES)
         self.folds = int(folds)
         self.seeds = int(seeds)
         self.ratio = float(ratio)

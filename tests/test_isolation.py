@@ -333,6 +333,7 @@ def test_a_batch_of_short_splits_gives_what_one_by_one_gives(tmp_path, timeout):
     inside the batch is that split's crash, the splits after it still run; with a
     timeout the supervisor runs them one by one (limits act per split)."""
     from mpibench.engine.isolation import IsolatedExecutor, IsolationLimits
+    from mpibench.limits import SplitLimits
 
     path = project(tmp_path, {"seg": mb.DebugLearner(p_segfault=0.25), "ok": mb.DebugLearner()},
                    n_splits=12, fallback="featureless")
@@ -340,8 +341,8 @@ def test_a_batch_of_short_splits_gives_what_one_by_one_gives(tmp_path, timeout):
     assignments = [Assignment(*row) for row in jobs[[
         "job_id", "task_i", "learner_i", "resampling_i", "split_i",
         "random_state"]].itertuples(index=False)]
-    executor = IsolatedExecutor(path / "grid.h5", 1, 1, IsolationLimits(timeout=timeout),
-                                fallback="featureless")
+    limits = IsolationLimits(SplitLimits(timeout=timeout))
+    executor = IsolatedExecutor(path / "grid.h5", 1, 1, limits, fallback="featureless")
     try:
         batched = executor.run_many(assignments)
         one_by_one = [executor.run(job) for job in assignments]

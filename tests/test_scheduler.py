@@ -72,8 +72,11 @@ def test_empty_scheduler_is_finished():
     ({"chunk_size": 0}, "'chunk_size' parameter"),
 ])
 def test_bad_parameters(kwargs, message):
+    """Checked once, by the run's options (the scheduler trusts what it is given)."""
+    from mpibench.engine.options import RunOptions
+
     with pytest.raises(MpibenchError, match=message):
-        Scheduler([1], **kwargs)
+        RunOptions(**kwargs)
 
 
 def test_scheduler_and_pure_modules_do_not_import_mpi4py():

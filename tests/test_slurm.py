@@ -72,9 +72,12 @@ def test_sbatch_header_lines():
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--ntasks", "4", "--time", "4h"], "'--time' parameter"),
-    (["--ntasks", "0", "--time", "01:00:00"], "'--ntasks' parameter"),
-    (["--ntasks", "4", "--time", "01:00:00", "--mpi", "pmi9"], "'--mpi' parameter"),
+    (["--ntasks", "4", "--time", "4h"], "--time must be a SLURM time"),
+    (["--ntasks", "0", "--time", "01:00:00"], "--ntasks must be an int >= 1"),
+    (["--ntasks", "4", "--time", "01:00:00", "--mpi", "pmi9"], "--mpi must be one of"),
+    (["--ntasks", "4", "--time", "01:00:00", "--gres", "gpu::"], "--gres must be NAME"),
+    (["--ntasks", "4", "--time", "01:00:00", "--signal-seconds", "0"],
+     "--signal-seconds must be an int >= 1"),
 ])
 def test_bad_sbatch_options_are_one_line(demo_project, argv, message, capsys):
     assert main(["sbatch", str(demo_project), *argv]) == 2

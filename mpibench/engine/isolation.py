@@ -27,13 +27,13 @@ from ..tuning import INTERRUPT_POLL
 from .config import THREAD_VARIABLES
 from .placement import Placement, node_name
 from .procs import close_quietly, die_with_parent, fork_child, read_frame, write_frame
-from .supervisor import INTERRUPT, READY, STOP_SIGNALS, IsolationLimits, serve
+from .supervisor import INTERRUPT, READY, STOP_SIGNALS, ExecutorConfig, IsolationLimits, serve
 
 MPI_VARIABLE_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPIR_", "I_MPI_", "MPICH_",
                          "PRTE_", "OPAL_")
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
-__all__ = ["IsolatedExecutor", "IsolationLimits", "SupervisorProcess", "child_environment",
-           "fork_supervisor"]
+__all__ = ["ExecutorConfig", "IsolatedExecutor", "IsolationLimits", "SupervisorProcess",
+           "child_environment", "fork_supervisor"]
 
 
 def child_environment(threads: int) -> dict[str, str]:
@@ -87,7 +87,7 @@ class SupervisorProcess:
         write_frame(self.to_fd, obj)
         return read_frame(self.from_fd)
 
-    def configure(self, config: dict) -> None:
+    def configure(self, config: ExecutorConfig) -> None:
         """Send the configuration frame (no reply)."""
         write_frame(self.to_fd, config)
         self.configured = True
@@ -215,10 +215,9 @@ class IsolatedExecutor:
         place = placement or Placement(rank, node_name())
         environment = {**{name: str(threads) for name in THREAD_VARIABLES},
                        **place.cuda_environment}
-        self._config = {"grid_path": str(grid_path), "rank": rank, "threads": threads,
-                        "limits": limits, "fallback": fallback, "predictions": predictions,
-                        "log_folder": log_folder, "environment": environment,
-                        "host": place.node, "gpu": place.gpu}
+        self._config = ExecutorConfig(str(grid_path), rank, threads, limits, fallback,
+                                      predictions, log_folder, environment, place.node,
+                                      place.gpu)
         self._env = {**child_environment(threads), **environment}
         self._n_scores: int | None = None
         self.interrupt_check: Callable[[], bool] | None = None
@@ -247,7 +246,7 @@ class IsolatedExecutor:
             self._supervisor = None
             code = supervisor.close(timeout=5.0)
             raise MpibenchError(
-                f"The isolation supervisor of rank {self._config['rank']} died while it "
+                f"The isolation supervisor of rank {self._config.rank} died while it "
                 f"loaded the grid's learners (exit code {code}); its output is above."
             ) from None
         if kind != READY:
@@ -309,12 +308,12 @@ class IsolatedExecutor:
         from ..store.records import Status, failed_result
 
         if self._n_scores is None:
-            self._n_scores = len(GridFile(Path(self._config["grid_path"])).scorer_names())
-        rank, host = self._config["rank"], self._config["host"]
+            self._n_scores = len(GridFile(Path(self._config.grid_path)).scorer_names())
+        rank, host = self._config.rank, self._config.host
         return failed_result(job.job_id, job.attempt, Status.CRASH,
                              f"rank {rank} on {host}: {message}", n_scores=self._n_scores,
                              rank=rank, host=host, pid=os.getpid(), start=start,
-                             threads=self._config["threads"], gpu=self._config["gpu"])
+                             threads=self._config.threads, gpu=self._config.gpu)
 
     def close(self) -> None:
         """Stop the supervisor and its executors."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MpibenchError
+from ..limits import LearnerOptions, learner_options_of, refuse_without_isolation
 from ..store.batch import EncodedResults
 from ..store.checksums import verify_checksums
 from ..store.gridfile import GRID_FIX, GridFile
@@ -95,8 +96,8 @@ def open_run(paths: ProjectPaths, options: RunOptions, n_ranks: int, me: RankSta
                       history.columns["end_time"] - history.columns["start_time"])
     current = store.latest_status()  # (one pass: the done ids and the failures)
     todo = np.setdiff1d(jobs["job_id"].to_numpy(), current.index.to_numpy())
-    settings = learner_options(grid_file, options) if len(todo) else {}
-    gpu_learners = [name for name in learners if settings.get(name, {}).get("gpu")]
+    settings = learner_options(grid_file, learners, options) if len(todo) else []
+    gpu_learners = [name for name, own in zip(learners, settings, strict=False) if own.gpu]
     scheduler = make_scheduler(
         todo, np.isin(jobs["learner_i"].to_numpy(), [learners.index(n) for n in gpu_learners]),
         costs=costs, priority=jobs["priority"].to_numpy() if "priority" in jobs else None,
@@ -109,16 +110,15 @@ def open_run(paths: ProjectPaths, options: RunOptions, n_ranks: int, me: RankSta
                      int((current != "ok").sum()))
 
 
-def learner_options(grid_file: GridFile, options: RunOptions) -> dict:
-    """The grid's ``learner_options``, refused where they need isolation and the run has
-    none."""
-    settings = grid_file.learner_options()
-    limited = [name for name, values in settings.items()
-               if values.get("timeout") or values.get("memory_limit")]
-    if limited and not options.isolate:
-        raise MpibenchError(
-            f"The grid's learner_options set a timeout or memory limit for {limited}: "
-            "these need isolation: drop --no-isolate (isolate=False).")
+def learner_options(grid_file: GridFile, learners: list[str],
+                    options: RunOptions) -> list[LearnerOptions]:
+    """Per learner index, the grid's ``learner_options`` for it; limits are refused when
+    the run has no isolation."""
+    settings = learner_options_of(grid_file.learner_options(), learners)
+    if not options.isolate:
+        limited = [name for name, own in zip(learners, settings, strict=True) if own.limits]
+        refuse_without_isolation([f"The grid's learner_options limits for {limited}"]
+                                 if limited else [])
     return settings
 
 

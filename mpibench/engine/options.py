@@ -8,15 +8,15 @@ import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..constraints import Rule, check, either, flag, integer, number, one_of, violation
 from ..errors import MpibenchError
+from ..limits import FALLBACKS, LIMIT_RULES, LIMITS, SplitLimits, refuse_without_isolation
 from ..store.records import RECORDED
 from .config import env_int
 
 ORDERS = ("lpt", "grid", "random")
 """Dispatch orders: longest expected first, grid order, random."""
-FALLBACKS = ("featureless",)
-"""Fallback learners named by a string."""
-NEEDS_ISOLATION = ("timeout", "memory_limit", "log_splits")
+NEEDS_ISOLATION = (*LIMITS, "log_splits")
 """Options only an isolated executor can honour."""
 RENAMED = {"max_attempts": "crash_after"}
 """Old parameter names still accepted (with a FutureWarning)."""
@@ -119,43 +119,15 @@ class RunOptions:
 
     def __post_init__(self, spelling: str) -> None:
         object.__setattr__(self, "retry", _retry_statuses(self.retry, spelling))
-        for name, valid, expected in self._checks():
-            if not valid:
-                raise option_error(name, expected, getattr(self, name), spelling)
+        check("run", {f.name: getattr(self, f.name) for f in fields(self)}, RULES, spelling)
         if not self.isolate:
-            needing = [n for n in NEEDS_ISOLATION if getattr(self, n) not in (None, False)]
-            if needing:
-                names = " and ".join(spelled(n, spelling) for n in needing)
-                fix = "drop --no-isolate" if spelling == "cli" else "keep isolate=True"
-                verb = "need" if len(needing) > 1 else "needs"
-                raise MpibenchError(f"{names} {verb} isolation: {fix}.")
+            refuse_without_isolation([spelled(n, spelling) for n in NEEDS_ISOLATION
+                                      if getattr(self, n) not in (None, False)], spelling)
 
-    def _checks(self) -> list[tuple[str, bool, str]]:
-        number = (int, float)
-        return [
-            ("threads", self.threads is None or _int_at_least(self.threads, 1),
-             "an int >= 1 or None"),
-            ("order", self.order in ORDERS, f"one of {ORDERS}"),
-            ("chunk_size", self.chunk_size == "auto" or _int_at_least(self.chunk_size, 1),
-             "an int >= 1 or 'auto'"),
-            ("checkpoint_every", isinstance(self.checkpoint_every, number)
-             and self.checkpoint_every > 0, "a number of seconds > 0"),
-            ("progress_every", isinstance(self.progress_every, number)
-             and self.progress_every >= 0, "a number of seconds >= 0"),
-            ("grace", isinstance(self.grace, number) and self.grace >= 0,
-             "a number of seconds >= 0"),
-            ("crash_after", _int_at_least(self.crash_after, 1), "an int >= 1"),
-            ("timeout", self.timeout is None or (isinstance(self.timeout, number)
-                                                 and self.timeout > 0),
-             "a number of seconds > 0"),
-            ("memory_limit", self.memory_limit is None or _int_at_least(self.memory_limit, 1),
-             "a number of bytes > 0"),
-            ("kill_grace", isinstance(self.kill_grace, number) and self.kill_grace >= 0,
-             "a number of seconds >= 0"),
-            ("fallback", not isinstance(self.fallback, str) or self.fallback in FALLBACKS,
-             f"None, an estimator or one of {FALLBACKS}"),
-            ("recycle_after", _int_at_least(self.recycle_after, 1), "an int >= 1"),
-        ]
+    @property
+    def limits(self) -> SplitLimits:
+        """The run's per-split limits (a learner's own ``learner_options`` win)."""
+        return SplitLimits(**{name: getattr(self, name) for name in LIMITS})
 
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any],
@@ -173,19 +145,32 @@ class RunOptions:
         return cls(**arguments, spelling=spelling)
 
 
+RULES: dict[str, Rule] = {
+    "threads": integer(1).or_none(),
+    "order": one_of(ORDERS),
+    "chunk_size": either(integer(1), Rule(lambda v: v == "auto", "'auto'")),
+    "checkpoint_every": number(0, above=True),
+    "progress_every": number(0),
+    "grace": number(0),
+    "crash_after": integer(1),
+    **LIMIT_RULES,
+    "kill_grace": number(0),
+    "fallback": Rule(lambda v: not isinstance(v, str) or v in FALLBACKS,
+                     f"None, an estimator or one of {FALLBACKS}"),
+    "recycle_after": integer(1),
+}
+"""What each option may be (checked in this order)."""
+
+
 def default(name: str) -> Any:
     """The default value of option ``name`` (for the command line's help)."""
     return RunOptions.__dataclass_fields__[name].default
 
 
-def _int_at_least(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
 def spelled(name: str, spelling: str) -> str:
     """Option ``name`` as the caller writes it: ``'max_attempts'`` in Python,
     ``--max-attempts`` on the command line (``spelling="cli"``)."""
-    return "--" + name.replace("_", "-") if spelling == "cli" else repr(name)
+    return flag(name) if spelling == "cli" else repr(name)
 
 
 def take_renamed(arguments: dict[str, Any], old: str, new: str,
@@ -212,15 +197,6 @@ def take_renamed(arguments: dict[str, Any], old: str, new: str,
     return arguments
 
 
-def option_error(name: str, expected: str, value: Any, spelling: str) -> MpibenchError:
-    """The one message for a bad option value, naming the parameter (or the flag)."""
-    if spelling == "cli":
-        return MpibenchError(f"{spelled(name, spelling)} must be {expected}. "
-                             f"Got {value!r} instead.")
-    return MpibenchError(f"The {name!r} parameter of run must be {expected}. "
-                         f"Got {value!r} instead.")
-
-
 def _retry_statuses(retry: Any, spelling: str) -> tuple[str, ...]:
     """``"error,timeout"`` or a list -> a tuple of recorded statuses, without repeats."""
     if retry is None or retry == ():
@@ -228,7 +204,8 @@ def _retry_statuses(retry: Any, spelling: str) -> tuple[str, ...]:
     names = ([n.strip() for n in retry.split(",")] if isinstance(retry, str)
              else [str(n) for n in retry])  # type: ignore[attr-defined]
     if not names or any(n not in RECORDED for n in names):
-        raise option_error("retry", f"statuses among {RECORDED}", retry, spelling)
+        raise violation("run", "retry", Rule(bool, f"statuses among {RECORDED}"), retry,
+                        spelling)
     return tuple(dict.fromkeys(names))
 
 

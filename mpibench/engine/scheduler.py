@@ -45,10 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import invalid_parameter
 from ..tuning import CHUNK_SECONDS, FEW_SPLITS, GUIDED, MAX_CHUNK, SOLO_SERIAL_SECONDS
 from .costs import CostModel, as_cost_model
-from .options import ORDERS
 
 __all__ = ["CostModel", "Scheduler"]
 
@@ -128,11 +126,6 @@ class Scheduler:
         order: str = "lpt", chunk_size: int | str = 1, n_workers: int = 1, seed: int = 0,
         solo: Any = None,
     ) -> None:
-        if order not in ORDERS:
-            raise invalid_parameter("run", "order", f"one of {ORDERS}", order)
-        if chunk_size != "auto" and (isinstance(chunk_size, bool)
-                                     or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise invalid_parameter("run", "chunk_size", "an int >= 1 or 'auto'", chunk_size)
         ids = np.asarray(job_ids, dtype=np.int64)
         self.model = as_cost_model(ids, costs)
         self.order, self.chunk_size, self.n_workers = order, chunk_size, max(1, n_workers)

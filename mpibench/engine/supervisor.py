@@ -34,12 +34,13 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MpibenchError
-from ..store.records import Status
+from ..limits import NO_LIMITS, SplitLimits
+from ..store.records import SplitResult, Status
 from ..tuning import (
     LIVENESS_SECONDS,
     POLL_SECONDS,
@@ -66,6 +67,10 @@ from .procs import (
     write_frame,
 )
 
+if TYPE_CHECKING:  # (the supervisor imports the stack only once forked)
+    from .protocol import Assignment
+    from .worker import SplitRunner
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 READY, REFUSED = "mpibench-ready", "mpibench-refused"
 """The supervisor's first frame: ``(READY, "")`` once every learner is loaded, or
@@ -77,24 +82,63 @@ OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 @dataclass(frozen=True)
 class IsolationLimits:
-    """Per-split limits enforced by the supervisor.
+    """What the supervisor enforces: the run's per-split limits (a learner's own
+    ``learner_options`` limits win over them) and its executors' lives.
 
     Attributes
     ----------
-    timeout : float or None
-        Wall-clock seconds a split may run.
+    split : SplitLimits
+        The run's timeout (seconds) and memory limit (bytes a split may add to what
+        its executor held when it started).
     kill_grace : float
         Seconds between SIGTERM and SIGKILL when a split times out.
-    memory_limit : int or None
-        Bytes of memory a split may add to what its executor held when it started.
     recycle_after : int
         Splits an executor runs before a fresh one replaces it.
     """
 
-    timeout: float | None = None
+    split: SplitLimits = NO_LIMITS
     kill_grace: float = 2.0
-    memory_limit: int | None = None
     recycle_after: int = RECYCLE_AFTER
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Everything a supervisor needs to start, sent by its worker rank as one frame.
+
+    Attributes
+    ----------
+    grid_path : str
+        The project's ``grid.h5`` (or this node's copy).
+    rank : int
+        The worker's MPI rank (recorded per split).
+    threads : int
+        BLAS/OpenMP threads per split.
+    limits : IsolationLimits
+        Per-split limits, kill grace, recycling.
+    fallback : object
+        The run's fallback learner (None: the grid's).
+    predictions : pathlib.Path or None
+        Folder for each split's predictions (``--save-predictions``).
+    log_folder : pathlib.Path or None
+        Folder for each split's output (``--log-splits``).
+    environment : dict
+        Variables set in the supervisor (threads, the rank's GPU).
+    host : str
+        The node's name.
+    gpu : str
+        The ``CUDA_VISIBLE_DEVICES`` of the splits ("": none).
+    """
+
+    grid_path: str
+    rank: int
+    threads: int
+    limits: IsolationLimits
+    fallback: Any = None
+    predictions: Path | None = None
+    log_folder: Path | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    host: str = ""
+    gpu: str = ""
 
 
 class Supervisor:
@@ -116,9 +160,12 @@ class Supervisor:
         wrote any) instead of stderr.
     """
 
-    def __init__(self, runner, limits: IsolationLimits, private_fds: tuple = (),
-                 control_fd: int | None = None, log_folder: Path | None = None) -> None:
+    def __init__(self, runner: SplitRunner, limits: IsolationLimits,
+                 private_fds: tuple[int, ...] = (), control_fd: int | None = None,
+                 log_folder: Path | None = None) -> None:
         self.runner, self.limits = runner, limits
+        self._limits_of = [limits.split.under(o.limits) for o in runner.learner_options]
+        """Per learner index: the limits of its splits (resolved once)."""
         self.log_folder = None if log_folder is None else Path(log_folder)
         self._private = set(private_fds)
         self._control = [] if control_fd is None else [control_fd]
@@ -211,22 +258,16 @@ class Supervisor:
                 self._forget(executor)
         raise RuntimeError("executors die before they can take a split")
 
-    def run(self, job, learner: Any = None):
+    def run(self, job: Assignment, learner: Any = None) -> SplitResult:
         """Run ``job`` in the executor; timeout, memory and crashes become statuses.
         The limits are the run's, or those the grid's ``learner_options`` set for the
         job's learner (its fallback, ``learner``, runs under the run's)."""
-        settings = {} if learner is not None else {
-            k: v for k, v in self.runner.learner_options[job.learner_i].items()
-            if k in ("timeout", "memory_limit")}
-        base, self.limits = self.limits, replace(self.limits, **settings)
-        try:
-            result = self._run(job, learner)
-        finally:
-            self.limits = base
+        limits = self.limits.split if learner is not None else self._limits_of[job.learner_i]
+        result = self._run(job, learner, limits)
         self._write_log(job, learner)
         return result
 
-    def _write_log(self, job, learner: Any) -> None:
+    def _write_log(self, job: Assignment, learner: Any) -> None:
         """``--log-splits``: the split's output to its file (the fallback's after it)."""
         executor = self._last
         if self.log_folder is None or executor is None or not executor.log:
@@ -237,27 +278,28 @@ class Supervisor:
             out.write(bytes(executor.log))
         executor.log = None
 
-    def _run(self, job, learner: Any):
+    def _run(self, job: Assignment, learner: Any, limits: SplitLimits) -> SplitResult:
         self.reap()
-        base_rss = rss_bytes(self._current.pid) if self._current and self.limits.memory_limit \
+        base_rss = rss_bytes(self._current.pid) if self._current and limits.memory_limit \
             else 0
         start = time.time()
-        executor = self._send((job, learner, self.limits.memory_limit))
+        executor = self._send((job, learner, limits.memory_limit))
         executor.output_tail = b""
         executor.log = bytearray() if self.log_folder is not None else None
         self._last = executor
         if self._spare is None:
             self._spare = self._fork()  # while the split runs: off the critical path
-        base_rss = base_rss or (rss_bytes(executor.pid) if self.limits.memory_limit else 0)
-        data, verdict = self._watch(executor, start, base_rss)
+        base_rss = base_rss or (rss_bytes(executor.pid) if limits.memory_limit else 0)
+        data, verdict = self._watch(executor, start, base_rss, limits)
         if verdict is None and data is not None:  # (output written before the result
             # was reported ready with it: _watch has forwarded it)
             result = pickle.loads(data)  # noqa: S301 - from our own executor
             self._after_split(executor, result.status)
             return result
-        return self._ended(executor, job, start, verdict)
+        return self._ended(executor, job, start, verdict, limits)
 
-    def _ended(self, executor: Executor, job, start: float, verdict: Status | None):
+    def _ended(self, executor: Executor, job: Assignment, start: float,
+               verdict: Status | None, limits: SplitLimits) -> SplitResult:
         """The result of ``job``, whose executor died or was stopped (``verdict``)."""
         escaped = escaped_descendants(executor.pid)
         kill_group(executor.pid, signal.SIGKILL)  # it and whatever it started
@@ -267,21 +309,18 @@ class Supervisor:
         self._current = None
         self._forget(executor, reaped=True)
         self.end_orphans()
-        status_name, message = self._classify(verdict, status)
+        status_name, message = self._classify(verdict, status, limits)
         if status_name is not Status.INTERRUPTED:
             message += executor.last_lines()
         return self.runner.failure(job, start, status_name, message)
 
-    def can_batch(self, jobs: list) -> bool:
+    def can_batch(self, jobs: list[Assignment]) -> bool:
         """May ``jobs`` go to the executor as one batch? Only without limits (the run's
         or a learner's) and without ``--log-splits``, which act per split."""
-        if self.log_folder is not None or self.limits.timeout or self.limits.memory_limit:
-            return False
-        options = self.runner.learner_options
-        return not any(options[j.learner_i].get("timeout") or
-                       options[j.learner_i].get("memory_limit") for j in jobs)
+        return self.log_folder is None and not any(self._limits_of[j.learner_i]
+                                                   for j in jobs)
 
-    def run_batch(self, jobs: list) -> list:
+    def run_batch(self, jobs: list[Assignment]) -> list[SplitResult]:
         """Run ``jobs`` (see :meth:`can_batch`) in the executor: one frame there, one
         frame back with every result. If the executor dies, the split it was running
         (shared memory says which) gets its status as in :meth:`run`; the others run
@@ -293,14 +332,14 @@ class Supervisor:
         self._last = executor
         if self._spare is None:
             self._spare = self._fork()
-        data, verdict = self._watch(executor, start, 0)
+        data, verdict = self._watch(executor, start, 0, self.limits.split)
         if verdict is None and data is not None:
             results = pickle.loads(data)  # noqa: S301 - from our own executor
             worst = Status.OOM if any(r.status == Status.OOM for r in results) else Status.OK
             self._after_split(executor, worst, len(jobs))
             return results
         blamed = min(executor.running(), len(jobs) - 1)
-        ended = self._ended(executor, jobs[blamed], start, verdict)
+        ended = self._ended(executor, jobs[blamed], start, verdict, self.limits.split)
         if ended.status == Status.INTERRUPTED:
             return [ended if i == blamed else self.runner.failure(
                 job, start, Status.INTERRUPTED, ended.error) for i, job in enumerate(jobs)]
@@ -320,8 +359,8 @@ class Supervisor:
             self._current = None
             self._forget(executor)
 
-    def _watch(self, executor: Executor, start: float,
-               base_rss: int) -> tuple[bytes | None, Status | None]:
+    def _watch(self, executor: Executor, start: float, base_rss: int,
+               limits: SplitLimits) -> tuple[bytes | None, Status | None]:
         """Wait for the executor's result frame while forwarding its output, taking
         the worker's interrupt and enforcing the limits (every ``POLL_SECONDS``, or
         ``LIVENESS_SECONDS`` without limits).
@@ -329,7 +368,7 @@ class Supervisor:
         Returns the payload (None if the executor ended without a whole frame) and the
         verdict (``Status.TIMEOUT``, ``OOM``, ``INTERRUPTED`` or None).
         """
-        limits, fd = self.limits, executor.results_fd
+        fd = executor.results_fd
         interval = POLL_SECONDS if limits.timeout or limits.memory_limit else LIVENESS_SECONDS
         verdict, term_sent = None, 0.0
         deadline = start + limits.timeout if limits.timeout else None
@@ -356,15 +395,16 @@ class Supervisor:
                     kill_group(executor.pid, signal.SIGKILL)
                     return None, verdict
                 verdict, term_sent = self._enforce(executor.pid, verdict, term_sent,
-                                                   deadline, base_rss)
+                                                   deadline, base_rss, limits)
 
     def _enforce(self, pid: int, verdict: Status | None, term_sent: float,
-                 deadline: float | None, base_rss: int) -> tuple[Status | None, float]:
+                 deadline: float | None, base_rss: int,
+                 limits: SplitLimits) -> tuple[Status | None, float]:
         """One check of the limits: SIGKILL after the kill grace, SIGTERM past the
         deadline, SIGKILL over the memory limit. Returns the verdict and when SIGTERM
         went out."""
-        now, limits = time.time(), self.limits
-        if term_sent and now - term_sent >= limits.kill_grace:
+        now = time.time()
+        if term_sent and now - term_sent >= self.limits.kill_grace:
             kill_group(pid, signal.SIGKILL)
         elif verdict is None and deadline is not None and now > deadline:
             verdict, term_sent = Status.TIMEOUT, now
@@ -382,14 +422,15 @@ class Supervisor:
         except EOFError:
             self._control = []
 
-    def _classify(self, verdict: Status | None, status: int) -> tuple[Status, str]:
+    def _classify(self, verdict: Status | None, status: int,
+                  limits: SplitLimits) -> tuple[Status, str]:
         """How a split whose executor died ended, and why (``status``: from waitpid)."""
         if verdict is Status.INTERRUPTED:
             return verdict, "interrupted: the run stopped and its grace period ended"
         if verdict is Status.TIMEOUT:
-            return verdict, f"exceeded the timeout of {self.limits.timeout:g}s"
+            return verdict, f"exceeded the timeout of {limits.timeout:g}s"
         if verdict is Status.OOM:
-            return verdict, f"exceeded the memory limit of {self.limits.memory_limit} bytes"
+            return verdict, f"exceeded the memory limit of {limits.memory_limit} bytes"
         if os.WIFSIGNALED(status):
             name = signal.Signals(os.WTERMSIG(status)).name
             if os.WTERMSIG(status) in OUTSIDE_STOPS:
@@ -432,26 +473,25 @@ def serve(frames_in: int, frames_out: int) -> None:
 
     warm_up_stack()  # also while MPI starts: off the path to the first split
     try:
-        config = read_frame(frames_in)
+        config: ExecutorConfig = read_frame(frames_in)
     except EOFError:
         return
 
-    for name, value in config["environment"].items():
+    for name, value in config.environment.items():
         os.environ[name] = value
-    limit_threads(config["threads"])
+    limit_threads(config.threads)
     try:  # every learner, scorer, fallback and record function, loaded once
-        runner = SplitRunner(GridFile(Path(config["grid_path"])), config["rank"],
-                             config["threads"], fallback=config["fallback"],
-                             predictions=config.get("predictions"), host=config.get("host"),
-                             gpu=config.get("gpu", ""))
+        runner = SplitRunner(GridFile(Path(config.grid_path)), config.rank, config.threads,
+                             fallback=config.fallback, predictions=config.predictions,
+                             host=config.host, gpu=config.gpu)
         runner.preload()  # executors and spares start with the task data (a small grid)
         runner.warm_up()
     except MpibenchError as exc:
         write_frame(frames_out, (REFUSED, str(exc)))
         return
     write_frame(frames_out, (READY, ""))
-    supervisor = Supervisor(runner, config["limits"], (frames_in, frames_out), frames_in,
-                            config.get("log_folder"))
+    supervisor = Supervisor(runner, config.limits, (frames_in, frames_out), frames_in,
+                            config.log_folder)
     supervisor.prepare()
     try:
         while True:

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from ..errors import MpibenchError
+from ..limits import learner_options_of
 from ..scorers import bind_scorers, score_split
 from ..store.gridfile import GridFile, SplitIndex
 from ..store.predictions import PredictionWriter
@@ -143,9 +144,8 @@ class SplitRunner:
         self.record = self._unpickled("The grid's record function", grid_file.record)
         """The grid's ``record`` function, or None."""
         settings = self._unpickled("The grid's learner_options", grid_file.learner_options)
-        self.learner_options = [settings.get(name, {})
-                                for name in grid_file.names("learners")]
-        """Per learner index: the grid's ``learner_options`` for it."""
+        self.learner_options = learner_options_of(settings, grid_file.names("learners"))
+        """Per learner index: what the grid's ``learner_options`` set for it."""
         self.threads = threads
         self.fallback = fallback if fallback is not None else self._unpickled(
             "The grid's fallback", grid_file.fallback)
@@ -232,8 +232,8 @@ class SplitRunner:
     def fallback_for(self, job: Assignment) -> Any:
         """The fallback estimator for ``job`` (its learner's own, else the run's; a
         ``"featureless"`` one predicts the task's mean or prior), or None."""
-        settings = self.learner_options[job.learner_i]
-        fallback = settings["fallback"] if "fallback" in settings else self.fallback
+        own = self.learner_options[job.learner_i]
+        fallback = own.fallback if own.has_fallback else self.fallback
         if isinstance(fallback, str):
             return featureless(self._kind(job.task_i))
         return fallback
