@@ -39,12 +39,14 @@ def format_bytes(n_bytes: float) -> str:
 
 
 RANK_PREFIX = re.compile(r"^rank \d+ on \S+: ")
-"""The ``rank R on HOST: `` head of an error message."""
+"""The ``rank R on HOST: `` head that errors recorded by mpibench 0.1 (before rank and
+host were left to their own columns) begin with."""
 
 
 def without_rank(error: str) -> str:
-    """An error message's first line without its ``rank R on HOST:`` head: what groups
-    identical errors (the first of a group carries its full traceback below).
+    """An error message's first line (without the ``rank R on HOST:`` head of results
+    from older projects): what groups identical errors (the first of a group carries
+    its full traceback below).
 
     Examples
     --------

@@ -190,7 +190,7 @@ def test_one_time_left_in_run_status_and_the_progress_line_names_an_overdue_spli
         assert held is not None
         job = held[0]
         dispatcher.scheduler._held[1][job] -= 3600  # handed out an hour ago
-        dispatcher._heard[1] -= 3600  # ... and rank 1 silent since
+        dispatcher.clock.heard[1] -= 3600  # ... and rank 1 silent since
         dispatcher.heartbeat(force=True)
         state = json.loads(ProjectPaths(path).heartbeat.read_text())
         assert state["eta_seconds"] == dispatcher.time_left.seconds

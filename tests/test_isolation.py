@@ -101,7 +101,8 @@ def test_errors_in_fit_predict_and_scorer_keep_their_type(tmp_path):
     by_learner = results.set_index("learner")["error"]
     assert by_learner["fit"].str.contains("in fit: RuntimeError: DebugLearner").all()
     assert by_learner["predict"].str.contains("in predict: RuntimeError").all()
-    assert by_learner["fit"].str.match(r"rank \d on \S+: ").all()
+    assert by_learner["fit"].str.startswith("in fit: ").all()  # where: the rank column
+    assert set(results["rank"]) <= {1, 2}
     assert (results.loc[results["learner"] == "fine", "status"] == "ok").all()
     scorer = project(tmp_path / "s", {"fine": mb.DebugLearner()}, n_splits=2,
                      scoring={"rmse": "rmse", "auc": roc_auc_score})

@@ -52,6 +52,8 @@ def test_the_first_error_of_each_kind_keeps_its_full_traceback(tmp_path):
     assert all("\n" not in e for e in errors if e not in full)
     assert errors[0].count('  File "') >= 2  # every frame, not the last three
     assert len({without_rank(e) for e in errors}) == 2  # grouped by their first line
+    assert {e.split(":")[0] for e in errors} == {"in fit", "in predict"}  # (rank: a column)
+    assert without_rank("rank 3 on n7: in fit: E\nmore") == "in fit: E"  # older projects
     lines = error_groups(np.array(["error"] * 6), np.array(errors, dtype=object))
     assert len(lines) == 2 and all(line.startswith("  3 x error: in ") for line in lines)
 

@@ -24,13 +24,12 @@ from ..store.records import INTERRUPTED, RankStats, SplitResult
 from ..tuning import (
     COMES_BACK_MARGIN,
     HEARTBEAT_SECONDS,
-    INTERRUPT_WAIT,
     MIN_HEARTBEAT_SECONDS,
     PREFETCH_PENDING,
     PREFETCH_SHARE,
     SMALL_BLOCK,
-    STOP_FILE_SECONDS,
 )
+from .interfaces import SplitExecutor
 from .opening import clear_stop_request, open_run
 from .options import RunOptions
 from .placement import Placement
@@ -46,13 +45,9 @@ from .protocol import (
     WorkRequest,
     unpack_assignments,
 )
-from .stopping import Deadline, StopSignals
-from .timeleft import Running, TimeLeft, estimate, running_splits
+from .stopping import Deadline, RunStop, StopSignals
+from .timeleft import RunClock, Running, TimeLeft
 from .transport import Transport
-
-
-class GraceExpired(Exception):
-    """Splits were still running after the stop grace period and the interrupt."""
 
 
 class Dispatcher:
@@ -107,25 +102,16 @@ class Dispatcher:
         self.scheduler, self.gpu_learners = opened.scheduler, opened.gpu_learners
         self.n_todo = opened.n_todo
         """Splits this run has to run (0: no pickled code of grid.h5 is loaded)."""
-        self.deadline = Deadline()
+        self.stop = RunStop(self.signals, self.paths.stop_request, grace=self.options.grace,
+                            kill_grace=self.options.kill_grace, deadline=Deadline())
         self.progress = Progress(self.n_todo, self.n_total, self.options.progress_every)
         self._failed_before = opened.n_failed_before
         self._last_heartbeat = 0.0
-        self.stop_reason: str | None = None
-        self._stop_started = 0.0
-        self._interrupted_at: float | None = None
         self.transport: Transport | None = None
         self._last_checkpoint = time.monotonic()
-        self._stop_file_checked = 0.0
         self._learned_early = False
-        self._heard: dict[int, float] = {}
-        """``time.monotonic()`` of each worker's latest request."""
-        self._work_seconds = 0.0
-        """Seconds of the splits this run finished."""
-        self._first_handout: float | None = None
-        self._steady: tuple[float, float] | None = None
-        """When the first wave ended (no pending split of an unknown learner), and the
-        split-seconds done by then."""
+        self.clock = RunClock()
+        """Hand-outs, finished split-seconds, workers last heard: for the time left."""
         self.time_left = TimeLeft(None)
         """The latest estimate of the time left (see :meth:`estimate_time_left`)."""
         self.comes_back: dict[int, float] = {}
@@ -190,8 +176,8 @@ class Dispatcher:
             job_ids, status, seconds = results.summary()
         self.store.add(results)
         self.progress.add(status)
-        self._work_seconds += float(seconds.sum() if isinstance(seconds, np.ndarray)
-                                    else sum(seconds))
+        self.clock.finished(float(seconds.sum() if isinstance(seconds, np.ndarray)
+                                  else sum(seconds)))
         if not self._learned_early:
             self.costs.add_columns(job_ids, status, seconds)
         self._learned_early = False
@@ -213,11 +199,12 @@ class Dispatcher:
         next to the work left per worker (``PREFETCH_SHARE``): otherwise it could hold
         a long split an idle worker would start sooner.
         """
-        if self.stop_reason is None and self.deadline.end_time is not None:
+        deadline = self.stop.deadline
+        if self.stop.reason is None and deadline.end_time is not None:
             upcoming = self.scheduler.peek()
-            if upcoming is not None and not self.deadline.allows(self.costs.expected(upcoming)):
+            if upcoming is not None and not deadline.allows(self.costs.expected(upcoming)):
                 self.begin_stop("SLURM_JOB_END_TIME is near")
-        if self.stop_reason is not None:
+        if self.stop.reason is not None:
             return STOP
         if busy and not self._may_prefetch():
             if self.costs.known:  # else nothing says when: poll as usual
@@ -225,8 +212,8 @@ class Dispatcher:
                 self.comes_back[rank] = time.perf_counter() + float(expected)
             return []
         chunk = self.scheduler.next_chunk(rank)
-        if chunk and self._first_handout is None:
-            self._first_handout = time.monotonic()
+        if chunk:
+            self.clock.handed_out()
         return self.assignments(chunk) if chunk else STOP
 
     def _may_prefetch(self) -> bool:
@@ -242,7 +229,7 @@ class Dispatcher:
     def handle(self, request: WorkRequest) -> np.ndarray | list | None:
         """The reply to one worker request (its results are kept by :meth:`keep`)."""
         self.comes_back.pop(request.rank, None)
-        self._heard[request.rank] = time.monotonic()
+        self.clock.heard_from(request.rank)
         if request.results is not None:
             self.scheduler.complete(request.rank, request.results.job_ids())
         if request.returned:
@@ -254,28 +241,21 @@ class Dispatcher:
         self._learn_early(request.results)
         return self.next_assignments(request.rank, request.busy)
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run is stopping (None: it is not)."""
+        return self.stop.reason
+
     def begin_stop(self, reason: str) -> None:
         """Stop handing out splits; the ones in flight get ``grace`` seconds."""
-        if self.stop_reason is None:
-            self.stop_reason, self._stop_started = reason, time.monotonic()
+        if self.stop.begin(reason):
             log(f"{reason}: starting no new splits; waiting up to "
                 f"{self.options.grace:g}s for {self.scheduler.n_in_flight} in flight")
 
-    def _stop_requested(self) -> str | None:
-        """A stop signal, or the stop file (checked at most every STOP_FILE_SECONDS)."""
-        if self.signals.received:
-            return f"received {self.signals.received}"
-        now = time.monotonic()
-        if now - self._stop_file_checked >= STOP_FILE_SECONDS:
-            self._stop_file_checked = now
-            if self.paths.stop_request.exists():
-                return f"found {self.paths.stop_request.name}"
-        return None
-
     def tick(self) -> None:
         """Periodic duties: stop requests, group commit, progress line, checkpoint."""
-        if self.stop_reason is None:
-            reason = self._stop_requested()
+        if self.stop.reason is None:
+            reason = self.stop.poll()
             if reason:
                 self.begin_stop(reason)
         if self.store.journal.commit_due:
@@ -285,7 +265,7 @@ class Dispatcher:
         self.progress.maybe_print(self.time_left, self._overdue_text())
         if time.monotonic() - self._last_checkpoint >= self.options.checkpoint_every:
             self.checkpoint(complete=False)
-        if self.stop_reason is not None and self.scheduler.n_in_flight:
+        if self.stop.reason is not None and self.scheduler.n_in_flight:
             self._end_grace()
 
     def heartbeat(self, force: bool = False) -> None:
@@ -319,20 +299,8 @@ class Dispatcher:
 
     def estimate_time_left(self) -> TimeLeft:
         """The time this run has left (see :mod:`mpibench.engine.timeleft`)."""
-        if not self.costs.known:
-            return TimeLeft(None)
-        now = time.monotonic()
-        running = running_splits(self.scheduler, self.costs, self._heard, self.n_ranks, now)
-        if self._steady is None and not self.scheduler.unknown_pending():
-            # the first wave is over (no pending split of an unknown learner): its idle
-            # workers, waiting on unknown splits handed out one at a time, say nothing of
-            # the rest of the run (a learner whose splits all failed stays unknown)
-            self._steady = (now, self._work_seconds + sum(r.running_seconds for r in running))
-        since, before = self._steady or (self._first_handout or now, 0.0)
-        if now - since < 2 * MIN_HEARTBEAT_SECONDS:  # (too short to tell)
-            since, before = self._first_handout or now, 0.0
-        return estimate(self.scheduler.pending_seconds(), running,
-                        self._work_seconds - before, now - since, max(self.n_ranks - 1, 1))
+        return self.clock.time_left(self.scheduler, self.costs, self.n_ranks,
+                                    2 * MIN_HEARTBEAT_SECONDS)
 
     def _overdue_text(self) -> str:
         """The most overdue split for the progress line ('' when none)."""
@@ -352,22 +320,16 @@ class Dispatcher:
 
     def _end_grace(self) -> None:
         """When the grace period is over, interrupt the splits still running (each is
-        ``interrupted``: no attempt counted, runs again on resume); if some are still
-        out ``kill_grace + INTERRUPT_WAIT`` seconds later, raise :class:`GraceExpired`."""
-        now = time.monotonic()
-        if self._interrupted_at is None:
-            grace = min(self.options.grace, self.deadline.seconds_left() + 25)
-            if now - self._stop_started < grace:
-                return
-            self._interrupted_at = now
-            holders = [r for r in range(1, self.n_ranks) if self.scheduler.in_flight(r)]
-            log(f"{self.scheduler.n_in_flight} split(s) still running after the grace "
-                f"period; interrupting them (they run again on resume)")
-            if self.transport is not None:  # (none when serial)
-                for rank in holders:
+        ``interrupted``: no attempt counted, runs again on resume); see
+        :meth:`RunStop.interrupt_due`."""
+        if not self.stop.interrupt_due():
+            return
+        log(f"{self.scheduler.n_in_flight} split(s) still running after the grace "
+            f"period; interrupting them (they run again on resume)")
+        if self.transport is not None:  # (none when serial)
+            for rank in range(1, self.n_ranks):
+                if self.scheduler.in_flight(rank):
                     self.transport.send(None, rank, TAG_INTERRUPT)
-        elif now - self._interrupted_at >= self.options.kill_grace + INTERRUPT_WAIT:
-            raise GraceExpired
 
     def give_back_in_flight(self) -> int:
         """Hand back every split still in flight as not started (the job ends without
@@ -419,14 +381,16 @@ class Dispatcher:
         self.tick()
         return reply is STOP and not self.scheduler.holds(source)
 
-    def run_serially(self, executor: Any) -> None:
-        """One process: run every split here, in dispatch order, until done or stopped."""
+    def run_serially(self, executor: SplitExecutor | None) -> None:
+        """One process: run every split here, in dispatch order, until done or stopped
+        (``executor`` is None only when there is nothing to run)."""
         stats = self.ranks[0]
         while True:
             self.tick()
             chunk = self.next_assignments(0)
             if chunk is STOP:
                 return
+            assert executor is not None
             results = [executor.run(job) for job in unpack_assignments(chunk)]
             stats.n_splits += len(results)
             stats.busy_seconds += sum(r.end_time - r.start_time for r in results)

@@ -9,8 +9,12 @@ import os
 import resource
 import signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .procs import die_with_parent, read_frame, set_process_name, vm_bytes, write_frame
+
+if TYPE_CHECKING:
+    from .worker import SplitRunner
 
 OUTPUT_TAIL = 4096
 """Bytes of a split's output kept to explain its failure."""
@@ -18,8 +22,8 @@ LOG_BYTES = 1 << 20
 """Bytes of a split's output kept in its ``--log-splits`` file."""
 
 
-def executor_loop(runner, jobs_fd: int, results_fd: int, progress: mmap.mmap | None = None
-                  ) -> None:
+def executor_loop(runner: SplitRunner, jobs_fd: int, results_fd: int,
+                  progress: mmap.mmap | None = None) -> None:
     """In an executor: run each ``(job, learner, memory_limit)`` read from ``jobs_fd``
     until EOF (``memory_limit``: bytes the split may add, or None); a list of jobs is a
     batch: their results go back in one frame, and ``progress`` (memory shared with the

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MpibenchError
 from ..tuning import INTERRUPT_POLL
@@ -28,6 +28,10 @@ from .config import THREAD_VARIABLES
 from .placement import Placement, node_name
 from .procs import close_quietly, die_with_parent, fork_child, read_frame, write_frame
 from .supervisor import INTERRUPT, READY, STOP_SIGNALS, ExecutorConfig, IsolationLimits, serve
+
+if TYPE_CHECKING:  # (this module is imported before MPI starts: nothing heavy)
+    from ..store.records import SplitResult
+    from .protocol import Assignment
 
 MPI_VARIABLE_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPIR_", "I_MPI_", "MPICH_",
                          "PRTE_", "OPAL_")
@@ -182,7 +186,8 @@ def fork_supervisor(threads: int = 1) -> SupervisorProcess:
 
 
 class IsolatedExecutor:
-    """Worker side: runs assignments through the supervisor.
+    """Worker side: runs assignments through the supervisor (a
+    :class:`~mpibench.engine.interfaces.SplitExecutor`).
 
     Parameters
     ----------
@@ -220,6 +225,8 @@ class IsolatedExecutor:
                                       place.gpu)
         self._env = {**child_environment(threads), **environment}
         self._n_scores: int | None = None
+        self.batches = True
+        """A batch of short splits crosses the pipes as one frame each way."""
         self.interrupt_check: Callable[[], bool] | None = None
         """Asked every ``INTERRUPT_POLL`` seconds while a split runs: True stops it
         (status ``interrupted``). Set by the worker loop."""
@@ -262,7 +269,7 @@ class IsolatedExecutor:
         cannot be loaded on this rank."""
         self._started()
 
-    def run(self, job: Any) -> Any:
+    def run(self, job: Assignment) -> SplitResult:
         """Run one split in the supervisor's executor; a dead supervisor is a ``crash``."""
         start = time.time()
         supervisor = self._started()
@@ -277,7 +284,7 @@ class IsolatedExecutor:
         return self._crash(job, start, f"the isolation supervisor (pid {supervisor.pid}) "
                                        f"died ({how}); a fresh one takes over")
 
-    def run_many(self, jobs: list) -> list:
+    def run_many(self, jobs: list[Assignment]) -> list[SplitResult]:
         """Run short splits as one batch: one frame to the supervisor and one back (see
         :meth:`~mpibench.engine.supervisor.Supervisor.run_batch`). If the supervisor
         dies, each split runs again on its own (a fresh supervisor), so the one that
@@ -303,7 +310,7 @@ class IsolatedExecutor:
                 write_frame(supervisor.to_fd, INTERRUPT)
                 asked = True
 
-    def _crash(self, job: Any, start: float, message: str) -> Any:
+    def _crash(self, job: Assignment, start: float, message: str) -> SplitResult:
         from ..store.gridfile import GridFile
         from ..store.records import Status, failed_result
 
@@ -311,7 +318,7 @@ class IsolatedExecutor:
             self._n_scores = len(GridFile(Path(self._config.grid_path)).scorer_names())
         rank, host = self._config.rank, self._config.host
         return failed_result(job.job_id, job.attempt, Status.CRASH,
-                             f"rank {rank} on {host}: {message}", n_scores=self._n_scores,
+                             message, n_scores=self._n_scores,
                              rank=rank, host=host, pid=os.getpid(), start=start,
                              threads=self._config.threads, gpu=self._config.gpu)
 

@@ -22,6 +22,7 @@ from ..store.reading import JOB_COLUMNS
 from ..store.records import RankStats, Status, failed_result
 from ..store.storage import ResultStore
 from .costs import CostModel, learn_from_test_run
+from .interfaces import SplitScheduler
 from .options import RunOptions
 from .pools import make_scheduler
 from .progress import log
@@ -39,7 +40,7 @@ class OpenedRun:
     assignment_rows: np.ndarray
     """:class:`~mpibench.engine.protocol.Assignment` fields by job id (int64)."""
     costs: CostModel
-    scheduler: Any
+    scheduler: SplitScheduler
     gpu_learners: list[str]
     n_todo: int
     """Splits this run has to run (0: no pickled code of grid.h5 was loaded)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from typing import TextIO
 
 import numpy as np
 
@@ -32,7 +33,8 @@ class Progress:
         Seconds between lines (0 prints none).
     """
 
-    def __init__(self, n_todo: int, n_total: int, every: float, stream=None) -> None:
+    def __init__(self, n_todo: int, n_total: int, every: float,
+                 stream: TextIO | None = None) -> None:
         self.n_todo, self.n_total, self.every = n_todo, n_total, every
         self.n_before = n_total - n_todo
         self.done = 0

@@ -39,11 +39,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..store.records import RankStats
+
+if TYPE_CHECKING:
+    from ..store.batch import EncodedResults
 
 TAG_REQUEST = 1
 """Worker -> rank 0: :class:`WorkRequest`."""
@@ -102,7 +105,7 @@ class WorkRequest:
     """
 
     rank: int
-    results: Any = None
+    results: EncodedResults | None = None
     stats: RankStats | None = None
     busy: bool = False
     returned: list[int] = field(default_factory=list)

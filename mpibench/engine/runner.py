@@ -20,6 +20,7 @@ from ..errors import MpibenchError, inject_fault
 from ..store.paths import ProjectPaths
 from ..tuning import ABORT_DELAY, ORPHAN_CHECK_SECONDS
 from .config import check_launch, limit_threads
+from .interfaces import SplitExecutor
 from .isolation import (
     IsolatedExecutor,
     IsolationLimits,
@@ -102,7 +103,7 @@ class RunContext:
 
 
 def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
-                  context: RunContext) -> Any:
+                  context: RunContext) -> SplitExecutor:
     """An isolated executor (``isolate``; through the supervisor forked before MPI
     started, if there is one) or an in-process one, on the node and GPU of
     ``context.placement``."""
@@ -420,7 +421,8 @@ def _abort(transport: Transport, message: str, code: int) -> None:
 
 
 def _ready_executor(transport: Transport, role: Role, dispatcher: Dispatcher | None,
-                    paths: ProjectPaths, options: RunOptions, context: RunContext) -> Any:
+                    paths: ProjectPaths, options: RunOptions,
+                    context: RunContext) -> SplitExecutor | None:
     """The executor of a rank that runs splits, once it has loaded every learner; None
     when there is nothing to run (then no pickled code of ``grid.h5`` is loaded).
     Collective: a rank that cannot load them ends every rank, in one line (exit 2)."""
@@ -446,7 +448,7 @@ def _ready_executor(transport: Transport, role: Role, dispatcher: Dispatcher | N
 
 
 def _run_role(transport: Transport, role: Role, dispatcher: Dispatcher | None,
-              executor: Any, context: RunContext) -> tuple[int, bool]:
+              executor: SplitExecutor | None, context: RunContext) -> tuple[int, bool]:
     """Play ``role``; returns the exit code and whether the job must end at once
     (splits that could not be interrupted are still running)."""
     try:
@@ -462,8 +464,8 @@ def _run_role(transport: Transport, role: Role, dispatcher: Dispatcher | None,
 
 
 def _dispatch(transport: Transport, role: Role, dispatcher: Dispatcher,
-              executor: Any) -> tuple[int, bool]:
-    from .dispatcher import GraceExpired
+              executor: SplitExecutor | None) -> tuple[int, bool]:
+    from .stopping import GraceExpired
 
     try:
         if role is Role.SERIAL:

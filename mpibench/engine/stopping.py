@@ -5,9 +5,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from ..tuning import END_MARGIN
+from ..tuning import END_MARGIN, INTERRUPT_WAIT, STOP_FILE_SECONDS
 from .config import env_int
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -87,3 +88,83 @@ class Deadline:
         if self.end_time is None:
             return float("inf")
         return self.end_time - self.margin - time.time()
+
+
+class GraceExpired(Exception):
+    """Splits were still running after the stop grace period and the interrupt."""
+
+
+class RunStop:
+    """Rank 0's view of a stop: whether one was asked for, why, and when the splits
+    still in flight are interrupted.
+
+    A stop begins on a stop signal, the stop file (looked for every
+    ``STOP_FILE_SECONDS``), a worker's stop signal or the SLURM end time. The splits in
+    flight then get ``grace`` seconds (less when the allocation ends sooner); after that
+    they are interrupted, and if some are still out ``kill_grace + INTERRUPT_WAIT``
+    seconds later, :meth:`interrupt_due` raises :class:`GraceExpired`.
+
+    Parameters
+    ----------
+    signals : StopSignals
+        The stop signal handlers of this rank.
+    stop_file : pathlib.Path
+        ``PROJECT/stop``: its existence asks for a stop.
+    grace, kill_grace : float
+        Seconds, as in :class:`~mpibench.engine.options.RunOptions`.
+    deadline : Deadline
+        The allocation's end.
+
+    Examples
+    --------
+    >>> stop = RunStop(StopSignals(), Path("/nonexistent/stop"), grace=0.0, kill_grace=0.0,
+    ...                deadline=Deadline(end_time=None))
+    >>> stop.poll(), stop.begin("asked"), stop.begin("asked again"), stop.reason
+    (None, True, False, 'asked')
+    >>> stop.interrupt_due(), stop.interrupt_due()
+    (True, False)
+    """
+
+    def __init__(self, signals: StopSignals, stop_file: Path, *, grace: float,
+                 kill_grace: float, deadline: Deadline) -> None:
+        self.signals, self.stop_file, self.deadline = signals, stop_file, deadline
+        self.grace, self.kill_grace = grace, kill_grace
+        self.reason: str | None = None
+        """Why the run is stopping (None: it is not)."""
+        self._started = 0.0
+        self._interrupted_at: float | None = None
+        self._file_checked = 0.0
+
+    def poll(self) -> str | None:
+        """A stop signal, or the stop file (looked for at most every
+        ``STOP_FILE_SECONDS``): the reason, or None."""
+        if self.signals.received:
+            return f"received {self.signals.received}"
+        now = time.monotonic()
+        if now - self._file_checked >= STOP_FILE_SECONDS:
+            self._file_checked = now
+            if self.stop_file.exists():
+                return f"found {self.stop_file.name}"
+        return None
+
+    def begin(self, reason: str) -> bool:
+        """Stop for ``reason`` (the first reason stays); True if the stop is new."""
+        if self.reason is not None:
+            return False
+        self.reason, self._started = reason, time.monotonic()
+        return True
+
+    def interrupt_due(self) -> bool:
+        """Called while splits are in flight during a stop: True once, when the grace
+        period is over and they should be interrupted; raises :class:`GraceExpired`
+        when they are still out ``kill_grace + INTERRUPT_WAIT`` seconds after that."""
+        now = time.monotonic()
+        if self._interrupted_at is None:
+            grace = min(self.grace, self.deadline.seconds_left() + 25)
+            if now - self._started < grace:
+                return False
+            self._interrupted_at = now
+            return True
+        if now - self._interrupted_at >= self.kill_grace + INTERRUPT_WAIT:
+            raise GraceExpired
+        return False

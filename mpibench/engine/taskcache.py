@@ -12,7 +12,7 @@ microseconds); arrays read into the process (pickled frames, text targets,
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -61,7 +61,7 @@ class ByteCache:
         self.loads = 0
         """Misses so far (each a load)."""
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._entries)
 
     def __len__(self) -> int:

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..formatting import format_seconds
 from ..tuning import OVERDUE_FACTOR, OVERDUE_SECONDS
+
+if TYPE_CHECKING:
+    from .costs import CostModel
+    from .interfaces import SplitScheduler
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,8 @@ def estimate(pending_seconds: float, running: list[Running], work_seconds: float
     return TimeLeft(seconds, overdue)
 
 
-def running_splits(scheduler: Any, costs: Any, heard: dict[int, float], n_ranks: int,
-                   now: float) -> list[Running]:
+def running_splits(scheduler: SplitScheduler, costs: CostModel, heard: dict[int, float],
+                   n_ranks: int, now: float) -> list[Running]:
     """What each worker runs, from the scheduler's hand-outs: its oldest split held,
     running since it was handed out or since the worker's last message (the later;
     ``now`` and ``heard`` in ``time.monotonic()`` seconds), and the expected seconds of
@@ -128,3 +132,57 @@ def running_splits(scheduler: Any, costs: Any, heard: dict[int, float], n_ranks:
         expected = float(costs.expected_many(scheduler.in_flight(rank), rates).sum())
         running.append(Running(rank, job, now - since, expected))
     return running
+
+
+class RunClock:
+    """What rank 0 tracks for :func:`estimate`: when splits were first handed out, the
+    split-seconds finished, when each worker was last heard, when the first wave ended.
+
+    Examples
+    --------
+    >>> clock = RunClock()
+    >>> clock.handed_out(); clock.finished(2.5); clock.work_seconds
+    2.5
+    """
+
+    def __init__(self) -> None:
+        self.heard: dict[int, float] = {}
+        """``time.monotonic()`` of each worker's latest request."""
+        self.work_seconds = 0.0
+        """Seconds of the splits this run finished."""
+        self.first_handout: float | None = None
+        self.steady: tuple[float, float] | None = None
+        """When the first wave ended (no pending split of an unknown learner), and the
+        split-seconds done by then."""
+
+    def heard_from(self, rank: int) -> None:
+        """``rank`` sent a request now."""
+        self.heard[rank] = time.monotonic()
+
+    def handed_out(self) -> None:
+        """Splits went out (the first time starts the clock)."""
+        if self.first_handout is None:
+            self.first_handout = time.monotonic()
+
+    def finished(self, seconds: float) -> None:
+        """Splits of ``seconds`` in all finished."""
+        self.work_seconds += seconds
+
+    def time_left(self, scheduler: SplitScheduler, costs: CostModel, n_ranks: int,
+                  min_window: float) -> TimeLeft:
+        """The time the run has left (see the module's text); ``min_window``: seconds
+        of steady state below which the whole run is the window."""
+        if not costs.known:
+            return TimeLeft(None)
+        now = time.monotonic()
+        running = running_splits(scheduler, costs, self.heard, n_ranks, now)
+        if self.steady is None and not scheduler.unknown_pending():
+            # the first wave is over (no pending split of an unknown learner): its idle
+            # workers, waiting on unknown splits handed out one at a time, say nothing of
+            # the rest of the run (a learner whose splits all failed stays unknown)
+            self.steady = (now, self.work_seconds + sum(r.running_seconds for r in running))
+        since, before = self.steady or (self.first_handout or now, 0.0)
+        if now - since < min_window:  # (too short to tell)
+            since, before = self.first_handout or now, 0.0
+        return estimate(scheduler.pending_seconds(), running, self.work_seconds - before,
+                        now - since, max(n_ranks - 1, 1))

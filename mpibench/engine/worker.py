@@ -240,23 +240,22 @@ class SplitRunner:
 
     def failure(self, job: Assignment, start: float, status: Status | str,
                 message: str) -> SplitResult:
-        """A result for a split that produced no scores."""
-        return failed_result(job.job_id, job.attempt, status,
-                             f"rank {self.rank} on {self.host}: {message}",
+        """A result for a split that produced no scores (``message``: why; the rank and
+        host are columns of their own)."""
+        return failed_result(job.job_id, job.attempt, status, message,
                              n_scores=len(self.scorers), rank=self.rank, host=self.host,
                              pid=self.pid, start=start, threads=self.threads,
                              max_rss_bytes=peak_rss_bytes(), gpu=self.gpu)
 
     def _error_text(self, stage: str, exc: BaseException) -> str:
-        """``rank R on HOST: in STAGE: Type: message (at innermost <- ...)``; the first
-        time this process meets an error of that kind (that first line, rank aside),
-        the full traceback follows on the next lines."""
+        """``in STAGE: Type: message (at innermost <- ...)``; the first time this process
+        meets an error of that kind (that first line), the full traceback follows on
+        the next lines."""
         line = f"in {stage}: {describe_error(exc)}"
-        head = f"rank {self.rank} on {self.host}: {line}"
         if line in self._traced:
-            return head
+            return line
         self._traced.add(line)
-        return head + "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        return line + "\n" + "".join(traceback.format_exception(exc)).rstrip()
 
     def _invalid(self, task_i: int, y_train: np.ndarray) -> str:
         if len(y_train) == 0:
@@ -465,13 +464,22 @@ def exits_as_errors() -> Iterator[None]:
 class InProcessExecutor:
     """Runs splits in the worker process itself (``--no-isolate``), with the fallback."""
 
+    batches = False
+    """One split costs what one of a batch costs here."""
+
     def __init__(self, runner: SplitRunner) -> None:
         self.runner = runner
+        self.interrupt_check: Callable[[], bool] | None = None
+        """Never asked: a split running in this process cannot be stopped."""
 
     def run(self, job: Assignment) -> SplitResult:
         """Run ``job``; on failure train the fallback (if any) for its scores."""
         with exits_as_errors():
             return run_with_fallback(self.runner.run, self.runner, job)
+
+    def run_many(self, jobs: list[Assignment]) -> list[SplitResult]:
+        """Run ``jobs`` one after the other."""
+        return [self.run(job) for job in jobs]
 
     def ready(self) -> None:
         """Nothing to wait for: the runner loaded every learner as it was made."""

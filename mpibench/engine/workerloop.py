@@ -26,6 +26,7 @@ from ..tuning import (
     PREFETCH_SECONDS,
     WORKER_SPIN,
 )
+from .interfaces import SplitExecutor
 from .placement import Placement, node_name
 from .polling import worker_backoff
 from .procs import peak_rss_bytes
@@ -85,7 +86,7 @@ class Worker:
     unstarted splits back.
     """
 
-    def __init__(self, transport: Transport, executor: Any,
+    def __init__(self, transport: Transport, executor: SplitExecutor | None,
                  signals: StopSignals | None = None,
                  placement: Placement | None = None) -> None:
         self.transport, self.executor, self.signals = transport, executor, signals
@@ -103,7 +104,7 @@ class Worker:
         self._reply_seen = True
         self.interrupted = False
         """Rank 0 said to stop the running split (``TAG_INTERRUPT``): run no more."""
-        if hasattr(executor, "interrupt_check"):
+        if executor is not None:  # (None: this run has nothing to run)
             executor.interrupt_check = self.interrupt_arrived
 
     def interrupt_arrived(self) -> bool:
@@ -138,6 +139,8 @@ class Worker:
     def run_chunk(self, jobs: list) -> bool:
         """Run ``jobs``; True if a request was sent on the way. Short splits go to an
         isolated executor in batches (:meth:`_batch`)."""
+        executor = self.executor
+        assert executor is not None  # (splits come only when there are some to run)
         ahead = False
         i = 0
         while i < len(jobs):
@@ -147,9 +150,9 @@ class Worker:
             if not ahead and self._ask_ahead(len(jobs) - i):
                 self.request(busy=True)
                 ahead = True
-            size = self._batch(len(jobs) - i)
-            results = (self.executor.run_many(jobs[i:i + size]) if size > 1
-                       else [self.executor.run(jobs[i])])
+            size = self._batch(len(jobs) - i, executor)
+            results = (executor.run_many(jobs[i:i + size]) if size > 1
+                       else [executor.run(jobs[i])])
             i += size
             for result in results:
                 self._count(result)
@@ -158,11 +161,11 @@ class Worker:
         inject_fault("worker", self.transport.rank)
         return ahead
 
-    def _batch(self, left: int) -> int:
+    def _batch(self, left: int, executor: SplitExecutor) -> int:
         """Splits to run as one batch: 1, or for an executor that takes batches and
         splits that took under ``BATCH_SECONDS`` on average, up to ``BATCH_SPLITS`` and
         about ``BATCH_WORK`` seconds of them."""
-        if (not hasattr(self.executor, "run_many") or not self.stats.n_splits
+        if (not executor.batches or not self.stats.n_splits
                 or self._split_seconds >= BATCH_SECONDS):
             return 1
         seconds = max(self._split_seconds, 1e-9)
@@ -198,7 +201,7 @@ class Worker:
                 self.request()
 
 
-def work(transport: Transport, executor: Any, signals: StopSignals | None = None,
+def work(transport: Transport, executor: SplitExecutor | None, signals: StopSignals | None = None,
          placement: Placement | None = None) -> None:
     """Worker loop (see :class:`Worker`) on the node and GPU of ``placement``."""
     gc.freeze()  # what is loaded stays: full collections then skip it (no stall of tens of ms)
