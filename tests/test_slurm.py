@@ -8,6 +8,7 @@ one; `.ci/run` does); they are skipped where `sinfo` cannot reach one.
 from __future__ import annotations
 
 import difflib
+import functools
 import shutil
 import subprocess
 import sys
@@ -94,7 +95,10 @@ def test_sbatch_writes_the_script_into_the_project(demo_project, capsys):
     assert syntax.returncode == 0, syntax.stderr
 
 
+@functools.cache
 def slurm_up() -> bool:
+    """Does ``sinfo`` reach a controller with a usable node? (Asked once, and only when a
+    ``slurm`` test runs: without a controller ``sinfo`` takes about 9 s to give up.)"""
     if shutil.which("sinfo") is None:
         return False
     done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
@@ -102,10 +106,7 @@ def slurm_up() -> bool:
     return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
 
 
-slurm = pytest.mark.skipif(not slurm_up(),
-                           reason="no SLURM controller (jobs/slurm-test-cluster.sh)")
-
-
+@functools.cache
 def two_nodes_up() -> bool:
     if not slurm_up():
         return False
@@ -115,8 +116,21 @@ def two_nodes_up() -> bool:
         {"node1", "node2"} <= {line.split()[0] for line in done.stdout.splitlines()}
 
 
-two_nodes = pytest.mark.skipif(not two_nodes_up(), reason="no two-node partition "
-                               "'twonodes' (jobs/slurm-test-cluster.sh starts one)")
+@pytest.fixture
+def slurm_controller():
+    if not slurm_up():
+        pytest.skip("no SLURM controller (jobs/slurm-test-cluster.sh)")
+
+
+@pytest.fixture
+def two_node_partition(slurm_controller):
+    if not two_nodes_up():
+        pytest.skip("no two-node partition 'twonodes' (jobs/slurm-test-cluster.sh "
+                    "starts one)")
+
+
+slurm = pytest.mark.usefixtures("slurm_controller")
+two_nodes = pytest.mark.usefixtures("two_node_partition")
 
 
 @pytest.fixture
