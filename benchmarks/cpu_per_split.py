@@ -23,9 +23,10 @@ import numpy as np
 import peers
 from dispatcher_message import open_dispatcher
 
+from mpibench.engine.inprocess import InProcessExecutor
 from mpibench.engine.protocol import TAG_REQUEST
 from mpibench.engine.transport import InProcessTransport
-from mpibench.engine.worker import InProcessExecutor, SplitRunner
+from mpibench.engine.worker import SplitRunner
 from mpibench.engine.workerloop import Worker
 from mpibench.store.gridfile import GridFile
 

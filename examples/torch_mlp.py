@@ -18,12 +18,19 @@ on the others.
 Learners must be importable by every rank: this file is also the module
 ``torch_mlp`` (its folder goes on PYTHONPATH below), and the grid uses that module's
 class, not ``__main__``'s.
+
+Each split checkpoints after every epoch (network, optimiser and the batch order's
+random state, with ``torch.save``): a split still running when the job's time is up,
+or when the job is preempted, resumes from its last epoch in the next job and ends
+with the network an uninterrupted fit gives.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
+
+import mpibench as mb
 
 
 class TorchMLPRegressor(RegressorMixin, BaseEstimator):
@@ -80,16 +87,40 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         inputs = torch.from_numpy((X - self.x_mean_) / self.x_scale_).to(device)
         target = torch.from_numpy((y - self.y_mean_) / self.y_scale_).to(device)
         optimiser = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
-        for _ in range(self.epochs):
+        checkpoint = mb.split_checkpoint()  # None outside an mpibench run
+        epoch = self._resume(checkpoint, network, optimiser, generator, device)
+        while epoch < self.epochs:
             order = torch.randperm(len(inputs), generator=generator).to(device)
             for batch in order.split(self.batch_size):
                 optimiser.zero_grad()
                 loss = torch.nn.functional.mse_loss(network(inputs[batch]), target[batch])
                 loss.backward()
                 optimiser.step()
+            epoch += 1
+            if checkpoint is not None:  # every epoch: model, optimiser, batch order's state
+                with checkpoint.saving() as path:
+                    torch.save({"epoch": epoch, "network": network.state_dict(),
+                                "optimiser": optimiser.state_dict(),
+                                "generator": generator.get_state()}, path)
+                if epoch < self.epochs and checkpoint.should_stop():
+                    break  # the run is stopping: this split resumes from here next time
         self.network_ = network.cpu().eval()  # kept on the CPU: picklable anywhere
         self.device_ = str(device)
         return self
+
+    @staticmethod
+    def _resume(checkpoint, network, optimiser, generator, device) -> int:
+        """Load the last epoch saved in this split's checkpoint (torch.load of the file
+        ``torch.save`` wrote); returns the epochs done (0 without one)."""
+        import torch
+
+        if checkpoint is None or checkpoint.file is None:
+            return 0
+        state = torch.load(checkpoint.file, map_location=device, weights_only=False)
+        network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        return int(state["epoch"])
 
     def predict(self, X):
         import torch
@@ -112,7 +143,6 @@ def soak_grid(has_gpu: bool):
     from sklearn.tree import DecisionTreeRegressor
     from torch_mlp import TorchMLPRegressor, device_used  # the module's class, not __main__'s
 
-    import mpibench as mb
     from mpibench.demo import demo_data
 
     data = demo_data(n_rows=300, seed=2)
@@ -133,7 +163,6 @@ if __name__ == "__main__":
     here = str(Path(__file__).resolve().parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(  # for any process mpibench starts
         p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    import mpibench as mb
 
     has_gpu = any(Path("/dev").glob("nvidia[0-9]*"))  # without touching CUDA here
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("torch-soak")

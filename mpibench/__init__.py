@@ -25,6 +25,7 @@ _HOMES = {
     "Grid": "grid", "Task": "grid", "GridFile": "store.gridfile",
     "create_project": "project", "run": "engine.runner", "RunOptions": "engine.options",
     "SameOtherSizesCV": "splitters",
+    "split_checkpoint": "checkpoint", "SplitCheckpoint": "checkpoint", "Epochs": "epochs",
     "project_status": "analysis.status",
     "read_attrs": "store.reading", "read_ranks": "store.reading", "read_results": "store.reading",
     "read_predictions": "store.reading",
@@ -55,6 +56,8 @@ __all__ = [  # noqa: RUF022 - grouped by role, not sorted
     "create_demo", "demo_data", "demo_grid",
     # running it
     "run", "RunOptions", "MpibenchError", "MpibenchWarning",
+    # long splits: a checkpoint inside a split
+    "split_checkpoint", "SplitCheckpoint", "Epochs",
     # reading and comparing results
     "read_results", "read_attrs", "read_ranks", "read_predictions", "project_status",
     "PValue", "pvalue", "pvalue_downsample",

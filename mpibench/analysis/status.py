@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..checkpoint import list_checkpoints
 from ..errors import MpibenchError
-from ..formatting import format_seconds, overdue_line
+from ..formatting import format_bytes, format_seconds, overdue_line
 from ..store.gridfile import GridFile, read_column
 from ..store.journal import RETRIED, changed_parts, read_tail, results_of
 from ..store.lock import describe_holder, holder_alive, read_holder
@@ -46,6 +47,9 @@ class ProjectStatus:
     run : dict or None
         The running run (``run.lock``: host, pid, SLURM job, start time) with
         ``heartbeat_age_seconds``; None when no run holds the project.
+    checkpoints : list of dict
+        The splits' checkpoints kept (:func:`~mpibench.checkpoint.list_checkpoints`):
+        splits that resume from one on their next attempt.
     """
 
     n_total: int
@@ -54,6 +58,7 @@ class ProjectStatus:
     eta_seconds: float
     n_in_flight: int = 0
     run: dict | None = field(default=None)
+    checkpoints: list = field(default_factory=list)
 
     @property
     def n_failed(self) -> int:
@@ -80,7 +85,17 @@ class ProjectStatus:
         counts = (f"{self.n_done}/{self.n_total} done ({parts or 'none'}) | {self.n_failed} "
                   f"failed | {self.n_todo} todo ({self.n_in_flight} in flight, "
                   f"{self.n_pending} pending) | ETA {eta}")
-        return f"{counts}\n{self._run_line()}"
+        return "\n".join([counts, self._run_line(), *self._checkpoint_line()])
+
+    def _checkpoint_line(self) -> list[str]:
+        if not self.checkpoints:
+            return []
+        size = sum(c["bytes"] for c in self.checkpoints)
+        age = format_seconds(max(time.time() - self.checkpoints[0]["saved"], 0.0))
+        jobs = ", ".join(str(c["job_id"]) for c in self.checkpoints[:5])
+        more = f" and {len(self.checkpoints) - 5} more" if len(self.checkpoints) > 5 else ""
+        return [f"checkpoints: {len(self.checkpoints)} split(s) resume from one "
+                f"({format_bytes(size)}, newest {age} ago): job {jobs}{more}"]
 
     def _run_line(self) -> str:
         if self.run is None:
@@ -135,7 +150,8 @@ def project_status(project: str | os.PathLike) -> ProjectStatus:
     else:
         eta = (n_total - n_done) * seconds / max(1, n_ranks - 1) if seconds else float("nan")
     in_flight = int(run.get("n_in_flight", 0)) if run is not None else 0
-    return ProjectStatus(n_total, n_done, counts, eta, in_flight, run)
+    return ProjectStatus(n_total, n_done, counts, eta, in_flight, run,
+                         list_checkpoints(paths.checkpoints))
 
 
 class _Base:

@@ -103,7 +103,8 @@ class Dispatcher:
         self.n_todo = opened.n_todo
         """Splits this run has to run (0: no pickled code of grid.h5 is loaded)."""
         self.stop = RunStop(self.signals, self.paths.stop_request, grace=self.options.grace,
-                            kill_grace=self.options.kill_grace, deadline=Deadline())
+                            kill_grace=self.options.kill_grace, deadline=Deadline(),
+                            marker=self.paths.stopping)
         self.progress = Progress(self.n_todo, self.n_total, self.options.progress_every)
         self._failed_before = opened.n_failed_before
         self._last_heartbeat = 0.0
@@ -422,4 +423,6 @@ class Dispatcher:
         """Remove the heartbeat and release the lock (always, even after a failure)."""
         if self.lock.held:
             self.paths.heartbeat.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.paths.stopping.unlink(missing_ok=True)
         self.lock.release()

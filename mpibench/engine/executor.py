@@ -8,9 +8,12 @@ import mmap
 import os
 import resource
 import signal
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ..limits import NO_LIMITS, SplitLimits
+from ..tuning import RECYCLE_AFTER
 from .procs import die_with_parent, read_frame, set_process_name, vm_bytes, write_frame
 
 if TYPE_CHECKING:
@@ -105,3 +108,67 @@ class Executor:
         lines = [line.strip() for line in self.output_tail.decode(errors="replace")
                  .splitlines() if line.strip()][-n_lines:]
         return f"; last output: {' | '.join(line[:200] for line in lines)}" if lines else ""
+
+
+@dataclass(frozen=True)
+class IsolationLimits:
+    """What the supervisor enforces: the run's per-split limits (a learner's own
+    ``learner_options`` limits win over them) and its executors' lives.
+
+    Attributes
+    ----------
+    split : SplitLimits
+        The run's timeout (seconds) and memory limit (bytes a split may add to what
+        its executor held when it started).
+    kill_grace : float
+        Seconds between SIGTERM and SIGKILL when a split times out.
+    recycle_after : int
+        Splits an executor runs before a fresh one replaces it.
+    """
+
+    split: SplitLimits = NO_LIMITS
+    kill_grace: float = 2.0
+    recycle_after: int = RECYCLE_AFTER
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Everything a supervisor needs to start, sent by its worker rank as one frame.
+
+    Attributes
+    ----------
+    grid_path : str
+        The project's ``grid.h5`` (or this node's copy).
+    rank : int
+        The worker's MPI rank (recorded per split).
+    threads : int
+        BLAS/OpenMP threads per split.
+    limits : IsolationLimits
+        Per-split limits, kill grace, recycling.
+    fallback : object
+        The run's fallback learner (None: the grid's).
+    predictions : pathlib.Path or None
+        Folder for each split's predictions (``--save-predictions``).
+    log_folder : pathlib.Path or None
+        Folder for each split's output (``--log-splits``).
+    environment : dict
+        Variables set in the supervisor (threads, the rank's GPU).
+    host : str
+        The node's name.
+    gpu : str
+        The ``CUDA_VISIBLE_DEVICES`` of the splits ("": none).
+    project : pathlib.Path or None
+        The project folder (checkpoints, the stop marker); None: no checkpoints.
+    """
+
+    grid_path: str
+    rank: int
+    threads: int
+    limits: IsolationLimits
+    fallback: Any = None
+    predictions: Path | None = None
+    log_folder: Path | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    host: str = ""
+    gpu: str = ""
+    project: Path | None = None

@@ -19,7 +19,7 @@ class SplitExecutor(Protocol):
     """Runs splits on a worker rank and turns every failure into a result.
 
     Implemented by :class:`~mpibench.engine.isolation.IsolatedExecutor` (a supervisor
-    and its executor processes) and :class:`~mpibench.engine.worker.InProcessExecutor`
+    and its executor processes) and :class:`~mpibench.engine.inprocess.InProcessExecutor`
     (``--no-isolate``).
     """
 

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MpibenchError
 from ..tuning import INTERRUPT_POLL
 from .config import THREAD_VARIABLES
+from .executor import ExecutorConfig, IsolationLimits
 from .placement import Placement, node_name
 from .procs import close_quietly, die_with_parent, fork_child, read_frame, write_frame
-from .supervisor import INTERRUPT, READY, STOP_SIGNALS, ExecutorConfig, IsolationLimits, serve
+from .supervisor import INTERRUPT, READY, STOP_SIGNALS, serve
 
 if TYPE_CHECKING:  # (this module is imported before MPI starts: nothing heavy)
     from ..store.records import SplitResult
@@ -211,18 +212,21 @@ class IsolatedExecutor:
     placement : Placement, optional
         The rank's node and GPU, recorded per split; the GPU goes into the splits'
         environment (default: this node, no GPU given out).
+    project : pathlib.Path, optional
+        The project folder: its splits' checkpoints and the run's stop marker (None:
+        splits get no checkpoint).
     """
 
     def __init__(self, grid_path: Path, rank: int, threads: int, limits: IsolationLimits,
                  fallback: Any = None, supervisor: SupervisorProcess | None = None,
                  predictions: Path | None = None, log_folder: Path | None = None,
-                 placement: Placement | None = None) -> None:
+                 placement: Placement | None = None, project: Path | None = None) -> None:
         place = placement or Placement(rank, node_name())
         environment = {**{name: str(threads) for name in THREAD_VARIABLES},
                        **place.cuda_environment}
         self._config = ExecutorConfig(str(grid_path), rank, threads, limits, fallback,
                                       predictions, log_folder, environment, place.node,
-                                      place.gpu)
+                                      place.gpu, project)
         self._env = {**child_environment(threads), **environment}
         self._n_scores: int | None = None
         self.batches = True

@@ -6,6 +6,7 @@ built. What it finds is an :class:`OpenedRun`, which the
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ def clear_stop_request(paths: ProjectPaths) -> None:
     before it could remove it): this run starts without it. One written by this SLURM
     job (``job N ...``: its time limit came while the ranks started; SLURM may send the
     warning up to 60 s early) stays, and stops this run."""
+    paths.stopping.unlink(missing_ok=True)  # (left by a run that was killed as it stopped)
     owner = paths.stop_requester()
     if owner is None:
         return
@@ -96,6 +98,7 @@ def open_run(paths: ProjectPaths, options: RunOptions, n_ranks: int, me: RankSta
     costs.add_columns(history.job_ids, history.status,
                       history.columns["end_time"] - history.columns["start_time"])
     current = store.latest_status()  # (one pass: the done ids and the failures)
+    prune_checkpoints(paths, current)
     todo = np.setdiff1d(jobs["job_id"].to_numpy(), current.index.to_numpy())
     settings = learner_options(grid_file, learners, options) if len(todo) else []
     gpu_learners = [name for name, own in zip(learners, settings, strict=False) if own.gpu]
@@ -121,6 +124,23 @@ def learner_options(grid_file: GridFile, learners: list[str],
         refuse_without_isolation([f"The grid's learner_options limits for {limited}"]
                                  if limited else [])
     return settings
+
+
+def prune_checkpoints(paths: ProjectPaths, latest: Any) -> None:
+    """Remove the checkpoints of splits whose latest result is ``ok`` (a split removes
+    its own as it gets its result; one killed at that moment leaves them); say how many
+    splits will resume from one."""
+    if not paths.checkpoints.is_dir():
+        return
+    kept = 0
+    for folder in paths.checkpoints.iterdir():
+        job = int(folder.name) if folder.name.isdigit() else -1
+        if job in latest.index and latest.loc[job] == "ok":
+            shutil.rmtree(folder, ignore_errors=True)
+        elif (folder / "meta.json").exists():
+            kept += 1
+    if kept:
+        log(f"{kept} split(s) resume from their checkpoints in {paths.checkpoints}")
 
 
 def mark_retries(store: ResultStore, statuses: tuple[str, ...]) -> None:

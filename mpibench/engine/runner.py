@@ -117,13 +117,15 @@ def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
                                 fallback=options.fallback, supervisor=supervisor,
                                 predictions=predictions,
                                 log_folder=paths.logs if options.log_splits else None,
-                                placement=place)
+                                placement=place, project=paths.root)
     from ..store.gridfile import GridFile
-    from .worker import InProcessExecutor, SplitRunner
+    from .inprocess import InProcessExecutor
+    from .worker import SplitRunner
 
     os.environ.update(place.cuda_environment)  # before any learner could initialise CUDA
     runner = SplitRunner(GridFile(grid), rank, context.threads, fallback=options.fallback,
-                         predictions=predictions, host=place.node, gpu=place.gpu)
+                         predictions=predictions, host=place.node, gpu=place.gpu,
+                         project=paths)
     runner.warm_up()  # first-call costs stay out of the first split's timings
     return InProcessExecutor(runner)
 

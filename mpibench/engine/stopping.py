@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -114,6 +115,9 @@ class RunStop:
         Seconds, as in :class:`~mpibench.engine.options.RunOptions`.
     deadline : Deadline
         The allocation's end.
+    marker : pathlib.Path, optional
+        ``PROJECT/run.stopping``: written (with the reason) when the stop begins, so the
+        splits' checkpoints can tell their learners to save and return.
 
     Examples
     --------
@@ -126,8 +130,9 @@ class RunStop:
     """
 
     def __init__(self, signals: StopSignals, stop_file: Path, *, grace: float,
-                 kill_grace: float, deadline: Deadline) -> None:
+                 kill_grace: float, deadline: Deadline, marker: Path | None = None) -> None:
         self.signals, self.stop_file, self.deadline = signals, stop_file, deadline
+        self.marker = marker
         self.grace, self.kill_grace = grace, kill_grace
         self.reason: str | None = None
         """Why the run is stopping (None: it is not)."""
@@ -152,6 +157,9 @@ class RunStop:
         if self.reason is not None:
             return False
         self.reason, self._started = reason, time.monotonic()
+        if self.marker is not None:
+            with contextlib.suppress(OSError):  # (best effort: learners then run on)
+                self.marker.write_text(reason + "\n")
         return True
 
     def interrupt_due(self) -> bool:

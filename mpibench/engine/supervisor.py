@@ -34,21 +34,19 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MpibenchError
-from ..limits import NO_LIMITS, SplitLimits
+from ..limits import SplitLimits
 from ..store.records import SplitResult, Status
 from ..tuning import (
     LIVENESS_SECONDS,
     POLL_SECONDS,
-    RECYCLE_AFTER,
     RECYCLE_GROWTH,
     RSS_CHECK_EVERY,
 )
-from .executor import Executor, executor_loop
+from .executor import Executor, ExecutorConfig, IsolationLimits, executor_loop
 from .procs import (
     FRAME,
     become_subreaper,
@@ -78,67 +76,6 @@ READY, REFUSED = "mpibench-ready", "mpibench-refused"
 INTERRUPT = "mpibench-interrupt"
 """Frame from the worker while a split runs: stop it now (the run's grace is over)."""
 OUTSIDE_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
-
-
-@dataclass(frozen=True)
-class IsolationLimits:
-    """What the supervisor enforces: the run's per-split limits (a learner's own
-    ``learner_options`` limits win over them) and its executors' lives.
-
-    Attributes
-    ----------
-    split : SplitLimits
-        The run's timeout (seconds) and memory limit (bytes a split may add to what
-        its executor held when it started).
-    kill_grace : float
-        Seconds between SIGTERM and SIGKILL when a split times out.
-    recycle_after : int
-        Splits an executor runs before a fresh one replaces it.
-    """
-
-    split: SplitLimits = NO_LIMITS
-    kill_grace: float = 2.0
-    recycle_after: int = RECYCLE_AFTER
-
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    """Everything a supervisor needs to start, sent by its worker rank as one frame.
-
-    Attributes
-    ----------
-    grid_path : str
-        The project's ``grid.h5`` (or this node's copy).
-    rank : int
-        The worker's MPI rank (recorded per split).
-    threads : int
-        BLAS/OpenMP threads per split.
-    limits : IsolationLimits
-        Per-split limits, kill grace, recycling.
-    fallback : object
-        The run's fallback learner (None: the grid's).
-    predictions : pathlib.Path or None
-        Folder for each split's predictions (``--save-predictions``).
-    log_folder : pathlib.Path or None
-        Folder for each split's output (``--log-splits``).
-    environment : dict
-        Variables set in the supervisor (threads, the rank's GPU).
-    host : str
-        The node's name.
-    gpu : str
-        The ``CUDA_VISIBLE_DEVICES`` of the splits ("": none).
-    """
-
-    grid_path: str
-    rank: int
-    threads: int
-    limits: IsolationLimits
-    fallback: Any = None
-    predictions: Path | None = None
-    log_folder: Path | None = None
-    environment: dict[str, str] = field(default_factory=dict)
-    host: str = ""
-    gpu: str = ""
 
 
 class Supervisor:
@@ -468,6 +405,7 @@ def serve(frames_in: int, frames_out: int) -> None:
     set_process_name("mpibench-super")
     become_subreaper()
     from ..store.gridfile import GridFile
+    from ..store.paths import ProjectPaths
     from .config import limit_threads  # the stack loads while MPI starts on the rank
     from .worker import SplitRunner, run_with_fallback, warm_up_stack, with_fallback
 
@@ -483,7 +421,9 @@ def serve(frames_in: int, frames_out: int) -> None:
     try:  # every learner, scorer, fallback and record function, loaded once
         runner = SplitRunner(GridFile(Path(config.grid_path)), config.rank, config.threads,
                              fallback=config.fallback, predictions=config.predictions,
-                             host=config.host, gpu=config.gpu)
+                             host=config.host, gpu=config.gpu,
+                             project=None if config.project is None
+                             else ProjectPaths(config.project))
         runner.preload()  # executors and spares start with the task data (a small grid)
         runner.warm_up()
     except MpibenchError as exc:

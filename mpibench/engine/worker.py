@@ -7,11 +7,10 @@ import functools
 import json
 import os
 import socket
-import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -21,10 +20,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
+from ..checkpoint import CheckpointSlot, checkpoint_slot
 from ..errors import MpibenchError
 from ..limits import learner_options_of
 from ..scorers import bind_scorers, score_split
 from ..store.gridfile import GridFile, SplitIndex
+from ..store.paths import ProjectPaths
 from ..store.predictions import PredictionWriter
 from ..store.records import INTERRUPTED, OK, SplitResult, Status, failed_result
 from ..tuning import PRELOAD_PAIRS, RSS_SAMPLE_SECONDS
@@ -134,8 +135,12 @@ class SplitRunner:
 
     def __init__(self, grid_file: GridFile, rank: int, threads: int,
                  fallback: Any = None, predictions: Path | None = None,
-                 host: str | None = None, gpu: str = "") -> None:
+                 host: str | None = None, gpu: str = "",
+                 project: ProjectPaths | None = None) -> None:
         self.grid_file = grid_file
+        self.project = project
+        """The project (its checkpoints and stop marker); None: splits get no
+        checkpoint."""
         self.rank = rank
         self.host = host or socket.gethostname()
         """The node's name (see :mod:`mpibench.engine.placement`)."""
@@ -292,10 +297,18 @@ class SplitRunner:
         self.predictions.write(job.job_id, job.attempt, test, np.asarray(y_pred), proba,
                                classes)
 
+    def _slot(self, job: Assignment, learner: Any) -> CheckpointSlot | None:
+        """Where the split's checkpoint would be (none for a fallback learner)."""
+        if self.project is None or learner is not None:
+            return None
+        marker = self.project.stopping
+        return CheckpointSlot(self.project.checkpoints / str(job.job_id), marker.exists)
+
     def _run(self, job: Assignment, learner: Any, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
         scores, status, error, stage, extra = self._no_scores, OK, "", "fit", ""
         tick = perf_counter_ns()
+        slot = self._slot(job, learner)
         try:
             y, take = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
@@ -309,8 +322,12 @@ class SplitRunner:
                          else self._learner(job.learner_i)(job.random_state))
             np.random.seed(job.random_state)
             tick = perf_counter_ns()
-            estimator.fit(take(train), y_train)
+            with checkpoint_slot(slot):
+                estimator.fit(take(train), y_train)
             stage, fit_ns = "predict", perf_counter_ns() - tick
+            if slot is not None and slot.checkpoint is not None and slot.checkpoint.stop_seen:
+                return self.failure(job, start, Status.INTERRUPTED, "saved its checkpoint "
+                                    "and stopped: it resumes from there in the next run")
             X_test, y_test = take(test), y[test]
             tick = perf_counter_ns()
             y_pred = estimator.predict(X_test)
@@ -337,10 +354,15 @@ class SplitRunner:
             elif stage == "score":
                 score_ns = elapsed
         end = time.time()
+        checkpoint = None if slot is None else slot.checkpoint
+        if checkpoint is not None:  # the split has its result: its saves go
+            checkpoint.remove()
+            fit_ns += round(checkpoint.earlier_seconds * 1e9)
         return SplitResult(job.job_id, status, error, scores, self.rank, self.host,
                            self.pid, start, end, fit_ns / 1e9, predict_ns / 1e9,
                            score_ns / 1e9, self._peak_rss(end), self.threads, job.attempt,
-                           record=extra, gpu=self.gpu)
+                           record=extra, gpu=self.gpu,
+                           resumed_from=checkpoint.resumed_from if checkpoint else 0)
 
 
 def record_json(values: Any) -> str:
@@ -434,55 +456,3 @@ class LearnerNotLoadable(MpibenchError):
                    "was created: create the project again from its script.")
         cause = " ".join(f"{type(error).__name__}: {error}".split())[:200]
         super().__init__(f"{what} cannot be loaded on rank {rank} ({host}): {cause}. {fix}")
-
-
-class LearnerExited(RuntimeError):
-    """A learner called ``os._exit`` in a rank's own process (``--no-isolate``)."""
-
-
-@contextlib.contextmanager
-def exits_as_errors() -> Iterator[None]:
-    """While it is open, ``os._exit`` called by this thread (a learner's code) raises
-    :class:`LearnerExited` instead of ending the rank without a word (which ends the
-    whole MPI job); other threads (the orphan check) still exit."""
-    real_exit, thread = os._exit, threading.current_thread()
-
-    def guarded(code: int) -> None:
-        if threading.current_thread() is not thread:
-            real_exit(code)
-        raise LearnerExited(f"the learner called os._exit({code}), which would have ended "
-                            "this rank and the job (with isolation, the default, only its "
-                            "split's process ends)")
-
-    os._exit = guarded  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        os._exit = real_exit
-
-
-class InProcessExecutor:
-    """Runs splits in the worker process itself (``--no-isolate``), with the fallback."""
-
-    batches = False
-    """One split costs what one of a batch costs here."""
-
-    def __init__(self, runner: SplitRunner) -> None:
-        self.runner = runner
-        self.interrupt_check: Callable[[], bool] | None = None
-        """Never asked: a split running in this process cannot be stopped."""
-
-    def run(self, job: Assignment) -> SplitResult:
-        """Run ``job``; on failure train the fallback (if any) for its scores."""
-        with exits_as_errors():
-            return run_with_fallback(self.runner.run, self.runner, job)
-
-    def run_many(self, jobs: list[Assignment]) -> list[SplitResult]:
-        """Run ``jobs`` one after the other."""
-        return [self.run(job) for job in jobs]
-
-    def ready(self) -> None:
-        """Nothing to wait for: the runner loaded every learner as it was made."""
-
-    def close(self) -> None:
-        """Nothing to release."""

@@ -54,7 +54,7 @@ from .batch import (
     batch_from_columns_record,
     json_bytes,
 )
-from .paths import fsync_directory, replace_atomically, write_failed
+from .paths import fsync_path, replace_atomically, write_failed
 from .records import SplitResult
 
 MAGIC = b"MPIBENCH-JOURNAL 1\n"
@@ -337,7 +337,7 @@ class JournalWriter:
                 os.write(self._fd, MAGIC + encode({"t": HEADER, **header,
                                                    "result_fields": list(RESULT_FIELDS)}))
                 os.fsync(self._fd)
-                fsync_directory(path.parent)
+                fsync_path(path.parent)
             except OSError as exc:
                 os.close(self._fd)
                 path.unlink(missing_ok=True)

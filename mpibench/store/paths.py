@@ -51,6 +51,18 @@ class ProjectPaths:
         return self.root / "stop.request"
 
     @property
+    def stopping(self) -> Path:
+        """Present while a run is stopping (rank 0 writes the reason): what a split's
+        checkpoint asks (:meth:`~mpibench.checkpoint.SplitCheckpoint.should_stop`)."""
+        return self.root / "run.stopping"
+
+    @property
+    def checkpoints(self) -> Path:
+        """Folder of the splits' checkpoints (``checkpoints/JOB_ID/``, see
+        :mod:`mpibench.checkpoint`)."""
+        return self.root / "checkpoints"
+
+    @property
     def exit_code(self) -> Path:
         """The last run's exit code, written by rank 0 as the run ends (``0``: every
         split has a result; ``3``: stopped early, resumable). The batch script reads it:
@@ -84,7 +96,8 @@ class ProjectPaths:
 
         Raises :class:`MpibenchError` naming the link and where it points."""
         for path in (self.journal, self.results, self.lock, self.heartbeat, self.exit_code,
-                     self.stop_request, self.logs, self.predictions):
+                     self.stop_request, self.logs, self.predictions, self.stopping,
+                     self.checkpoints):
             if path.is_symlink():
                 raise MpibenchError(
                     f"{path} is a symbolic link (to {path.readlink()}): a run writes only "
@@ -138,8 +151,8 @@ class ProjectPaths:
         return found
 
 
-def fsync_directory(path: Path) -> None:
-    """Flush a directory entry (after a rename) to stable storage."""
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries (after a rename), to stable storage."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -152,7 +165,7 @@ def replace_atomically(tmp: Path, target: Path) -> None:
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
     Path(tmp).replace(target)
-    fsync_directory(target.parent)
+    fsync_path(target.parent)
 
 
 def write_failed(path: Path, error: OSError, fix: str) -> WriteFailed:
@@ -185,7 +198,7 @@ def write_bytes_atomically(target: Path, data: bytes | memoryview, fix: str,
         if fault is not None:
             inject_fault(fault, 0)
         Path(tmp).replace(target)
-        fsync_directory(target.parent)
+        fsync_path(target.parent)
     except OSError as exc:
         raise write_failed(target, exc, fix) from None
     finally:

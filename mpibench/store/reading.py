@@ -38,8 +38,8 @@ JOB_COLUMNS = (
     "train_subsets", "groups", "n_train_groups", "n_train", "n_test", "seed", "random_state",
 )
 """Columns copied from the job table into every result row."""
-STATUS_COLUMNS = ("status", "error", "attempt", "fallback", "n_warnings", "warning",
-                  "record")
+STATUS_COLUMNS = ("status", "error", "attempt", "resumed_from", "fallback", "n_warnings",
+                  "warning", "record")
 RUN_COLUMNS = (
     "rank", "host", "gpu", "pid", "start_time", "end_time", "fit_seconds",
     "predict_seconds", "score_seconds", "max_rss_bytes", "threads",

@@ -56,6 +56,9 @@ class SplitResult(NamedTuple):
     ``n_warnings`` counts the Python warnings fit, predict and the scorers raised, and
     ``warning`` is the first of them (``Category: message``); ``record`` is the JSON of
     what the grid's ``record`` function returned for the fitted learner.
+    ``resumed_from`` is the checkpoint save the split resumed from (0: it started from
+    scratch; see :mod:`mpibench.checkpoint`); its ``fit_seconds`` then include what the
+    earlier attempts had spent up to that save.
     """
 
     job_id: int
@@ -78,6 +81,7 @@ class SplitResult(NamedTuple):
     warning: str = ""
     record: str = ""
     gpu: str = ""
+    resumed_from: int = 0
 
 
 @dataclass
