@@ -186,6 +186,10 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
                 "(default: %(default)s)")
     option("memory_limit", type=parse_bytes, metavar="BYTES",
            help="memory a split may add, e.g. 500M or 4G; status 'oom'")
+    option("escalate", type=float, metavar="FACTOR",
+           help="grow a split's --timeout and --memory-limit by FACTOR per earlier "
+                "timeout or oom result of it (with --retry timeout,oom; default: "
+                "%(default)s)")
     option("recycle_after", type=int, metavar="N",
            help="splits an isolated executor runs before a fresh one replaces it "
                 "(default: %(default)s)")

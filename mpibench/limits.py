@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from .constraints import Rule, boolean, check, integer, number
+from .constraints import Rule, boolean, check, integer, is_number, number
 from .errors import MpibenchError, invalid_parameter
 
 
@@ -55,6 +55,33 @@ class SplitLimits:
         """The names of the limits set."""
         return [name for name in LIMITS if getattr(self, name) is not None]
 
+    def escalated(self, factor: float, level: int, max_seconds: float | None = None,
+                  max_bytes: int | None = None) -> SplitLimits:
+        """These limits times ``factor ** level`` (``level``: the split's earlier
+        ``timeout`` or ``oom`` results), at most ``max_seconds`` and ``max_bytes`` (the
+        job's time left, the node's memory) and never below the limits themselves.
+
+        Examples
+        --------
+        >>> SplitLimits(timeout=60.0, memory_limit=2**30).escalated(2.0, 2)
+        SplitLimits(timeout=240.0, memory_limit=4294967296)
+        >>> SplitLimits(timeout=60.0).escalated(2.0, 3, max_seconds=300.0).timeout
+        300.0
+        """
+        if factor == 1 or level <= 0 or not self:
+            return self
+        scale = factor ** level
+        timeout = memory = None
+        if self.timeout is not None:
+            timeout = self.timeout * scale
+            if max_seconds is not None:
+                timeout = max(self.timeout, min(timeout, max_seconds))
+        if self.memory_limit is not None:
+            memory = int(self.memory_limit * scale)
+            if max_bytes is not None:
+                memory = max(self.memory_limit, min(memory, max_bytes))
+        return SplitLimits(timeout, memory)
+
 
 NO_LIMITS = SplitLimits()
 LIMITS = tuple(f.name for f in fields(SplitLimits))
@@ -64,6 +91,8 @@ LIMIT_RULES: dict[str, Rule] = {
     "memory_limit": integer(1, unit="bytes").or_none(),
 }
 """What each limit may be."""
+ESCALATE_RULE = Rule(lambda v: is_number(v) and v >= 1,
+                     "a factor >= 1 (limits grow by it per earlier timeout or oom)")
 
 FALLBACKS = ("featureless",)
 """Fallback learners named by a string."""
@@ -83,6 +112,9 @@ class LearnerOptions:
         Whether it names its own fallback (``None`` then means: none).
     gpu : bool
         Its splits run only on ranks with a GPU.
+    escalate : float or None
+        Its own growth factor of the limits per earlier ``timeout``/``oom`` result of a
+        split (None: the run's ``escalate``).
 
     Examples
     --------
@@ -98,6 +130,7 @@ class LearnerOptions:
     fallback: Any = None
     has_fallback: bool = False
     gpu: bool = False
+    escalate: float | None = None
 
     @classmethod
     def from_mapping(cls, learner: str, settings: Any) -> LearnerOptions:
@@ -114,7 +147,8 @@ class LearnerOptions:
             raise invalid_parameter("Grid", f"{where}['fallback']",
                                     f"None, an estimator or one of {FALLBACKS}", fallback)
         return cls(SplitLimits(**{n: settings.get(n) for n in LIMITS}), fallback,
-                   "fallback" in settings, bool(settings.get("gpu", False)))
+                   "fallback" in settings, bool(settings.get("gpu", False)),
+                   settings.get("escalate"))
 
     def as_mapping(self) -> dict[str, Any]:
         """Back to the ``{option: value}`` a grid stores (only what is set)."""
@@ -123,14 +157,17 @@ class LearnerOptions:
             found["fallback"] = self.fallback
         if self.gpu:
             found["gpu"] = True
+        if self.escalate is not None:
+            found["escalate"] = self.escalate
         return found
 
 
-LEARNER_OPTIONS = (*LIMITS, "fallback", "gpu")
+LEARNER_OPTIONS = (*LIMITS, "fallback", "gpu", "escalate")
 """The options a grid's ``learner_options`` may set for a learner."""
 LEARNER_RULES: dict[str, Rule] = {
     **LIMIT_RULES,
     "gpu": boolean("its splits run only on ranks with a GPU"),
+    "escalate": ESCALATE_RULE.or_none(),
 }
 
 

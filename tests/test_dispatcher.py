@@ -8,6 +8,7 @@ from mpi_helpers import run_mpibench
 from sklearn.model_selection import ShuffleSplit
 
 import mpibench as mb
+from mpibench.engine.protocol import ATTEMPT_FIELD
 from mpibench.store.gridfile import GridFile
 
 
@@ -122,7 +123,7 @@ def test_splits_in_flight_when_a_run_died_go_out_alone_to_idle_workers(tmp_path)
     assert replies[0] == []  # a busy worker gets no suspect ahead of its work
     alone = [chunk[0][0] for chunk in replies[1:]]
     assert [len(chunk) for chunk in replies[1:]] == [1, 1] and set(alone) <= set(queued)
-    assert [chunk[0][-1] for chunk in replies[1:]] == [2, 2]  # their second attempt
+    assert [chunk[0][ATTEMPT_FIELD] for chunk in replies[1:]] == [2, 2]  # second attempt
     third, replies = dispatcher_run([(1, False)] * 11)
     results = third.store.all_results()
     assert sorted(results.job_ids.tolist()) == sorted(alone)  # only these were blamed

@@ -38,6 +38,7 @@ from .pools import PooledScheduler
 from .procs import peak_rss_bytes
 from .progress import Progress, log, summary
 from .protocol import (
+    ATTEMPT_FIELD,
     STOP,
     TAG_INTERRUPT,
     TAG_REPLY,
@@ -144,12 +145,12 @@ class Dispatcher:
             table, started = self._assignment_rows, self.store.started
             rows = [table[job].tolist() for job in job_ids]
             for row in rows:
-                row[-1] = started.item(row[0])  # the attempt
+                row[ATTEMPT_FIELD] = started.item(row[0])
             return rows
         ids = np.asarray(job_ids, dtype=np.int64)
         self.store.mark_started(ids)
         block = self._assignment_rows[ids]
-        block[:, -1] = self.store.started[ids]  # the attempt
+        block[:, ATTEMPT_FIELD] = self.store.started[ids]
         return block
 
     def record(self, rank: int, results: list[SplitResult]) -> None:

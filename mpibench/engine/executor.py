@@ -124,11 +124,15 @@ class IsolationLimits:
         Seconds between SIGTERM and SIGKILL when a split times out.
     recycle_after : int
         Splits an executor runs before a fresh one replaces it.
+    escalate : float
+        The run's growth factor of a split's limits per earlier ``timeout`` or ``oom``
+        result of it (1: none; a learner's ``learner_options`` may set its own).
     """
 
     split: SplitLimits = NO_LIMITS
     kill_grace: float = 2.0
     recycle_after: int = RECYCLE_AFTER
+    escalate: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from .pools import make_scheduler
 from .progress import log
 
 ASSIGNMENT_COLUMNS = ("task_i", "learner_i", "resampling_i", "split_i", "random_state")
+ESCALATING = ("timeout", "oom")
+"""Statuses after which ``--escalate`` grows a split's limits for its next attempt."""
 
 
 @dataclass
@@ -107,9 +109,11 @@ def open_run(paths: ProjectPaths, options: RunOptions, n_ranks: int, me: RankSta
         costs=costs, priority=jobs["priority"].to_numpy() if "priority" in jobs else None,
         order=options.order, chunk_size=options.chunk_size, n_workers=n_ranks - 1,
         seed=int(attrs["seed"]), solo=suspects(store, todo))
+    grows = np.logical_or.reduce([history.status == s for s in ESCALATING])
+    escalation = np.bincount(history.job_ids[grows], minlength=len(jobs))
     rows = np.column_stack([jobs["job_id"].to_numpy(),
                             *(jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS),
-                            np.zeros(len(jobs))]).astype(np.int64)
+                            np.zeros(len(jobs)), escalation]).astype(np.int64)
     return OpenedRun(store, len(jobs), rows, costs, scheduler, gpu_learners, len(todo),
                      int((current != "ok").sum()))
 

@@ -10,7 +10,14 @@ from typing import Any
 
 from ..constraints import Rule, check, either, flag, integer, number, one_of, violation
 from ..errors import MpibenchError
-from ..limits import FALLBACKS, LIMIT_RULES, LIMITS, SplitLimits, refuse_without_isolation
+from ..limits import (
+    ESCALATE_RULE,
+    FALLBACKS,
+    LIMIT_RULES,
+    LIMITS,
+    SplitLimits,
+    refuse_without_isolation,
+)
 from ..store.records import RECORDED
 from .config import env_int
 
@@ -65,6 +72,12 @@ class RunOptions:
     kill_grace : float, default=2.0
         Seconds between SIGTERM and SIGKILL of a split that timed out or was
         interrupted.
+    escalate : float, default=1.0
+        A split's ``timeout`` and ``memory_limit`` grow by this factor per earlier
+        ``timeout`` or ``oom`` result of it (with ``retry="timeout,oom"``: 2 doubles them
+        on each retry), at most the SLURM job's time left and the node's memory; a
+        learner's ``learner_options`` may set its own. Each result records the limits
+        it ran under (``limit_seconds``, ``limit_bytes``).
     fallback : "featureless" or estimator, optional
         Overrides the grid's fallback learner for failed splits.
     test : bool, default=False
@@ -109,6 +122,7 @@ class RunOptions:
     timeout: float | None = None
     memory_limit: int | None = None
     kill_grace: float = 2.0
+    escalate: float = 1.0
     fallback: Any = None
     test: bool = False
     recycle_after: int = 1000
@@ -155,6 +169,7 @@ RULES: dict[str, Rule] = {
     "crash_after": integer(1),
     **LIMIT_RULES,
     "kill_grace": number(0),
+    "escalate": ESCALATE_RULE,
     "fallback": Rule(lambda v: not isinstance(v, str) or v in FALLBACKS,
                      f"None, an estimator or one of {FALLBACKS}"),
     "recycle_after": integer(1),

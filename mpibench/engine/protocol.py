@@ -71,7 +71,8 @@ STOP = None
 
 
 class Assignment(NamedTuple):
-    """One split to run: what to load and how to seed it."""
+    """One split to run: what to load, how to seed it, and how far its limits grow
+    (``escalation``: its earlier ``timeout`` and ``oom`` results, see ``--escalate``)."""
 
     job_id: int
     task_i: int
@@ -80,6 +81,11 @@ class Assignment(NamedTuple):
     split_i: int
     random_state: int
     attempt: int = 1
+    escalation: int = 0
+
+
+ATTEMPT_FIELD = Assignment._fields.index("attempt")
+"""Where a row of assignment fields holds the attempt (set as a split is handed out)."""
 
 
 def unpack_assignments(block: np.ndarray | list) -> list[Assignment]:
@@ -87,7 +93,7 @@ def unpack_assignments(block: np.ndarray | list) -> list[Assignment]:
 
     Examples
     --------
-    >>> unpack_assignments(np.array([[7, 0, 1, 0, 3, 42, 1]]))[0].learner_i
+    >>> unpack_assignments(np.array([[7, 0, 1, 0, 3, 42, 1, 0]]))[0].learner_i
     1
     """
     rows = block.tolist() if isinstance(block, np.ndarray) else block

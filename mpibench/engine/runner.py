@@ -111,7 +111,8 @@ def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
     place = context.placement or Placement(rank, node_name())
     grid = Path(place.grid_copy) if place.grid_copy else paths.grid
     if options.isolate:
-        limits = IsolationLimits(options.limits, options.kill_grace, options.recycle_after)
+        limits = IsolationLimits(options.limits, options.kill_grace, options.recycle_after,
+                                 options.escalate)
         supervisor, context.supervisor = context.supervisor, None
         return IsolatedExecutor(grid, rank, context.threads, limits,
                                 fallback=options.fallback, supervisor=supervisor,

@@ -56,7 +56,9 @@ from .procs import (
     escaped_descendants,
     fork_child,
     has_exited,
+    job_seconds_left,
     kill_group,
+    node_memory_bytes,
     read_exactly,
     read_frame,
     refuse_cuda_context,
@@ -103,6 +105,9 @@ class Supervisor:
         self.runner, self.limits = runner, limits
         self._limits_of = [limits.split.under(o.limits) for o in runner.learner_options]
         """Per learner index: the limits of its splits (resolved once)."""
+        self._escalate_of = [limits.escalate if o.escalate is None else o.escalate
+                             for o in runner.learner_options]
+        """Per learner index: the growth factor of its limits (``--escalate``)."""
         self.log_folder = None if log_folder is None else Path(log_folder)
         self._private = set(private_fds)
         self._control = [] if control_fd is None else [control_fd]
@@ -199,10 +204,23 @@ class Supervisor:
         """Run ``job`` in the executor; timeout, memory and crashes become statuses.
         The limits are the run's, or those the grid's ``learner_options`` set for the
         job's learner (its fallback, ``learner``, runs under the run's)."""
-        limits = self.limits.split if learner is not None else self._limits_of[job.learner_i]
+        limits = self.limits.split if learner is not None else self._limits_for(job)
         result = self._run(job, learner, limits)
         self._write_log(job, learner)
+        if limits:  # (recorded with the result: an escalated retry shows its own)
+            result = result._replace(limit_seconds=limits.timeout or 0.0,
+                                     limit_bytes=limits.memory_limit or 0)
         return result
+
+    def _limits_for(self, job: Assignment) -> SplitLimits:
+        """The limits of ``job``'s attempt: its learner's, grown by ``escalate`` per
+        earlier ``timeout``/``oom`` result, at most the job's time left and the node's
+        memory."""
+        limits = self._limits_of[job.learner_i]
+        if not job.escalation or not limits:
+            return limits
+        return limits.escalated(self._escalate_of[job.learner_i], job.escalation,
+                                job_seconds_left(), node_memory_bytes())
 
     def _write_log(self, job: Assignment, learner: Any) -> None:
         """``--log-splits``: the split's output to its file (the fallback's after it)."""

@@ -24,10 +24,10 @@ _DTYPES = {
     "fit_seconds": np.float64, "predict_seconds": np.float64, "score_seconds": np.float64,
     "max_rss_bytes": np.int64, "threads": np.int32, "attempt": np.int32, "fallback": bool,
     "n_warnings": np.int32, "warning": object, "record": object, "gpu": object,
-    "resumed_from": np.int32,
+    "resumed_from": np.int32, "limit_seconds": np.float64, "limit_bytes": np.int64,
 }
 DEFAULTS = {"attempt": 1, "fallback": False, "n_warnings": 0, "warning": "", "record": "",
-            "gpu": "", "resumed_from": 0}
+            "gpu": "", "resumed_from": 0, "limit_seconds": 0.0, "limit_bytes": 0}
 """Values of the fields that journals of older versions do not hold."""
 _INTERNED = ("status", "host", "gpu")
 

@@ -42,7 +42,8 @@ STATUS_COLUMNS = ("status", "error", "attempt", "resumed_from", "fallback", "n_w
                   "warning", "record")
 RUN_COLUMNS = (
     "rank", "host", "gpu", "pid", "start_time", "end_time", "fit_seconds",
-    "predict_seconds", "score_seconds", "max_rss_bytes", "threads",
+    "predict_seconds", "score_seconds", "max_rss_bytes", "threads", "limit_seconds",
+    "limit_bytes",
 )
 RANK_COLUMNS = (
     "rank", "host", "gpu", "pid", "n_splits", "busy_seconds", "idle_seconds", "cpu_seconds",

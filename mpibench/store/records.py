@@ -58,7 +58,9 @@ class SplitResult(NamedTuple):
     what the grid's ``record`` function returned for the fitted learner.
     ``resumed_from`` is the checkpoint save the split resumed from (0: it started from
     scratch; see :mod:`mpibench.checkpoint`); its ``fit_seconds`` then include what the
-    earlier attempts had spent up to that save.
+    earlier attempts had spent up to that save. ``limit_seconds`` and ``limit_bytes``
+    are the timeout and memory limit this attempt ran under (0: none), which
+    ``--escalate`` grows from one attempt to the next.
     """
 
     job_id: int
@@ -82,6 +84,8 @@ class SplitResult(NamedTuple):
     record: str = ""
     gpu: str = ""
     resumed_from: int = 0
+    limit_seconds: float = 0.0
+    limit_bytes: int = 0
 
 
 @dataclass
