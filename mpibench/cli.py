@@ -186,6 +186,9 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
                 "(default: %(default)s)")
     option("memory_limit", type=parse_bytes, metavar="BYTES",
            help="memory a split may add, e.g. 500M or 4G; status 'oom'")
+    option("time_left", type=float, metavar="SECONDS",
+           help="seconds this run may take (default: until SLURM_JOB_END_TIME); near "
+                "the end only splits that can finish start, then it exits 3")
     option("escalate", type=float, metavar="FACTOR",
            help="grow a split's --timeout and --memory-limit by FACTOR per earlier "
                 "timeout or oom result of it (with --retry timeout,oom; default: "

@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from .constraints import Rule, check, integer
+from .epochs import Epochs
 from .errors import MpibenchError, invalid_parameter
 from .limits import FALLBACKS, LearnerOptions
 from .scorers import CLASSIFICATION_SCORERS, REGRESSION_SCORERS, Scorer, resolve_scoring
@@ -347,6 +348,9 @@ def _checked_learner_options(options: Any, learners: dict) -> dict:
         if parsed.fallback is not None and parsed.fallback not in FALLBACKS:
             _check_learner(f"{name} (fallback)", parsed.fallback)
         checked[name] = dict(settings)
+    for name, estimator in learners.items():  # Epochs checkpoints: say so, unless told
+        if isinstance(estimator, Epochs) and "checkpoints" not in checked.get(name, {}):
+            checked[name] = {**checked.get(name, {}), "checkpoints": True}
     return checked
 
 

@@ -115,6 +115,10 @@ class LearnerOptions:
     escalate : float or None
         Its own growth factor of the limits per earlier ``timeout``/``oom`` result of a
         split (None: the run's ``escalate``).
+    checkpoints : bool
+        Its splits checkpoint (:func:`mpibench.split_checkpoint`; set for
+        :class:`mpibench.Epochs` learners): near a job's time limit they start even
+        when they cannot finish, and resume in the next job.
 
     Examples
     --------
@@ -131,6 +135,7 @@ class LearnerOptions:
     has_fallback: bool = False
     gpu: bool = False
     escalate: float | None = None
+    checkpoints: bool = False
 
     @classmethod
     def from_mapping(cls, learner: str, settings: Any) -> LearnerOptions:
@@ -148,7 +153,7 @@ class LearnerOptions:
                                     f"None, an estimator or one of {FALLBACKS}", fallback)
         return cls(SplitLimits(**{n: settings.get(n) for n in LIMITS}), fallback,
                    "fallback" in settings, bool(settings.get("gpu", False)),
-                   settings.get("escalate"))
+                   settings.get("escalate"), bool(settings.get("checkpoints", False)))
 
     def as_mapping(self) -> dict[str, Any]:
         """Back to the ``{option: value}`` a grid stores (only what is set)."""
@@ -159,15 +164,18 @@ class LearnerOptions:
             found["gpu"] = True
         if self.escalate is not None:
             found["escalate"] = self.escalate
+        if self.checkpoints:
+            found["checkpoints"] = True
         return found
 
 
-LEARNER_OPTIONS = (*LIMITS, "fallback", "gpu", "escalate")
+LEARNER_OPTIONS = (*LIMITS, "fallback", "gpu", "escalate", "checkpoints")
 """The options a grid's ``learner_options`` may set for a learner."""
 LEARNER_RULES: dict[str, Rule] = {
     **LIMIT_RULES,
     "gpu": boolean("its splits run only on ranks with a GPU"),
     "escalate": ESCALATE_RULE.or_none(),
+    "checkpoints": boolean("its splits save checkpoints and may start near a time limit"),
 }
 
 

@@ -392,3 +392,16 @@ def test_a_long_split_is_not_handed_to_a_busy_worker():
     assert s.head_cost() == 100 and s.pending_cost() == 140
     s.next_chunk(1)
     assert s.head_cost() == 1 and s.pending_cost() == 40
+
+
+def test_near_a_time_limit_the_longest_split_that_fits_goes_out():
+    # learner 0: 1 s per row; learner 1: 0.1 s per row; expected seconds per job below
+    model = learned_model({0: 1.0, 1: 0.1}, [0, 0, 0, 1, 1, 1], [30, 20, 5, 90, 40, 10])
+    s = Scheduler(range(6), model, chunk_size=1)  # expected: 30, 20, 5, 9, 4, 1 s
+    assert s.next_fitting(1, 25.0) == [1]  # 20 s: the longest under 25 s (not 30)
+    assert s.next_fitting(2, 8.0) == [2]  # 5 s beats 4 s and 1 s
+    assert s.next_fitting(1, 0.5) == []  # nothing takes under half a second
+    assert s.n_pending == 4 and s.in_flight(1) == [1] and s.in_flight(2) == [2]
+    assert drain(s, [1]) == [0, 3, 4, 5]  # the rest in lpt order, none twice
+    fixed = Scheduler(range(3), [3.0, 2.0, 1.0], order="grid")
+    assert fixed.next_fitting(1, 100.0) == []  # only lpt with a cost model fills the tail

@@ -109,6 +109,9 @@ class ProjectStatus:
         if age is not None and age > HEARTBEAT_STALE:
             beat += " (stale: the run may have died; run.lock stays until the next run)"
         stopping = f", stopping: {self.run['stopping']}" if self.run.get("stopping") else ""
+        if self.run.get("core_hours_saved"):
+            stopping += (f"; {self.run['core_hours_saved']} core-hours saved by stopping "
+                         "workers for which no split fits before the time limit")
         line = f"run: active, {describe_holder(self.run)}; {beat}{stopping}"
         return "\n".join([line, *map(overdue_line, self.run.get("overdue") or [])])
 
@@ -261,7 +264,8 @@ def _running(paths: ProjectPaths) -> dict | None:
         beat = {}  # a heartbeat left by another run
     age = time.time() - float(beat["updated"]) if "updated" in beat else None
     alive = holder_alive(holder)  # None on another host: cannot tell
-    keep = ("n_in_flight", "n_pending", "eta_seconds", "stopping", "n_ranks", "overdue")
+    keep = ("n_in_flight", "n_pending", "eta_seconds", "stopping", "n_ranks", "overdue",
+            "core_hours_saved")
     if alive is False:
         beat = {}
     return {**holder, **{k: beat[k] for k in keep if k in beat},

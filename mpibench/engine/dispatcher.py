@@ -31,7 +31,7 @@ from ..tuning import (
 )
 from .interfaces import SplitExecutor
 from .opening import clear_stop_request, open_run
-from .options import RunOptions
+from .options import RunOptions, resolve_threads
 from .placement import Placement
 from .polling import DispatcherPolling
 from .pools import PooledScheduler
@@ -103,9 +103,16 @@ class Dispatcher:
         self.scheduler, self.gpu_learners = opened.scheduler, opened.gpu_learners
         self.n_todo = opened.n_todo
         """Splits this run has to run (0: no pickled code of grid.h5 is loaded)."""
+        deadline = Deadline(None if self.options.time_left is None
+                            else time.time() + self.options.time_left)
         self.stop = RunStop(self.signals, self.paths.stop_request, grace=self.options.grace,
-                            kill_grace=self.options.kill_grace, deadline=Deadline(),
+                            kill_grace=self.options.kill_grace, deadline=deadline,
                             marker=self.paths.stopping)
+        self._checkpointing = opened.checkpointing
+        self.core_seconds_saved = 0.0
+        self.time_limit_note = ""
+        """Core-seconds workers did not spend on splits that could not finish before
+        the time limit (they stopped instead)."""
         self.progress = Progress(self.n_todo, self.n_total, self.options.progress_every)
         self._failed_before = opened.n_failed_before
         self._last_heartbeat = 0.0
@@ -201,13 +208,14 @@ class Dispatcher:
         next to the work left per worker (``PREFETCH_SHARE``): otherwise it could hold
         a long split an idle worker would start sooner.
         """
-        deadline = self.stop.deadline
-        if self.stop.reason is None and deadline.end_time is not None:
-            upcoming = self.scheduler.peek()
-            if upcoming is not None and not deadline.allows(self.costs.expected(upcoming)):
-                self.begin_stop("SLURM_JOB_END_TIME is near")
         if self.stop.reason is not None:
             return STOP
+        deadline = self.stop.deadline
+        if deadline.end_time is not None:
+            upcoming = self.scheduler.peek()
+            if (upcoming is not None and not deadline.allows(self.costs.expected(upcoming))
+                    and not self._checkpointing[int(self.costs.learner[upcoming])]):
+                return self._fill_the_tail(rank, busy)
         if busy and not self._may_prefetch():
             if self.costs.known:  # else nothing says when: poll as usual
                 expected = self.costs.expected_many(self.scheduler.in_flight(rank)).sum()
@@ -217,6 +225,23 @@ class Dispatcher:
         if chunk:
             self.clock.handed_out()
         return self.assignments(chunk) if chunk else STOP
+
+    def _fill_the_tail(self, rank: int, busy: bool) -> np.ndarray | list | None:
+        """Near the time limit: the longest pending split that can still finish, or
+        (none fits) ``STOP`` for this worker, whose time to the limit is saved."""
+        if busy:
+            return []  # (asks again when idle)
+        left = max(self.stop.deadline.seconds_left(), 0.0)
+        chunk = self.scheduler.next_fitting(rank, left)
+        if chunk:
+            self.clock.handed_out()
+            return self.assignments(chunk)
+        cores = resolve_threads(self.options.threads)
+        self.core_seconds_saved += left * cores
+        self.time_limit_note = "no pending split can finish before the time limit"
+        log(f"rank {rank}: no pending split can finish in the {left:.0f} s left before the "
+            f"time limit; it stops (saving {left * cores / 3600:.2f} core-hours)")
+        return STOP
 
     def _may_prefetch(self) -> bool:
         workers = max(self.n_ranks - 1, 1)
@@ -291,6 +316,7 @@ class Dispatcher:
                  "n_in_flight": self.scheduler.n_in_flight,
                  "n_pending": self.scheduler.n_pending,
                  "eta_seconds": self.time_left.seconds, "stopping": self.stop_reason,
+                 "core_hours_saved": round(self.core_seconds_saved / 3600, 3),
                  "overdue": [self._describe(r) for r in self.time_left.overdue]}
         tmp = self.paths.temporary(self.paths.heartbeat)
         try:
@@ -415,8 +441,12 @@ class Dispatcher:
         if self.stop_reason:
             with contextlib.suppress(MpibenchError):
                 self.paths.remove_stop_request()  # honoured (if there is one)
+        if self.core_seconds_saved:
+            log(f"time limit: workers stopped {self.core_seconds_saved / 3600:.2f} "
+                "core-hours early instead of starting splits that could not finish")
         if not complete:
-            log(f"stopped early ({self.stop_reason or 'unfinished splits'}); "
+            reason = self.stop_reason or self.time_limit_note or "unfinished splits"
+            log(f"stopped early ({reason}); "
                 f"{self.n_total - n_done} split(s) left. Rerun the same command to resume.")
         return 0 if complete else 3
 

@@ -89,6 +89,10 @@ class SplitScheduler(Protocol):
     def next_chunk(self, rank: int) -> list[int]:
         """Hand out the next splits to ``rank`` (``[]``: none left)."""
 
+    def next_fitting(self, rank: int, seconds: float) -> list[int]:
+        """Hand out to ``rank`` the longest pending split expected to take at most
+        ``seconds`` (``[]``: none)."""
+
     def release(self, rank: int, job_ids: list[int]) -> None:
         """``rank`` gives back splits it did not start: pending again."""
 

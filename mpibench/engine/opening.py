@@ -49,6 +49,8 @@ class OpenedRun:
     """Splits this run has to run (0: no pickled code of grid.h5 was loaded)."""
     n_failed_before: int
     """Splits whose current result is not ok, before this run."""
+    checkpointing: np.ndarray
+    """Per learner index: its splits checkpoint (they may start near a time limit)."""
 
 
 def clear_stop_request(paths: ProjectPaths) -> None:
@@ -114,8 +116,10 @@ def open_run(paths: ProjectPaths, options: RunOptions, n_ranks: int, me: RankSta
     rows = np.column_stack([jobs["job_id"].to_numpy(),
                             *(jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS),
                             np.zeros(len(jobs)), escalation]).astype(np.int64)
+    checkpointing = np.array([own.checkpoints for own in settings] or
+                             [False] * len(learners), dtype=bool)
     return OpenedRun(store, len(jobs), rows, costs, scheduler, gpu_learners, len(todo),
-                     int((current != "ok").sum()))
+                     int((current != "ok").sum()), checkpointing)
 
 
 def learner_options(grid_file: GridFile, learners: list[str],

@@ -78,6 +78,12 @@ class RunOptions:
         on each retry), at most the SLURM job's time left and the node's memory; a
         learner's ``learner_options`` may set its own. Each result records the limits
         it ran under (``limit_seconds``, ``limit_bytes``).
+    time_left : float, optional
+        Seconds this run may take (default: until ``SLURM_JOB_END_TIME``, if set). Near
+        the end rank 0 starts only splits the cost model says can finish
+        ``MPIBENCH_END_MARGIN`` seconds (default 30) before it, the longest that fit
+        first (checkpointing learners' splits start anyway), and a worker for which
+        nothing fits stops: the run exits 3, resumable, instead of idling to the limit.
     fallback : "featureless" or estimator, optional
         Overrides the grid's fallback learner for failed splits.
     test : bool, default=False
@@ -123,6 +129,7 @@ class RunOptions:
     memory_limit: int | None = None
     kill_grace: float = 2.0
     escalate: float = 1.0
+    time_left: float | None = None
     fallback: Any = None
     test: bool = False
     recycle_after: int = 1000
@@ -170,6 +177,7 @@ RULES: dict[str, Rule] = {
     **LIMIT_RULES,
     "kill_grace": number(0),
     "escalate": ESCALATE_RULE,
+    "time_left": number(0, above=True).or_none(),
     "fallback": Rule(lambda v: not isinstance(v, str) or v in FALLBACKS,
                      f"None, an estimator or one of {FALLBACKS}"),
     "recycle_after": integer(1),

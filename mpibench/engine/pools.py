@@ -113,6 +113,14 @@ class PooledScheduler:
                 return chunk
         return []
 
+    def next_fitting(self, rank: int, seconds: float) -> list[int]:
+        """The longest split of ``rank``'s pools expected to take at most ``seconds``."""
+        for pool in self._pools(rank):
+            chunk = pool.next_fitting(rank, seconds)
+            if chunk:
+                return chunk
+        return []
+
     def release(self, rank: int, job_ids: list[int]) -> None:
         """Take back splits ``rank`` did not start (each pool takes its own)."""
         for pool in self._pools():

@@ -32,6 +32,10 @@ running them one after another could stretch the run by hours. While a short sus
 waits and nothing else is pending, :meth:`Scheduler.next_chunk` returns ``[]`` and the
 dispatcher stops the idle worker that asked: the worker running the suspect in flight
 takes the waiting ones after it.
+
+Time limit: near the end of a job the dispatcher asks :meth:`Scheduler.next_fitting`
+for the longest pending split (of a learner it knows) expected to finish in the time
+left, found per queue by binary search on its sizes.
 """
 
 from __future__ import annotations
@@ -47,42 +51,9 @@ import numpy as np
 
 from ..tuning import CHUNK_SECONDS, FEW_SPLITS, GUIDED, MAX_CHUNK, SOLO_SERIAL_SECONDS
 from .costs import CostModel, as_cost_model
+from .queues import JobQueue
 
 __all__ = ["CostModel", "Scheduler"]
-
-
-class _Queue:
-    """Pending jobs of one (priority, learner): ids in dispatch order, a head pointer.
-
-    ``version`` changes whenever the queue's place in a heap does (its head moved, its
-    learner's rate changed): heap entries of an older version are stale.
-    """
-
-    def __init__(self, priority: float, learner: int, ids: np.ndarray,
-                 sizes: np.ndarray) -> None:
-        self.priority, self.learner = priority, learner
-        self.ids, self.sizes, self.head = ids, sizes, 0
-        self.version = self.taken = 0
-        self.index = -1  # place in the scheduler's list of queues (-1: a released batch)
-
-    def __len__(self) -> int:
-        return len(self.ids) - self.head
-
-    @property
-    def head_size(self) -> float:
-        return float(self.sizes[self.head])
-
-    def take(self, k: int) -> np.ndarray:
-        chunk = self.ids[self.head:self.head + k]
-        self.head += len(chunk)
-        self.version += 1
-        self.taken += 1
-        return chunk
-
-    def count_at_least(self, size: float) -> int:
-        """Pending jobs (from the head) of at least ``size``."""
-        descending = -self.sizes[self.head:]
-        return int(np.searchsorted(descending, -size, side="right"))
 
 
 class Scheduler:
@@ -147,8 +118,8 @@ class Scheduler:
         """Size of the pending jobs of each (task, learner) pair."""
         self._count(ids, +1)
         self._seq = count()
-        self._queues: list[_Queue] = []
-        self._front: deque[_Queue] = deque()  # released jobs: they go out first again
+        self._queues: list[JobQueue] = []
+        self._front: deque[JobQueue] = deque()  # released jobs: they go out first again
         self._known_heap: list[tuple] = []
         self._unknown_heap: list[tuple] = []
         self._rate_used = model.rates()
@@ -323,7 +294,7 @@ class Scheduler:
             heapq.heappop(heap)
         return None
 
-    def _ranked(self) -> list[tuple[tuple, _Queue, list]]:
+    def _ranked(self) -> list[tuple[tuple, JobQueue, list]]:
         """The best live queue of each heap, best first, as ``((-priority, -cost,
         tier), queue, heap)`` in one cost unit (unknown learners at ``ranking_rate``,
         and first on ties)."""
@@ -343,7 +314,7 @@ class Scheduler:
         out.sort(key=lambda entry: entry[0])
         return out
 
-    def _make_queues(self, ids: np.ndarray, prio: np.ndarray, seed: int) -> list[_Queue]:
+    def _make_queues(self, ids: np.ndarray, prio: np.ndarray, seed: int) -> list[JobQueue]:
         if self.order == "random":
             shuffle = np.random.default_rng(seed).permutation(len(ids))
             ids, prio = ids[shuffle], prio[shuffle]
@@ -365,7 +336,7 @@ class Scheduler:
         bounds = np.union1d(bounds, np.flatnonzero(np.diff(learners[group]) != 0) + 1)
         for part in np.split(group, bounds) if len(group) else []:
             part = np.sort(part)  # dispatch order within the group
-            queues.append(_Queue(float(prio[part[0]]), int(learners[part[0]]), ids[part],
+            queues.append(JobQueue(float(prio[part[0]]), int(learners[part[0]]), ids[part],
                                  sizes[part]))
         return queues
 
@@ -384,7 +355,7 @@ class Scheduler:
         queue = ranked[0][1]
         return int(queue.ids[queue.head])
 
-    def _size(self, queue: _Queue) -> int:
+    def _size(self, queue: JobQueue) -> int:
         """Jobs in the next chunk (one while nothing is known of the head's learner)."""
         if self.chunk_size != "auto":
             return int(self.chunk_size)
@@ -408,6 +379,10 @@ class Scheduler:
                 self._front.popleft()
         else:
             chunk = self._next_queued()
+        return self._handed_out(rank, chunk)
+
+    def _handed_out(self, rank: int, chunk: list[int]) -> list[int]:
+        """Count ``chunk`` out of the pending jobs and into what ``rank`` holds."""
         self._n_pending -= len(chunk)
         self._took(chunk)
         now = time.monotonic()
@@ -415,6 +390,41 @@ class Scheduler:
         for job in chunk:
             held[job] = now
         return chunk
+
+    def next_fitting(self, rank: int, seconds: float) -> list[int]:
+        """The longest pending job of a known learner expected to take at most
+        ``seconds``, handed out to ``rank`` (``[]``: none; only in ``lpt`` order, whose
+        queues run longest first). What fills the time left before a job's end."""
+        if not self._by_learner:
+            return []
+        best: tuple[JobQueue, int] | None = None
+        best_cost = -1.0
+        for queue in self._queues:
+            if not len(queue) or not self.model.knows(queue.learner):
+                continue
+            position = self._fitting(queue, seconds)
+            if position is not None:
+                cost = self.model.expected(int(queue.ids[position]))
+                if cost > best_cost:
+                    best, best_cost = (queue, position), cost
+        if best is None:
+            return []
+        queue, position = best
+        chunk = [queue.take_at(position)]
+        self._push(queue.index)
+        return self._handed_out(rank, chunk)
+
+    def _fitting(self, queue: JobQueue, seconds: float, scan: int = 32) -> int | None:
+        """The first position of ``queue`` (sizes descending) whose job is expected to
+        take at most ``seconds``: found by the learner's rate, checked by the job's own
+        expectation (its task's rate may differ) over the next ``scan`` jobs."""
+        rate = max(self.model.rate(queue.learner), 1e-300)
+        start = queue.head + int(np.searchsorted(-queue.sizes[queue.head:], -seconds / rate,
+                                                 side="left"))
+        for position in range(start, min(start + scan, len(queue.ids))):
+            if self.model.expected(int(queue.ids[position])) <= seconds:
+                return position
+        return None
 
     def _took(self, chunk: list[int]) -> None:
         """Pending sizes and cost after ``chunk`` went out."""
@@ -471,7 +481,7 @@ class Scheduler:
         if len(back):
             self._count(back, +1)
             self._refresh_pending()
-            self._front.append(_Queue(0.0, int(self.model.learner[back[0]]), back,
+            self._front.append(JobQueue(0.0, int(self.model.learner[back[0]]), back,
                                       self.model.size[back]))
             self._n_pending += len(back)
 
