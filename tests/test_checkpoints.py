@@ -18,12 +18,7 @@ from sklearn.neural_network import MLPClassifier
 from slow_epochs import SlowPartialFit
 
 import mpibench as mb
-from mpibench.checkpoint import (
-    CheckpointSlot,
-    SplitCheckpoint,
-    checkpoint_slot,
-    list_checkpoints,
-)
+from mpibench.checkpoint import CheckpointSlot, SplitCheckpoint, list_checkpoints
 
 TESTS = str(Path(__file__).parent)
 
@@ -77,8 +72,8 @@ def fit_in_slot(estimator, X, y, folder: Path, stop_after_checks: int | None):
         asked.append(1)
         return stop_after_checks is not None and len(asked) >= stop_after_checks
 
-    slot = CheckpointSlot(folder, stopping, check_every=0.0)
-    with checkpoint_slot(slot):
+    slot = CheckpointSlot(folder.parent, int(folder.name), stopping, check_every=0.0)
+    with slot:
         estimator.fit(X, y)
         assert mb.split_checkpoint() is slot.checkpoint
     assert mb.split_checkpoint() is None

@@ -110,9 +110,10 @@ class Dispatcher:
                             marker=self.paths.stopping)
         self._checkpointing = opened.checkpointing
         self.core_seconds_saved = 0.0
-        self.time_limit_note = ""
         """Core-seconds workers did not spend on splits that could not finish before
         the time limit (they stopped instead)."""
+        self.time_limit_note = ""
+        """Why the run ended early without a stop: no pending split could finish."""
         self.progress = Progress(self.n_todo, self.n_total, self.options.progress_every)
         self._failed_before = opened.n_failed_before
         self._last_heartbeat = 0.0

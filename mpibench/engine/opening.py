@@ -111,8 +111,10 @@ def open_run(paths: ProjectPaths, options: RunOptions, n_ranks: int, me: RankSta
         costs=costs, priority=jobs["priority"].to_numpy() if "priority" in jobs else None,
         order=options.order, chunk_size=options.chunk_size, n_workers=n_ranks - 1,
         seed=int(attrs["seed"]), solo=suspects(store, todo))
-    grows = np.logical_or.reduce([history.status == s for s in ESCALATING])
-    escalation = np.bincount(history.job_ids[grows], minlength=len(jobs))
+    escalation = np.zeros(len(jobs), dtype=np.int64)
+    if options.escalate != 1 or any(own.escalate not in (None, 1) for own in settings):
+        grows = np.logical_or.reduce([history.status == s for s in ESCALATING])
+        escalation = np.bincount(history.job_ids[grows], minlength=len(jobs))
     rows = np.column_stack([jobs["job_id"].to_numpy(),
                             *(jobs[c].to_numpy() for c in ASSIGNMENT_COLUMNS),
                             np.zeros(len(jobs)), escalation]).astype(np.int64)

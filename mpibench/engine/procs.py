@@ -11,13 +11,10 @@ import pickle
 import signal
 import struct
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from ..tuning import END_MARGIN
 
 FRAME = struct.Struct("<Q")
 """Frame head: the pickle's length in bytes."""
@@ -191,13 +188,3 @@ def refuse_cuda_context() -> None:
 def node_memory_bytes() -> int:
     """This node's physical memory, bytes."""
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def job_seconds_left() -> float | None:
-    """Seconds until the SLURM job ends (``SLURM_JOB_END_TIME``) less
-    ``MPIBENCH_END_MARGIN``; None outside SLURM."""
-    end = os.environ.get("SLURM_JOB_END_TIME", "")
-    if not end.isdigit():
-        return None
-    margin = float(os.environ.get("MPIBENCH_END_MARGIN", END_MARGIN))
-    return max(int(end) - time.time() - margin, 1.0)

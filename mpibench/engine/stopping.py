@@ -100,7 +100,8 @@ class RunStop:
     still in flight are interrupted.
 
     A stop begins on a stop signal, the stop file (looked for every
-    ``STOP_FILE_SECONDS``), a worker's stop signal or the SLURM end time. The splits in
+    ``STOP_FILE_SECONDS``) or a worker's stop signal (the time limit instead stops the
+    workers for which no split fits, one by one: see the dispatcher). The splits in
     flight then get ``grace`` seconds (less when the allocation ends sooner); after that
     they are interrupted, and if some are still out ``kill_grace + INTERRUPT_WAIT``
     seconds later, :meth:`interrupt_due` raises :class:`GraceExpired`.
@@ -110,7 +111,7 @@ class RunStop:
     signals : StopSignals
         The stop signal handlers of this rank.
     stop_file : pathlib.Path
-        ``PROJECT/stop``: its existence asks for a stop.
+        ``PROJECT/stop.request``: its existence asks for a stop.
     grace, kill_grace : float
         Seconds, as in :class:`~mpibench.engine.options.RunOptions`.
     deadline : Deadline

@@ -56,7 +56,6 @@ from .procs import (
     escaped_descendants,
     fork_child,
     has_exited,
-    job_seconds_left,
     kill_group,
     node_memory_bytes,
     read_exactly,
@@ -66,6 +65,7 @@ from .procs import (
     set_process_name,
     write_frame,
 )
+from .stopping import Deadline
 
 if TYPE_CHECKING:  # (the supervisor imports the stack only once forked)
     from .protocol import Assignment
@@ -105,9 +105,13 @@ class Supervisor:
         self.runner, self.limits = runner, limits
         self._limits_of = [limits.split.under(o.limits) for o in runner.learner_options]
         """Per learner index: the limits of its splits (resolved once)."""
+        self._limited = [bool(limits) for limits in self._limits_of]
+        """Per learner index: do its splits run under a limit (then never batched)?"""
         self._escalate_of = [limits.escalate if o.escalate is None else o.escalate
                              for o in runner.learner_options]
         """Per learner index: the growth factor of its limits (``--escalate``)."""
+        self._deadline = Deadline()
+        """The SLURM job's end, less its margin: what an escalated timeout may reach."""
         self.log_folder = None if log_folder is None else Path(log_folder)
         self._private = set(private_fds)
         self._control = [] if control_fd is None else [control_fd]
@@ -220,7 +224,7 @@ class Supervisor:
         if not job.escalation or not limits:
             return limits
         return limits.escalated(self._escalate_of[job.learner_i], job.escalation,
-                                job_seconds_left(), node_memory_bytes())
+                                self._deadline.seconds_left(), node_memory_bytes())
 
     def _write_log(self, job: Assignment, learner: Any) -> None:
         """``--log-splits``: the split's output to its file (the fallback's after it)."""
@@ -272,8 +276,8 @@ class Supervisor:
     def can_batch(self, jobs: list[Assignment]) -> bool:
         """May ``jobs`` go to the executor as one batch? Only without limits (the run's
         or a learner's) and without ``--log-splits``, which act per split."""
-        return self.log_folder is None and not any(self._limits_of[j.learner_i]
-                                                   for j in jobs)
+        limited = self._limited
+        return self.log_folder is None and not any(limited[j.learner_i] for j in jobs)
 
     def run_batch(self, jobs: list[Assignment]) -> list[SplitResult]:
         """Run ``jobs`` (see :meth:`can_batch`) in the executor: one frame there, one

@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from ..checkpoint import CheckpointSlot, checkpoint_slot
+from ..checkpoint import CheckpointSlot
 from ..errors import MpibenchError
 from ..limits import learner_options_of
 from ..scorers import bind_scorers, score_split
@@ -138,9 +138,10 @@ class SplitRunner:
                  host: str | None = None, gpu: str = "",
                  project: ProjectPaths | None = None) -> None:
         self.grid_file = grid_file
-        self.project = project
-        """The project (its checkpoints and stop marker); None: splits get no
-        checkpoint."""
+        self._checkpoints = None if project is None else project.checkpoints
+        """``PROJECT/checkpoints`` (None: splits get no checkpoint)."""
+        self._stopping = None if project is None else project.stopping.exists
+        """Is the run stopping? (``PROJECT/run.stopping`` exists.)"""
         self.rank = rank
         self.host = host or socket.gethostname()
         """The node's name (see :mod:`mpibench.engine.placement`)."""
@@ -297,18 +298,13 @@ class SplitRunner:
         self.predictions.write(job.job_id, job.attempt, test, np.asarray(y_pred), proba,
                                classes)
 
-    def _slot(self, job: Assignment, learner: Any) -> CheckpointSlot | None:
-        """Where the split's checkpoint would be (none for a fallback learner)."""
-        if self.project is None or learner is not None:
-            return None
-        marker = self.project.stopping
-        return CheckpointSlot(self.project.checkpoints / str(job.job_id), marker.exists)
-
     def _run(self, job: Assignment, learner: Any, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
         scores, status, error, stage, extra = self._no_scores, OK, "", "fit", ""
         tick = perf_counter_ns()
-        slot = self._slot(job, learner)
+        slot = (None if self._checkpoints is None or self._stopping is None
+                or learner is not None  # (a fallback learner gets no checkpoint)
+                else CheckpointSlot(self._checkpoints, job.job_id, self._stopping))
         try:
             y, take = self._task(job.task_i)
             index = self._split_index(job.task_i, job.resampling_i)
@@ -322,8 +318,11 @@ class SplitRunner:
                          else self._learner(job.learner_i)(job.random_state))
             np.random.seed(job.random_state)
             tick = perf_counter_ns()
-            with checkpoint_slot(slot):
+            if slot is None:
                 estimator.fit(take(train), y_train)
+            else:
+                with slot:
+                    estimator.fit(take(train), y_train)
             stage, fit_ns = "predict", perf_counter_ns() - tick
             if slot is not None and slot.checkpoint is not None and slot.checkpoint.stop_seen:
                 return self.failure(job, start, Status.INTERRUPTED, "saved its checkpoint "
