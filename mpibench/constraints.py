@@ -29,18 +29,34 @@ class Rule:
         ``test(value) -> bool``.
     expected : str
         Words for what passes, e.g. ``"an int >= 2"``.
+    optional : bool
+        None passes too (said in Python; on the command line leaving the flag out is
+        how one gives None).
     """
 
     test: Callable[[Any], bool]
     expected: str
+    optional: bool = False
 
     def allows(self, value: Any) -> bool:
         """Does ``value`` pass?"""
-        return bool(self.test(value))
+        return (self.optional and value is None) or bool(self.test(value))
 
     def or_none(self) -> Rule:
         """This rule, or None."""
-        return Rule(lambda v: v is None or self.test(v), f"{self.expected} or None")
+        return Rule(self.test, self.expected, optional=True)
+
+    def words(self, spelling: str = "python") -> str:
+        """What passes, as a message says it (``spelling="cli"``: no "or None").
+
+        Examples
+        --------
+        >>> rule = integer(1).or_none()
+        >>> rule.words(), rule.words("cli")
+        ('an int >= 1 or None', 'an int >= 1')
+        """
+        return (f"{self.expected} or None" if self.optional and spelling != "cli"
+                else self.expected)
 
 
 def is_int(value: Any) -> bool:
@@ -111,8 +127,8 @@ def matching(pattern: str, expected: str) -> Rule:
 
 def either(*rules: Rule) -> Rule:
     """A value that passes one of ``rules``."""
-    return Rule(lambda v: any(r.test(v) for r in rules),
-                " or ".join(r.expected for r in rules))
+    return Rule(lambda v: any(r.allows(v) for r in rules),
+                " or ".join(r.words() for r in rules))
 
 
 def _hashable(value: Any) -> bool:
@@ -139,8 +155,9 @@ def violation(owner: str, name: str, rule: Rule, value: Any,
     --order must be one of ('lpt',). Got 'x' instead.
     """
     if spelling == "cli":
-        return MpibenchError(f"{flag(name)} must be {rule.expected}. Got {value!r} instead.")
-    return invalid_parameter(owner, name, rule.expected, value)
+        return MpibenchError(f"{flag(name)} must be {rule.words(spelling)}. "
+                             f"Got {value!r} instead.")
+    return invalid_parameter(owner, name, rule.words(spelling), value)
 
 
 def check(owner: str, values: Mapping[str, Any], rules: Mapping[str, Rule],

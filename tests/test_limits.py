@@ -71,6 +71,13 @@ def test_a_rule_says_what_passes_and_numpy_numbers_pass():
         check("run", {"order": True}, {"order": one_of(("a",))}, spelling="cli")
     with pytest.raises(mb.MpibenchError, match="'folds' parameter of X must be an int"):
         check("X", {"folds": True}, {"folds": integer(2)})
+    optional = {"timeout": number(0, above=True).or_none()}
+    check("run", {"timeout": None}, optional)
+    with pytest.raises(mb.MpibenchError, match=r"^--timeout must be a number of seconds > 0\. "
+                                               r"Got 0 instead\.$"):  # (a flag left out is None)
+        check("run", {"timeout": 0}, optional, spelling="cli")
+    with pytest.raises(mb.MpibenchError, match=r"seconds > 0 or None\. Got 0 instead"):
+        check("run", {"timeout": 0}, optional)
 
 
 def test_sbatch_options_are_frozen_and_the_flags_come_from_them():
