@@ -27,6 +27,8 @@ with the network an uninterrupted fit gives.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
@@ -50,17 +52,26 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         ``"auto"`` (CUDA when the process sees a GPU, else CPU), ``"cpu"``, ``"cuda"``.
     random_state : int, optional
         Seeds the weights and the batch order (mpibench sets it per split).
+    checkpoints : bool, default=True
+        Save the training state after every epoch (in an mpibench run) and resume
+        from the last save.
+    epoch_log : str, optional
+        Append a line per epoch to this file: ``random_state epoch seconds``
+        (where the time of a long split went, across its attempts).
     """
 
     def __init__(self, hidden: tuple = (32, 32), epochs: int = 60, batch_size: int = 64,
                  learning_rate: float = 0.01, device: str = "auto",
-                 random_state: int | None = None) -> None:
+                 random_state: int | None = None, checkpoints: bool = True,
+                 epoch_log: str | None = None) -> None:
         self.hidden = hidden
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.device = device
         self.random_state = random_state
+        self.checkpoints = checkpoints
+        self.epoch_log = epoch_log
 
     def _device(self):
         import torch
@@ -87,9 +98,11 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         inputs = torch.from_numpy((X - self.x_mean_) / self.x_scale_).to(device)
         target = torch.from_numpy((y - self.y_mean_) / self.y_scale_).to(device)
         optimiser = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
-        checkpoint = mb.split_checkpoint()  # None outside an mpibench run
+        checkpoint = mb.split_checkpoint() if self.checkpoints else None  # (None outside
+        # an mpibench run)
         epoch = self._resume(checkpoint, network, optimiser, generator, device)
         while epoch < self.epochs:
+            started = time.perf_counter()
             order = torch.randperm(len(inputs), generator=generator).to(device)
             for batch in order.split(self.batch_size):
                 optimiser.zero_grad()
@@ -97,6 +110,10 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
                 loss.backward()
                 optimiser.step()
             epoch += 1
+            if self.epoch_log:
+                with open(self.epoch_log, "a") as log:
+                    log.write(f"{self.random_state} {epoch} "
+                              f"{time.perf_counter() - started:.4f}\n")
             if checkpoint is not None:  # every epoch: model, optimiser, batch order's state
                 with checkpoint.saving() as path:
                     torch.save({"epoch": epoch, "network": network.state_dict(),

@@ -8,7 +8,10 @@
 # this machine (`slurmd -N NAME`, each with its own port, spool, pid and log file;
 # Debian's slurmd 22.05 supports it), so jobs and MPI runs span two SLURM nodes.
 # Each node declares SLURM_TEST_CPUS CPUs (default 8) whatever the machine has, so tests
-# can run more ranks than cores.
+# can run more ranks than cores. Partitions `scavenger` and `urgent` are the first node
+# again: a job of `urgent` preempts one of `scavenger` (PreemptMode=REQUEUE, GraceTime=30:
+# SIGTERM to its tasks, requeued if still running 30 s later); `debug` and `twonodes`
+# are never preempted. A running daemon keeps its old configuration: stop, then start.
 set -euo pipefail
 
 if [ "${1:-start}" = "stop" ]; then
@@ -63,11 +66,15 @@ KillWait=10
 MinJobAge=3600
 InactiveLimit=0
 OverTimeLimit=0
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=${host} CPUs=${cpus} RealMemory=${memory} State=UNKNOWN
 NodeName=node1 NodeHostname=${host} NodeAddr=127.0.0.1 Port=6821 CPUs=${cpus} RealMemory=${memory} State=UNKNOWN
 NodeName=node2 NodeHostname=${host} NodeAddr=127.0.0.1 Port=6822 CPUs=${cpus} RealMemory=${memory} State=UNKNOWN
-PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
-PartitionName=twonodes Nodes=node1,node2 MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP PreemptMode=OFF
+PartitionName=scavenger Nodes=${host} MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=30
+PartitionName=urgent Nodes=${host} MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
+PartitionName=twonodes Nodes=node1,node2 MaxTime=INFINITE State=UP PreemptMode=OFF
 CONF
 
 if [ ! -s /etc/munge/munge.key ]; then

@@ -121,12 +121,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _sbatch(args: argparse.Namespace) -> int:
-    from .engine.options import take_renamed
+    from .engine.options import RunOptions, batch_run_arguments, take_renamed
     from .slurm import SbatchOptions, submit, write_sbatch
 
     given = take_renamed(vars(args), "max_attempts", "max_submissions", "cli")
     options = SbatchOptions.from_arguments(given)
-    script = write_sbatch(args.project, options)
+    run_options = {f: given[f] for f in RunOptions.__dataclass_fields__ if f in given}
+    script = write_sbatch(args.project, options,
+                          run_arguments=batch_run_arguments(run_options))
     if args.submit:
         print(f"Submitted {script} as job {submit(script)}")
     else:
@@ -144,17 +146,27 @@ def _chunk_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected an int >= 1 or 'auto', got {text!r}") from None
 
 
-def _add_run_options(run: argparse.ArgumentParser) -> None:
-    """The options of ``mpibench run``: names, defaults and choices from RunOptions."""
-    from .engine.options import FALLBACKS, ORDERS, default
+def _add_run_options(run: argparse.ArgumentParser, *, passed_on: bool = False) -> None:
+    """The options of ``mpibench run``: names, defaults and choices from RunOptions
+    (``passed_on``: those ``mpibench sbatch`` writes into its script's run, each
+    present in the parsed arguments only when given)."""
+    from .engine.options import FALLBACKS, NOT_FOR_BATCH_SCRIPTS, ORDERS, default
+
+    if passed_on:
+        run = run.add_argument_group(  # type: ignore[assignment]
+            "passed on to the script's `mpibench run`")
 
     def option(name: str, **kwargs: Any) -> None:
         flag = "--" + name.replace("_", "-")
-        if kwargs.get("action") not in ("store_true", "store_false"):
+        if passed_on and name in NOT_FOR_BATCH_SCRIPTS:
+            return
+        if passed_on:
+            kwargs["default"] = argparse.SUPPRESS
+            kwargs["help"] = kwargs["help"].replace("%(default)s", str(default(name)))
+        elif kwargs.get("action") not in ("store_true", "store_false"):
             kwargs.setdefault("default", default(name))
         run.add_argument(flag, dest=name, **kwargs)
 
-    run.add_argument("project", help="project folder")
     option("threads", type=int,
            help="BLAS/OpenMP threads per worker (default: SLURM_CPUS_PER_TASK or 1)")
     option("order", choices=ORDERS, help="dispatch order (default: lpt, longest expected "
@@ -172,17 +184,20 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     option("crash_after", type=int, metavar="N",
            help="record a split as crash once it was in flight in N runs that died "
                 "(default: %(default)s)")
-    run.add_argument("--max-attempts", dest="max_attempts", type=int, default=None,
-                     help=argparse.SUPPRESS)  # the old name of --crash-after
+    if not passed_on:
+        run.add_argument("--max-attempts", dest="max_attempts", type=int, default=None,
+                         help=argparse.SUPPRESS)  # the old name of --crash-after
     option("repair", action="store_true",
            help="drop damaged journal records (those splits run again)")
-    run.add_argument("--no-isolate", dest="isolate", action="store_false",
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if passed_on else {}
+    run.add_argument("--no-isolate", dest="isolate", action="store_false", **unset,
                      help="run splits inside the worker process (cheaper for tiny splits; "
                           "a crash or hang then ends the job)")
     option("timeout", type=float, metavar="SECONDS",
            help="wall-clock limit per split; status 'timeout'")
     option("kill_grace", type=float, metavar="SECONDS",
-           help="between SIGTERM and SIGKILL of a split that timed out "
+           help="a split that timed out or was interrupted is killed at once; the "
+                "processes it started get this long between SIGTERM and SIGKILL "
                 "(default: %(default)s)")
     option("memory_limit", type=parse_bytes, metavar="BYTES",
            help="memory a split may add, e.g. 500M or 4G; status 'oom'")
@@ -224,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mpibench {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     run = verbs.add_parser("run", help="run the splits of PROJECT that have no result yet")
+    run.add_argument("project", help="project folder")
     _add_run_options(run)
     run.set_defaults(func=_run)
     demo = verbs.add_parser("demo", help="create the built-in example project")
@@ -263,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     sbatch.add_argument("--max-attempts", type=int, default=None,
                         help=argparse.SUPPRESS)  # the old name of --max-submissions
     sbatch.add_argument("--submit", action="store_true", help="submit it with sbatch")
+    _add_run_options(sbatch, passed_on=True)
     sbatch.set_defaults(func=_sbatch)
     return parser
 

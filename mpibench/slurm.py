@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import InitVar, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -162,8 +163,9 @@ def default_mpi_plugin() -> str:
 
 
 def render_sbatch(project: str | os.PathLike, options: SbatchOptions, *,
-                  python: str | None = None) -> str:
-    """The batch script text for ``project`` (absolute paths, this Python by default).
+                  python: str | None = None, run_arguments: Sequence[str] = ()) -> str:
+    """The batch script text for ``project`` (absolute paths, this Python by default);
+    ``run_arguments`` go to its ``mpibench run`` (``["--grace", "10"]``).
 
     Examples
     --------
@@ -194,6 +196,7 @@ def render_sbatch(project: str | os.PathLike, options: SbatchOptions, *,
         "MPI": options.mpi or default_mpi_plugin(),
         "SRUN_EXTRA": " --overcommit" if options.overcommit else "",
         "PYTHON": shlex.quote(python or sys.executable),
+        "RUN_ARGUMENTS": "".join(f" {shlex.quote(a)}" for a in run_arguments),
     }
     template = resources.files("mpibench").joinpath("templates/run.sbatch").read_text()
     lines = []
@@ -211,8 +214,8 @@ def _directive_value(value: str) -> str:
 
 
 def write_sbatch(project: str | os.PathLike, options: SbatchOptions, *,
-                 python: str | None = None) -> Path:
-    """Write ``PROJECT/mpibench.sbatch`` and return its path."""
+                 python: str | None = None, run_arguments: Sequence[str] = ()) -> Path:
+    """Write ``PROJECT/mpibench.sbatch`` (see :func:`render_sbatch`); returns its path."""
     from .store.paths import ProjectPaths
 
     paths = ProjectPaths(project)
@@ -221,7 +224,8 @@ def write_sbatch(project: str | os.PathLike, options: SbatchOptions, *,
                             "(mpibench.create_project or `mpibench demo`).")
     target = paths.root.absolute() / "mpibench.sbatch"
     tmp = paths.temporary(target)
-    tmp.write_text(render_sbatch(project, options, python=python))
+    tmp.write_text(render_sbatch(project, options, python=python,
+                                run_arguments=run_arguments))
     tmp.chmod(0o755)
     tmp.replace(target)
     return target

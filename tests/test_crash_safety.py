@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -172,6 +173,43 @@ def ranks_catching(launcher_pid: int, signum: int) -> int:
                           if line.startswith("SigCgt:")), 16)
         count += is_rank and bool(caught >> (signum - 1) & 1)
     return count
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (through ``/proc/PID/task/*/children``)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def test_sigterm_to_every_process_lets_running_splits_finish(tmp_path):
+    """SLURM's scancel, requeue and preemption send SIGTERM to every process of the
+    step, the executors running splits too: they go on, and rank 0's grace decides."""
+    rng = np.random.default_rng(0)
+    task = mb.Task("t", X=rng.normal(size=(50, 2)), y=rng.normal(size=50))
+    grid = mb.Grid([task], {"slow": mb.DebugLearner(sleep_fit=3.0)},
+                   resamplings=[ShuffleSplit(6, test_size=0.2)])
+    path = mb.create_project(tmp_path / "p", grid)
+    proc = start_mpibench(3, "run", path, "--chunk-size", "1")
+    wait_for_records(path, "s", 2)
+    time.sleep(0.5)
+    for pid in descendants(proc.pid):  # (what proctrack/linuxproc signals)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "from outside" not in err, err
+    results = mb.read_results(path)
+    assert len(results) == 2 and (results["status"] == "ok").all(), err
+    assert (path / "results.journal").read_bytes().count(b'"t": "u"') == 0
+    assert_no_orphans(path)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.2])

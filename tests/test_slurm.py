@@ -49,7 +49,8 @@ def full_script() -> str:
                             nodes="2-4", modules=["gcc/12", "openmpi/5"], signal_seconds=300,
                             max_submissions=3, mpi="pmix", overcommit=True,
                             gpus_per_task=1, gres="gpu:a100:4")
-    text = render_sbatch("/data/my project", options, python="/opt/venv/bin/python")
+    text = render_sbatch("/data/my project", options, python="/opt/venv/bin/python",
+                         run_arguments=["--grace", "10.0", "--retry", "timeout,oom"])
     return text.replace(mb.__version__, "VERSION")
 
 
@@ -68,7 +69,8 @@ def test_sbatch_header_lines():
     assert header == [
         "#SBATCH --job-name=mpibench-p", "#SBATCH --ntasks=8", "#SBATCH --cpus-per-task=2",
         "#SBATCH --time=10:00", "#SBATCH --output=/p/slurm-%j.out",
-        "#SBATCH --signal=B:USR1@120", "#SBATCH --partition=short"]
+        "#SBATCH --signal=B:USR1@120", "#SBATCH --open-mode=append",
+        "#SBATCH --partition=short"]
     assert "--kill-on-bad-exit=1" in text and 'SRUN_CPUS_PER_TASK="${SLURM_CPUS_PER_TASK' in text
 
 
@@ -79,6 +81,11 @@ def test_sbatch_header_lines():
     (["--ntasks", "4", "--time", "01:00:00", "--gres", "gpu::"], "--gres must be NAME"),
     (["--ntasks", "4", "--time", "01:00:00", "--signal-seconds", "0"],
      "--signal-seconds must be an int >= 1"),
+    (["--ntasks", "4", "--time", "01:00:00", "--grace", "-1"], "--grace must be a number"),
+    (["--ntasks", "4", "--time", "01:00:00", "--escalate", "0.5", "--retry", "timeout"],
+     "--escalate must be a factor >= 1"),
+    (["--ntasks", "4", "--time", "01:00:00", "--retry", "error,ok"],
+     "--retry ok would run every finished split again in each resubmitted job"),
 ])
 def test_bad_sbatch_options_are_one_line(demo_project, argv, message, capsys):
     assert main(["sbatch", str(demo_project), *argv]) == 2
@@ -93,6 +100,27 @@ def test_sbatch_writes_the_script_into_the_project(demo_project, capsys):
     assert script.stat().st_mode & 0o111
     syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stderr
+
+
+def test_run_options_given_to_sbatch_go_to_the_scripts_run(demo_project, capsys):
+    assert main(["sbatch", str(demo_project), "--ntasks", "3", "--time", "00:10:00",
+                 "--grace", "7", "--retry", "error", "--memory-limit", "1G",
+                 "--save-predictions"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "-m mpibench run" in ln]
+    given = line.split("-m mpibench run", 1)[1].split()
+    assert given[1:] == ["--grace", "7.0", "--memory-limit", "1073741824", "--retry",
+                         "error", "--save-predictions", "--threads",
+                         '"${SLURM_CPUS_PER_TASK:-1}"', "&"], line
+    from mpibench.cli import build_parser  # (the run's parser takes them back)
+
+    parsed = build_parser().parse_args(["run", *given[:-3]])
+    assert (parsed.grace, parsed.memory_limit, parsed.retry) == (7.0, 1 << 30, "error")
+    assert main(["sbatch", str(demo_project), "--ntasks", "3", "--time", "00:10:00",
+                 "--no-isolate"]) == 0
+    assert "--no-isolate --threads" in Path(demo_project, "mpibench.sbatch").read_text()
+    assert main(["sbatch", str(demo_project), "--ntasks", "3", "--time", "00:10:00",
+                 "--no-isolate", "--memory-limit", "1G"]) == 2  # (checked now)
+    assert "needs isolation" in capsys.readouterr().err
 
 
 @functools.cache
@@ -353,3 +381,93 @@ def test_split_longer_than_the_grace_at_the_time_limit_still_resubmits(tmp_path)
     assert journal.count(b'"t": "u"') >= 1  # the interrupted splits were not counted
     assert not (project / "stop.request").exists()
     assert not (project / "run.lock").exists()
+
+
+TESTS = str(Path(__file__).parent)
+
+
+def epochs_project(path: Path, epochs: int = 10, pause: float = 1.0) -> Path:
+    """Four splits of a checkpointing learner, one save a second (``slow_epochs``)."""
+    import numpy as np
+    from sklearn.model_selection import KFold
+    from slow_epochs import SlowPartialFit
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 3))
+    task = mb.Task("t", X=X, y=X @ [1.0, -2.0, 0.5] + rng.normal(size=60) * 0.1)
+    learner = mb.Epochs(SlowPartialFit(pause=pause), epochs=epochs)
+    grid = mb.Grid([task], {"slow": learner}, [KFold(4)], scoring=["rmse"])
+    return mb.create_project(path, grid)
+
+
+def start_requeued_job_now(job: str, project: Path) -> None:
+    """SLURM holds a requeued job for about two minutes (Reason=BeginTime): start it."""
+    def pending() -> bool:
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"],
+                               capture_output=True, text=True, timeout=20).stdout
+        return "PENDING" in state and "BeginTime" in state
+
+    wait_until(pending, 60, project, "the requeued job pending")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], timeout=20,
+                   check=True)
+
+
+def assert_resumed_like(project: Path, reference: Path) -> None:
+    import numpy as np
+
+    ours, theirs = mb.read_results(project), mb.read_results(reference)
+    assert (ours["status"] == "ok").all(), slurm_state(project)
+    assert (ours["resumed_from"] >= 2).any(), ours[["job_id", "resumed_from"]]
+    np.testing.assert_array_equal(ours.sort_values("job_id")["rmse"],
+                                  theirs.sort_values("job_id")["rmse"])
+    assert not list((project / "checkpoints").glob("*/meta.json"))
+
+
+@slurm
+@pytest.mark.slurm
+@pytest.mark.timeout(420)
+def test_scontrol_requeue_saves_checkpoints_and_the_same_job_resumes(tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", TESTS)  # (the learner's module, in the job too)
+    project = epochs_project(tmp_path / "requeue")
+    reference = epochs_project(tmp_path / "whole", epochs=10, pause=0.0)
+    assert mb.run(reference, progress_every=0) == 0
+    assert main(["sbatch", str(project), "--ntasks", "3", "--time", "00:05:00",
+                 "--grace", "5", "--submit"]) == 0
+    (job,) = job_ids(f"mpibench-{project.name}")
+    wait_until(lambda: list((project / "checkpoints").glob("*/state-000002")), 120,
+               project, "a second checkpoint")
+    subprocess.run(["scontrol", "requeue", job], timeout=20, check=True)
+    start_requeued_job_now(job, project)
+    wait_complete(project, timeout=240)
+    text = logs(project)
+    assert "(SLURM restart 0)" in text and "(SLURM restart 1)" in text, slurm_state(project)
+    assert "requeued by SLURM" in text, slurm_state(project)
+    assert "submitting attempt" not in text, slurm_state(project)  # SLURM requeued it
+    assert [p.name for p in project.glob("slurm-*.out")] == [f"slurm-{job}.out"]
+    assert_resumed_like(project, reference)
+
+
+@slurm
+@pytest.mark.slurm
+@pytest.mark.timeout(420)
+def test_preemption_within_the_grace_time_saves_and_resubmits(tmp_path, monkeypatch):
+    """Partition ``scavenger`` (PreemptMode=REQUEUE, GraceTime=30) is preempted by a job
+    of ``urgent`` that needs every CPU: SIGTERM to the tasks, none to the batch shell."""
+    monkeypatch.setenv("PYTHONPATH", TESTS)
+    project = epochs_project(tmp_path / "preempted")
+    reference = epochs_project(tmp_path / "whole", epochs=10, pause=0.0)
+    assert mb.run(reference, progress_every=0) == 0
+    assert main(["sbatch", str(project), "--ntasks", "3", "--time", "00:05:00",
+                 "--partition", "scavenger", "--grace", "5", "--submit"]) == 0
+    wait_until(lambda: list((project / "checkpoints").glob("*/state-000002")), 120,
+               project, "a second checkpoint")
+    cpus = subprocess.run(["sinfo", "-h", "-p", "urgent", "-o", "%c"], capture_output=True,
+                          text=True, timeout=20, check=True).stdout.split()[0]
+    subprocess.run(["sbatch", "-p", "urgent", "-n", cpus, "-J", f"urgent-{project.name}",
+                    "-o", "/dev/null", "--wrap", "sleep 2"], timeout=20, check=True)
+    wait_complete(project, timeout=240)
+    text = logs(project)
+    assert "preempted at" in text, slurm_state(project)
+    assert "submitting attempt 2" in text, slurm_state(project)
+    assert_resumed_like(project, reference)

@@ -33,8 +33,10 @@ def executor_loop(runner: SplitRunner, jobs_fd: int, results_fd: int,
     supervisor) holds the index of the split running, for the supervisor to blame if
     the executor dies."""
     os.setpgid(0, 0)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # our timeout, or the job's end
-    for sig in (signal.SIGINT, signal.SIGUSR1):  # a stop request is for rank 0
+    # A stop request is for rank 0, which lets the split finish or save its checkpoint
+    # within the grace: SLURM's SIGTERM (scancel, requeue, preemption) reaches every
+    # process of the step, this one too. Our supervisor ends us with SIGKILL.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     die_with_parent()
     set_process_name("mpibench-exec")
@@ -121,7 +123,9 @@ class IsolationLimits:
         The run's timeout (seconds) and memory limit (bytes a split may add to what
         its executor held when it started).
     kill_grace : float
-        Seconds between SIGTERM and SIGKILL when a split times out.
+        When a split times out or is interrupted its executor is killed at once; the
+        processes its learner started get SIGTERM, and SIGKILL at most this many
+        seconds later.
     recycle_after : int
         Splits an executor runs before a fresh one replaces it.
     escalate : float

@@ -65,13 +65,13 @@ class RunOptions:
         starts; replaced when it dies), so a crash, hang or memory blow-up ends only
         that split.
     timeout : float, optional
-        Wall-clock seconds per split (then SIGTERM, ``kill_grace`` seconds, SIGKILL);
+        Wall-clock seconds per split (then it is killed, see ``kill_grace``);
         status ``timeout``. Needs ``isolate``.
     memory_limit : int, optional
         Bytes of memory a split may add; status ``oom``. Needs ``isolate``.
     kill_grace : float, default=2.0
-        Seconds between SIGTERM and SIGKILL of a split that timed out or was
-        interrupted.
+        A split that timed out or was interrupted is killed at once; the processes it
+        started get at most this many seconds between SIGTERM and SIGKILL.
     escalate : float, default=1.0
         A split's ``timeout`` and ``memory_limit`` grow by this factor per earlier
         ``timeout`` or ``oom`` result of it (with ``retry="timeout,oom"``: 2 doubles them
@@ -194,6 +194,50 @@ def spelled(name: str, spelling: str) -> str:
     """Option ``name`` as the caller writes it: ``'max_attempts'`` in Python,
     ``--max-attempts`` on the command line (``spelling="cli"``)."""
     return flag(name) if spelling == "cli" else repr(name)
+
+
+NOT_FOR_BATCH_SCRIPTS = ("threads", "time_left", "test", "repair")
+"""Run options ``mpibench sbatch`` does not pass on: the script sets the threads from
+``--cpus-per-task``, SLURM gives the time left; a dry run and a repair are done by hand."""
+
+
+def command_line(given: dict[str, Any]) -> list[str]:
+    """The ``mpibench run`` flags that give these options (as the command line parsed
+    them), checked first: a bad value raises the run's one-line error now.
+
+    Examples
+    --------
+    >>> command_line({"grace": 10.0, "isolate": False, "save_predictions": True})
+    ['--grace', '10.0', '--no-isolate', '--save-predictions']
+    """
+    RunOptions.from_arguments(dict(given), spelling="cli")
+    flags: list[str] = []
+    for name, value in given.items():
+        if name == "isolate":
+            flags += [] if value else ["--no-isolate"]
+        elif value is True:
+            flags.append(flag(name))
+        elif value is not None and value is not False:
+            flags += [flag(name), str(value)]
+    return flags
+
+
+def batch_run_arguments(run_options: dict[str, Any]) -> list[str]:
+    """The ``mpibench run`` flags of a batch script, from the run options given to
+    ``mpibench sbatch`` (checked now, not hours later in the queue).
+
+    Examples
+    --------
+    >>> batch_run_arguments({"grace": 10.0, "retry": "timeout,oom", "escalate": 2.0})
+    ['--grace', '10.0', '--retry', 'timeout,oom', '--escalate', '2.0']
+    """
+    passed = {name: value for name, value in run_options.items()
+              if name not in NOT_FOR_BATCH_SCRIPTS}
+    if "ok" in str(passed.get("retry", "")).split(","):
+        raise MpibenchError("--retry ok would run every finished split again in each "
+                            "resubmitted job: run `mpibench run PROJECT --retry ok` once "
+                            "instead, or retry failed statuses only.")
+    return command_line(passed)
 
 
 def take_renamed(arguments: dict[str, Any], old: str, new: str,

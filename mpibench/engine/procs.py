@@ -154,6 +154,15 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def end_executor(pid: int) -> None:
+    """End the split running in executor ``pid`` now: SIGKILL to the executor (it
+    ignores SIGTERM, which from outside is a stop request for rank 0) and SIGTERM to
+    the rest of its process group (what its learner started; SIGKILL follows)."""
+    kill_group(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
 def peak_rss_bytes() -> int:
     """Peak resident memory of this process so far, bytes (Linux reports KiB)."""
     import resource

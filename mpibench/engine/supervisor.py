@@ -8,7 +8,7 @@ Three processes per worker::
 The supervisor never runs a split. It forks an executor, which loads task data and
 learners once and then runs every split it is sent; a split costs two pipe messages,
 not a process. The supervisor enforces the limits while a split runs: a deadline
-(``timeout``: SIGTERM to the executor's process group, ``kill_grace``, SIGKILL) and a
+(``timeout``: SIGKILL to the executor, SIGTERM then SIGKILL to what it started) and a
 memory bound (resident memory polled; the executor also lowers its own ``RLIMIT_AS``
 for the split). A split whose executor dies (segfault, ``os._exit``, a signal) gets
 its status (``crash``, ``error``, ``timeout``, ``oom``) and the spare executor, forked
@@ -52,6 +52,7 @@ from .procs import (
     become_subreaper,
     child_pids,
     close_quietly,
+    end_executor,
     end_processes,
     escaped_descendants,
     fork_child,
@@ -347,7 +348,7 @@ class Supervisor:
                 self._read_control()
                 if verdict is None:
                     verdict, term_sent = Status.INTERRUPTED, time.time()
-                    kill_group(executor.pid, signal.SIGTERM)  # SIGKILL after kill_grace
+                    end_executor(executor.pid)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + interval
                 if has_exited(executor.pid):  # dead; a process it started holds the pipe
@@ -359,15 +360,15 @@ class Supervisor:
     def _enforce(self, pid: int, verdict: Status | None, term_sent: float,
                  deadline: float | None, base_rss: int,
                  limits: SplitLimits) -> tuple[Status | None, float]:
-        """One check of the limits: SIGKILL after the kill grace, SIGTERM past the
-        deadline, SIGKILL over the memory limit. Returns the verdict and when SIGTERM
-        went out."""
+        """One check of the limits: the executor ended past the deadline, its process
+        group killed after the kill grace, SIGKILL over the memory limit. Returns the
+        verdict and when the split was ended."""
         now = time.time()
         if term_sent and now - term_sent >= self.limits.kill_grace:
             kill_group(pid, signal.SIGKILL)
         elif verdict is None and deadline is not None and now > deadline:
             verdict, term_sent = Status.TIMEOUT, now
-            kill_group(pid, signal.SIGTERM)
+            end_executor(pid)
         elif (verdict is None and limits.memory_limit
               and rss_bytes(pid) > limits.memory_limit + base_rss):
             verdict = Status.OOM
