@@ -11,16 +11,16 @@ early (exit 3) and resubmits itself until the grid is done or ``--max-submission
 jobs were used. The two chains run one after the other (never side by side: they
 would share the 2 cores).
 
-- ``checkpoints``: the network saves its state after every epoch and resumes from it;
+- ``checkpoints``: the network saves its state every ``--checkpoint-every`` seconds
+  (and when the run stops) and resumes from it;
 - ``none``: the same network without saves (a split starts over in every job).
 
 Every epoch the network runs appends ``random_state epoch seconds`` to a log; work
-lost = seconds of every epoch run - seconds of the epochs the results needed
-(``epochs`` per finished split, at that split's median epoch time; an unfinished
-split needed none of its epochs yet).
+lost = seconds of every epoch run - seconds of the epochs the results needed (the last
+run of each epoch of a finished split; an unfinished split needed none yet).
 
 Usage: python benchmarks/long_splits_slurm.py [--epochs 330] [--max-submissions 6]
-       [--only checkpoints|none]
+       [--checkpoint-every 10] [--only checkpoints|none]
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def mnist_shaped(copies: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return X, np.tile(digits.target, copies).astype(float)
 
 
-def make_project(folder: Path, epochs: int, checkpoints: bool) -> Path:
+def make_project(folder: Path, epochs: int, checkpoints: bool,
+                 checkpoint_every: float) -> Path:
     from sklearn.model_selection import KFold
     from torch_mlp import TorchMLPRegressor
 
@@ -61,7 +62,7 @@ def make_project(folder: Path, epochs: int, checkpoints: bool) -> Path:
 
     X, y = mnist_shaped()
     network = TorchMLPRegressor(hidden=(512, 256), epochs=epochs, device="auto",
-                                checkpoints=checkpoints,
+                                checkpoints=checkpoints, checkpoint_every=checkpoint_every,
                                 epoch_log=str(folder.absolute() / "epochs.log"))
     grid = mb.Grid([mb.Task("digits784", X=X, y=y)], {"net": network},
                    resamplings=[KFold(4, shuffle=True, random_state=0)],
@@ -90,28 +91,37 @@ def run_chain(project: Path, max_submissions: int, limit_seconds: float) -> dict
             "jobs": len(list(project.glob("slurm-*.out")))}
 
 
-def work_lost(project: Path, epochs: int) -> dict:
-    """Epoch seconds run, needed and lost, from the network's epoch log."""
+def work_lost(project: Path) -> dict:
+    """Epoch seconds run, needed and lost, from the network's epoch log: a finished
+    split needed the last run of each of its epochs (the one its model went on from);
+    every other epoch run, and every epoch of an unfinished split, was lost."""
     import mpibench as mb
 
-    lines = (project / "epochs.log").read_text().split()
-    seeds = np.array(lines[0::3], dtype=object)
-    seconds = np.array(lines[2::3], dtype=float)
+    log = [line.split() for line in (project / "epochs.log").read_text().splitlines()]
     results = mb.read_results(project) if (project / "results.h5").exists() else None
     done = set() if results is None else set(
         results.loc[results["status"] == "ok", "random_state"].astype(str))
-    needed = sum(epochs * float(np.median(seconds[seeds == s])) for s in done)
-    ran = float(seconds.sum())
+    last: dict[tuple[str, str], float] = {}
+    for seed, epoch, seconds in log:
+        last[seed, epoch] = float(seconds)  # (a later run of an epoch replaces it)
+    ran = sum(float(seconds) for _, _, seconds in log)
+    needed = sum(s for (seed, _), s in last.items() if seed in done)
+    per_split = [sum(s for (seed, _), s in last.items() if seed == d) for d in done]
     return {"splits_done": len(done), "epoch_seconds_run": round(ran, 1),
             "epoch_seconds_needed": round(needed, 1),
             "lost_seconds_per_split": round((ran - needed) / 4, 1),
-            "median_split_seconds": round(epochs * float(np.median(seconds)), 1)}
+            "median_epoch_seconds_per_split": round(float(np.median(per_split)), 1)
+            if per_split else None,
+            "median_fit_seconds": None if results is None or not done else round(float(
+                results.loc[results["status"] == "ok", "fit_seconds"].median()), 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=330)
     parser.add_argument("--max-submissions", type=int, default=6)
+    parser.add_argument("--checkpoint-every", type=float, default=10.0,
+                        help="seconds between the network's saves (0: every epoch)")
     parser.add_argument("--only", choices=("checkpoints", "none"))
     parser.add_argument("--folder", default="long-splits-benchmark",
                         help="where the two projects go (replaced)")
@@ -126,10 +136,11 @@ def main() -> None:
     for mode in ("checkpoints", "none"):
         if args.only not in (None, mode):
             continue
-        project = make_project(root / mode, args.epochs, mode == "checkpoints")
+        project = make_project(root / mode, args.epochs, mode == "checkpoints",
+                               args.checkpoint_every)
         row = {"mode": mode, **run_chain(project, args.max_submissions,
                                          limit_seconds=args.max_submissions * 180 + 120)}
-        row.update(work_lost(project, args.epochs))
+        row.update(work_lost(project))
         print(json.dumps(row), flush=True)
 
 

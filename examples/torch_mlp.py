@@ -19,7 +19,8 @@ Learners must be importable by every rank: this file is also the module
 ``torch_mlp`` (its folder goes on PYTHONPATH below), and the grid uses that module's
 class, not ``__main__``'s.
 
-Each split checkpoints after every epoch (network, optimiser and the batch order's
+Each split checkpoints after every epoch, or every ``checkpoint_every`` seconds
+(network, optimiser and the batch order's
 random state, with ``torch.save``): a split still running when the job's time is up,
 or when the job is preempted, resumes from its last epoch in the next job and ends
 with the network an uninterrupted fit gives.
@@ -53,8 +54,11 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     random_state : int, optional
         Seeds the weights and the batch order (mpibench sets it per split).
     checkpoints : bool, default=True
-        Save the training state after every epoch (in an mpibench run) and resume
-        from the last save.
+        Save the training state (in an mpibench run) and resume from the last save.
+    checkpoint_every : float, default=0
+        Seconds between saves: 0 saves after every epoch; a positive value saves after
+        the first epoch that ends at least that long after the last save (saving a
+        large network takes a while); it always saves when the run is stopping.
     epoch_log : str, optional
         Append a line per epoch to this file: ``random_state epoch seconds``
         (where the time of a long split went, across its attempts).
@@ -63,7 +67,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, hidden: tuple = (32, 32), epochs: int = 60, batch_size: int = 64,
                  learning_rate: float = 0.01, device: str = "auto",
                  random_state: int | None = None, checkpoints: bool = True,
-                 epoch_log: str | None = None) -> None:
+                 checkpoint_every: float = 0.0, epoch_log: str | None = None) -> None:
         self.hidden = hidden
         self.epochs = epochs
         self.batch_size = batch_size
@@ -71,6 +75,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.checkpoints = checkpoints
+        self.checkpoint_every = checkpoint_every
         self.epoch_log = epoch_log
 
     def _device(self):
@@ -101,6 +106,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         checkpoint = mb.split_checkpoint() if self.checkpoints else None  # (None outside
         # an mpibench run)
         epoch = self._resume(checkpoint, network, optimiser, generator, device)
+        saved = time.monotonic()
         while epoch < self.epochs:
             started = time.perf_counter()
             order = torch.randperm(len(inputs), generator=generator).to(device)
@@ -114,13 +120,17 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
                 with open(self.epoch_log, "a") as log:
                     log.write(f"{self.random_state} {epoch} "
                               f"{time.perf_counter() - started:.4f}\n")
-            if checkpoint is not None:  # every epoch: model, optimiser, batch order's state
-                with checkpoint.saving() as path:
+            if checkpoint is None or epoch == self.epochs:
+                continue
+            stopping = checkpoint.should_stop()  # (the run is stopping: resume next time)
+            if stopping or time.monotonic() - saved >= self.checkpoint_every:
+                with checkpoint.saving() as path:  # model, optimiser, batch order's state
                     torch.save({"epoch": epoch, "network": network.state_dict(),
                                 "optimiser": optimiser.state_dict(),
                                 "generator": generator.get_state()}, path)
-                if epoch < self.epochs and checkpoint.should_stop():
-                    break  # the run is stopping: this split resumes from here next time
+                saved = time.monotonic()
+            if stopping:
+                break
         self.network_ = network.cpu().eval()  # kept on the CPU: picklable anywhere
         self.device_ = str(device)
         return self
