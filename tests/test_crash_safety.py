@@ -154,24 +154,15 @@ def test_read_results_during_a_run_before_its_first_results_h5(tmp_path):
 def ranks_catching(launcher_pid: int, signum: int) -> int:
     """How many MPI ranks below ``launcher_pid`` catch ``signum`` (``SigCgt`` of
     ``/proc/PID/status``)."""
-    count, stack = 0, [launcher_pid]
-    while stack:
-        pid = stack.pop()
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                stack.extend(int(c) for c in (task / "children").read_text().split())
-            except OSError:
-                continue
+    count = 0
+    for pid in descendants(launcher_pid):
         try:
-            environment = Path(f"/proc/{pid}/environ").read_bytes()
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        is_rank = any(f"\0{name}=".encode() in b"\0" + environment
-                      for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"))
         caught = int(next(line.split()[1] for line in status.splitlines()
                           if line.startswith("SigCgt:")), 16)
-        count += is_rank and bool(caught >> (signum - 1) & 1)
+        count += is_rank(pid) and bool(caught >> (signum - 1) & 1)
     return count
 
 
@@ -189,9 +180,20 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def is_rank(pid: int) -> bool:
+    """Is ``pid`` an MPI rank (its launcher's rank variable in its environment)?"""
+    try:
+        environment = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return any(f"\0{name}=".encode() in b"\0" + environment
+               for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"))
+
+
 def test_sigterm_to_every_process_lets_running_splits_finish(tmp_path):
     """SLURM's scancel, requeue and preemption send SIGTERM to every process of the
-    step, the executors running splits too: they go on, and rank 0's grace decides."""
+    step (each task and what it started), the executors running splits too: they go
+    on, and rank 0's grace decides."""
     rng = np.random.default_rng(0)
     task = mb.Task("t", X=rng.normal(size=(50, 2)), y=rng.normal(size=50))
     grid = mb.Grid([task], {"slow": mb.DebugLearner(sleep_fit=3.0)},
@@ -200,7 +202,9 @@ def test_sigterm_to_every_process_lets_running_splits_finish(tmp_path):
     proc = start_mpibench(3, "run", path, "--chunk-size", "1")
     wait_for_records(path, "s", 2)
     time.sleep(0.5)
-    for pid in descendants(proc.pid):  # (what proctrack/linuxproc signals)
+    tasks = [pid for pid in descendants(proc.pid) if is_rank(pid)]  # (with what they
+    assert len(tasks) >= 5  # started: supervisors, executors; not the launcher)
+    for pid in {p for task in tasks for p in descendants(task)}:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
