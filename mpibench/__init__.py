@@ -28,10 +28,13 @@ _HOMES = {
     "split_checkpoint": "checkpoint", "SplitCheckpoint": "checkpoint", "Epochs": "epochs",
     "project_status": "analysis.status",
     "read_attrs": "store.reading", "read_ranks": "store.reading", "read_results": "store.reading",
-    "read_predictions": "store.reading",
+    "read_predictions": "store.reading", "read_runs": "store.reading",
     "plot_pvalue": "analysis.plotting", "plot_scores": "analysis.plotting",
     "plot_timeline": "analysis.plotting",
     "write_report": "analysis.report", "run_summary": "analysis.report",
+    "EnergyModel": "energy", "resources_summary": "analysis.resources",
+    "resources_text": "analysis.resources", "next_request": "analysis.resources",
+    "usage_by_learner": "analysis.resources",
 }
 """The module of each public name (imported on first use)."""
 
@@ -59,12 +62,15 @@ __all__ = [  # noqa: RUF022 - grouped by role, not sorted
     # long splits: a checkpoint inside a split
     "split_checkpoint", "SplitCheckpoint", "Epochs",
     # reading and comparing results
-    "read_results", "read_attrs", "read_ranks", "read_predictions", "project_status",
+    "read_results", "read_attrs", "read_ranks", "read_runs", "read_predictions",
+    "project_status",
     "PValue", "pvalue", "pvalue_downsample",
     "score_table", "friedman", "critical_difference", "pairwise",
     # figures and the report
     "plot_scores", "plot_pvalue", "plot_timeline", "plot_critical_difference",
     "write_report", "run_summary",
+    # what the splits used, and the next request
+    "usage_by_learner", "resources_summary", "resources_text", "next_request", "EnergyModel",
     "__version__",
 ]
 """Public names by role. ``GridFile``, ``NoOpLearner`` and ``zero_score`` stay

@@ -34,13 +34,39 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _energy(args: argparse.Namespace) -> Any:
+    from dataclasses import fields
+
+    from .energy import EnergyModel
+
+    return EnergyModel(**{f.name: getattr(args, f.name) for f in fields(EnergyModel)
+                          if getattr(args, f.name, None) is not None}, spelling="cli")
+
+
+def _request(args: argparse.Namespace) -> dict:
+    return {"ntasks": args.ntasks, "cpus_per_task": args.cpus_per_task,
+            "margin": args.margin, "spelling": "cli"}
+
+
 def _status(args: argparse.Namespace) -> int:
     import json
 
     from .analysis.status import project_status
 
+    energy = _energy(args) if args.resources else None  # (bad numbers: before anything)
     status = project_status(args.project)
-    print(json.dumps(status.to_dict(), indent=1) if args.json else status.format())
+    if not args.resources:
+        print(json.dumps(status.to_dict(), indent=1) if args.json else status.format())
+        return 0
+    from .analysis.resources import resources_summary, resources_text
+
+    request = _request(args)
+    if args.json:
+        print(json.dumps({**status.to_dict(), "resources": resources_summary(
+            args.project, energy, **request)}, indent=1))
+    else:
+        print(status.format())
+        print(resources_text(args.project, energy, **request))
     return 0
 
 
@@ -115,7 +141,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
 
-    path = write_report(args.project, args.output, score=args.score)
+    path = write_report(args.project, args.output, score=args.score, energy=_energy(args))
     print(f"Wrote {path}", file=sys.stderr)
     return 0
 
@@ -229,6 +255,26 @@ def _add_run_options(run: argparse.ArgumentParser, *, passed_on: bool = False) -
                 "data, into PROJECT/test/results.h5")
 
 
+def _add_resource_options(parser: argparse.ArgumentParser, *, request: bool) -> None:
+    """The energy model's numbers (and, with ``request``, what the next request is
+    for), as flags."""
+    from dataclasses import fields
+
+    from .energy import EnergyModel
+
+    group = parser.add_argument_group("energy estimate (Green Algorithms' model)")
+    for option in fields(EnergyModel):
+        group.add_argument("--" + option.name.replace("_", "-"), type=float, default=None,
+                           help=f"default: {option.default}")
+    if request:
+        group = parser.add_argument_group("the mpibench sbatch line for next time")
+        group.add_argument("--ntasks", type=int, help="ranks (default: the last run's)")
+        group.add_argument("--cpus-per-task", type=int,
+                           help="cores per rank (default: the last run's threads)")
+        group.add_argument("--margin", type=float, default=0.25,
+                           help="added to time and memory (default: 0.25)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per verb)."""
     parser = argparse.ArgumentParser(
@@ -249,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
                                              "running run and its ETA (live)")
     status.add_argument("project")
     status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    status.add_argument("--resources", action="store_true",
+                        help="also CPU-hours, GPU-hours and peak memory per learner, the "
+                             "energy estimate and the mpibench sbatch line to use next "
+                             "time (reads every result)")
+    _add_resource_options(status, request=True)
     status.set_defaults(func=_status)
     results = verbs.add_parser("results", help="results as CSV (stdout or -o FILE)")
     results.add_argument("project")
@@ -269,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("project")
     report.add_argument("-o", "--output", required=True, help="HTML file to write")
     report.add_argument("--score", help="score column (default: the first scorer)")
+    _add_resource_options(report, request=False)
     report.set_defaults(func=_report)
     sbatch = verbs.add_parser("sbatch", help="write (and --submit) PROJECT/mpibench.sbatch")
     sbatch.add_argument("project")

@@ -129,10 +129,6 @@ CACHE_BYTES = 1 << 30
 """Bytes of task data (and split indices) an executor keeps, least recently used
 leaving first (``MPIBENCH_CACHE_BYTES``; not a speed figure: a bound on memory; a grid
 of a thousand tasks loads each task once per executor while they fit, scale.py)."""
-RSS_SAMPLE_SECONDS = 1e-3
-"""In-process, a split's ``max_rss_bytes`` is read again when the last reading is this
-old: a system call per no-op split showed in cpu_per_split.py, and a split shorter
-than this cannot allocate much."""
 
 # -- message shapes (engine.dispatcher, store.batch, store.storage) ---------------------
 # Set by dispatcher_message.py (rank 0's CPU per message, by phase).

@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "mpibench"
 DEFINITIONS = ("grid", "seeds", "splitters", "splitsets", "scorers", "debug", "demo",
                "project", "errors", "constraints", "limits", "checkpoint", "epochs",
-               "formatting", "slurm", "tuning", "_version")
+               "formatting", "slurm", "tuning", "energy", "_version")
 """Top-level modules of the user API (everything on top but the CLI)."""
 
 

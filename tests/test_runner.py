@@ -20,7 +20,7 @@ from mpibench.engine.runner import library_name
 pytestmark = pytest.mark.mpi
 
 VOLATILE = ["rank", "host", "pid", "start_time", "end_time", "fit_seconds",
-            "predict_seconds", "score_seconds", "max_rss_bytes"]
+            "predict_seconds", "score_seconds", "max_rss_bytes", "cpu_seconds", "run"]
 
 
 def stable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -66,13 +66,14 @@ def test_results_h5_readable_with_plain_h5py(tmp_path):
     path = mb.create_demo(tmp_path / "demo")
     check_ok(run_mpibench(3, "run", path))
     with h5py.File(path / "results.h5", "r") as h5:
-        assert set(h5) == {"splits", "ranks"}
+        assert set(h5) == {"splits", "ranks", "runs"}
         splits = h5["splits"]
         for column in ("job_id", "task", "learner", "resampling", "iteration", "test_fold",
                        "test_subset", "train_subsets", "n_train_groups", "n_train", "n_test",
                        "seed", "status", "error", "attempt", "fallback", "rmse", "mae",
                        "rank", "host", "pid", "start_time", "end_time", "fit_seconds",
-                       "predict_seconds", "score_seconds", "max_rss_bytes", "threads"):
+                       "predict_seconds", "score_seconds", "max_rss_bytes", "threads",
+                       "run", "cpu_seconds", "gpu_max_memory_bytes", "gpu_seconds"):
             assert splits[column].shape == (72,), column
         assert splits["task"].asstr()[0] in ("easy", "impossible")
         assert (splits["end_time"][()] >= splits["start_time"][()]).all()

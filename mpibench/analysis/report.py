@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..energy import EnergyModel
 from ..errors import MpibenchError
-from ..formatting import without_rank
+from ..formatting import format_bytes, without_rank
 from ..store.gridfile import GridFile
 from ..store.paths import ProjectPaths
-from ..store.reading import read_attrs, read_ranks, read_results
+from ..store.reading import read_attrs, read_ranks, read_results, read_runs
 from .plotting import (
     MAX_SCORE_PANELS,
     _panels,
@@ -27,6 +28,7 @@ from .plotting import (
 )
 from .pvalues import pvalue
 from .ranking import critical_difference, friedman, pairwise, rank_rows, score_table
+from .resources import resources_summary
 
 MIN_RANKED_TASKS = 3
 """Tasks (with every learner scored) from which the report ranks learners across tasks."""
@@ -88,7 +90,30 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
 
 
-def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
+def _resources_section(project: Path, energy: EnergyModel) -> list[str]:
+    """CPU-hours, GPU-hours and peak memory per learner, energy, the next request, and
+    the runs (versions, nodes, SLURM job, git commit)."""
+    summary = resources_summary(project, energy)
+    table = pd.DataFrame(summary["learners"])
+    for column in ("memory_median", "memory_p95", "memory_max"):
+        table[column] = table[column].map(format_bytes)
+    runs = read_runs(project)
+    shown = [c for c in ("run", "exit_code", "n_ranks", "threads", "slurm_job_id",
+                         "mpibench_version", "scikit_learn_version", "torch_version",
+                         "git_commit", "git_dirty", "command") if c in runs]
+    return ["<h2>Resources</h2>", "<p>Per learner: CPU-hours and GPU-hours the splits "
+            "used, GB-hours of their peak memory, peak memory per split (median, 95th "
+            "percentile, max).</p>", _table(table.drop(columns=["gb_hours"])),
+            f"<p>Energy: {summary['kwh']:.4g} kWh, {summary['grams_co2']:.4g} g CO2e = "
+            f"{html.escape(summary['model'])}.</p>",
+            f"<p>Next time ({summary['next_for']}): "
+            f"<code>{html.escape(summary['next'])}</code></p>",
+            "<h2>Runs</h2>", _table(runs[shown]) if len(runs) else
+            "<p>Not recorded (the project was last run by an older mpibench).</p>"]
+
+
+def _sections(project: Path, results: pd.DataFrame, score: str,
+              energy: EnergyModel | None = None) -> list[str]:
     summary = run_summary(results)
     ranks = read_ranks(project)
     ranks["busy_fraction"] = ranks["busy_seconds"] / (ranks["end_time"] - ranks["start_time"])
@@ -117,6 +142,7 @@ def _sections(project: Path, results: pd.DataFrame, score: str) -> list[str]:
                   "Python warnings (first warning of each split).</p>",
                   _table(table.value_counts().rename("splits").reset_index())]
     parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results, ranks=ranks))]
+    parts += _resources_section(project, energy or EnergyModel())
     parts += _across_tasks(results, score)
     parts += _pvalue_section(results, score, attrs)
     n_panels = len(_panels(results[results["status"].astype(str) == "ok"]))
@@ -213,7 +239,7 @@ def _pvalue_section(results: pd.DataFrame, score: str, attrs: dict) -> list[str]
 
 
 def write_report(project: str | os.PathLike, path: str | os.PathLike,
-                 score: str | None = None) -> Path:
+                 score: str | None = None, energy: EnergyModel | None = None) -> Path:
     """Write ``path``: one HTML file with the run summary, failures, p-values, figures.
 
     Parameters
@@ -224,6 +250,8 @@ def write_report(project: str | os.PathLike, path: str | os.PathLike,
         HTML file to write.
     score : str, optional
         Score column to test and plot (default: the first scorer).
+    energy : EnergyModel, optional
+        The energy estimate's numbers (default: :class:`EnergyModel`'s).
 
     Examples
     --------
@@ -242,7 +270,7 @@ def write_report(project: str | os.PathLike, path: str | os.PathLike,
     if not len(results):
         raise MpibenchError(f"{paths.results} has no splits yet. Run the project first.")
     title = f"mpibench report: {html.escape(str(paths.root))}"
-    body = "\n".join(_sections(paths.root, results, score))
+    body = "\n".join(_sections(paths.root, results, score, energy))
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     document = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
                 f"<style>{STYLE}</style></head><body><h1>{title}</h1>"

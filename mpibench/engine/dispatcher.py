@@ -46,6 +46,7 @@ from .protocol import (
     WorkRequest,
     unpack_assignments,
 )
+from .provenance import run_facts
 from .stopping import Deadline, RunStop, StopSignals
 from .timeleft import RunClock, Running, TimeLeft
 from .transport import Transport
@@ -73,7 +74,8 @@ class Dispatcher:
 
     def __init__(self, paths: ProjectPaths, n_ranks: int, options: RunOptions | None = None,
                  *, signals: StopSignals | None = None, mpi_library: str = "-",
-                 test_source: Any = None) -> None:
+                 test_source: Any = None, launch: dict | None = None,
+                 threads: int = 1) -> None:
         if not paths.grid.exists():
             raise MpibenchError(
                 f"No project at {paths.root} (missing {paths.grid.name}). Create it with "
@@ -82,6 +84,7 @@ class Dispatcher:
         self.paths, self.n_ranks = paths, n_ranks
         self.options = options if options is not None else RunOptions()
         self.mpi_library, self.test_source = mpi_library, test_source
+        self._launch, self._threads = launch, threads
         self.signals = signals or StopSignals()
         paths.refuse_links()
         self.lock = ProjectLock(paths.lock)
@@ -103,6 +106,12 @@ class Dispatcher:
         self.scheduler, self.gpu_learners = opened.scheduler, opened.gpu_learners
         self.n_todo = opened.n_todo
         """Splits this run has to run (0: no pickled code of grid.h5 is loaded)."""
+        self.run_key = self.ranks[0].start_time
+        """This run among the project's runs: rank 0's start time (Unix seconds)."""
+        self.run_number = self.store.begin_run(self.run_key, run_facts(
+            self._launch, n_ranks=self.n_ranks, threads=self._threads,
+            mpi_library=self.mpi_library, start_time=self.run_key))
+        """This run's number (1, 2, ...), recorded with each of its splits."""
         deadline = Deadline(None if self.options.time_left is None
                             else time.time() + self.options.time_left)
         self.stop = RunStop(self.signals, self.paths.stop_request, grace=self.options.grace,
@@ -127,13 +136,16 @@ class Dispatcher:
         self.comes_back: dict[int, float] = {}
         """perf_counter() time at which each worker told ``[]`` is expected back."""
 
-    def place(self, placements: list[Placement]) -> None:
-        """Learn where every rank runs (index = rank); GPU learners go to GPU ranks.
+    def place(self, placements: list[Placement], nodes: list[dict] | None = None) -> None:
+        """Learn where every rank runs (index = rank), and each node's hardware
+        (``nodes``, for the ``/runs`` table); GPU learners go to GPU ranks.
 
         Raises :class:`MpibenchError` when the grid has GPU learners with splits to run
         and no rank that runs splits has a GPU.
         """
         self.ranks[0].host, self.ranks[0].gpu = placements[0].node, placements[0].gpu
+        if nodes:
+            self.store.update_run(self.run_key, nodes=json.dumps(nodes))
         if not isinstance(self.scheduler, PooledScheduler):
             return
         self.scheduler.gpu_ranks = {p.rank for p in placements if p.has_gpu}
@@ -368,16 +380,19 @@ class Dispatcher:
             self.store.mark_returned(np.asarray(stuck, dtype=np.int64))
         return len(stuck)
 
-    def checkpoint(self, complete: bool) -> None:
-        """Commit the journal and rewrite ``results.h5`` atomically."""
+    def checkpoint(self, complete: bool, exit_code: int | None = None) -> None:
+        """Commit the journal and rewrite ``results.h5`` atomically (``exit_code``:
+        the run's, at its end)."""
         self._last_checkpoint = time.monotonic()
         me = self.ranks[0]
         me.end_time, me.cpu_seconds, me.max_rss_bytes = (
             time.time(), time.process_time() - self._cpu_at_start, peak_rss_bytes())
+        ended = {} if exit_code is None else {"exit_code": exit_code}
+        self.store.update_run(self.run_key, end_time=me.end_time, **ended)
         self.store.write(sorted(self.ranks.values(), key=lambda r: r.rank), {
             "complete": complete, "mpibench_version": __version__,
             "mpi_library": self.mpi_library, "n_ranks": self.n_ranks,
-        })
+        }, run=self.run_key)
 
     def serve(self, transport: Transport) -> None:
         """Answer worker requests until every worker was told to stop and holds nothing.
@@ -429,7 +444,7 @@ class Dispatcher:
         """Final commit, consolidation and summary; 0 if complete, 3 if resumable."""
         n_done = len(self.store.done_ids())  # (unique already)
         complete = n_done == self.n_total
-        self.checkpoint(complete=complete)
+        self.checkpoint(complete=complete, exit_code=0 if complete else 3)
         self.store.close()
         wall = time.monotonic() - self.progress.start
         ranks = sorted(self.ranks.values(), key=lambda r: r.rank)

@@ -167,6 +167,8 @@ class ExecutorConfig:
         The ``CUDA_VISIBLE_DEVICES`` of the splits ("": none).
     project : pathlib.Path or None
         The project folder (checkpoints, the stop marker); None: no checkpoints.
+    run_number : int
+        The run's number, recorded per split.
     """
 
     grid_path: str
@@ -180,3 +182,4 @@ class ExecutorConfig:
     host: str = ""
     gpu: str = ""
     project: Path | None = None
+    run_number: int = 0

@@ -215,18 +215,21 @@ class IsolatedExecutor:
     project : pathlib.Path, optional
         The project folder: its splits' checkpoints and the run's stop marker (None:
         splits get no checkpoint).
+    run_number : int
+        The run's number, recorded per split.
     """
 
     def __init__(self, grid_path: Path, rank: int, threads: int, limits: IsolationLimits,
                  fallback: Any = None, supervisor: SupervisorProcess | None = None,
                  predictions: Path | None = None, log_folder: Path | None = None,
-                 placement: Placement | None = None, project: Path | None = None) -> None:
+                 placement: Placement | None = None, project: Path | None = None,
+                 run_number: int = 0) -> None:
         place = placement or Placement(rank, node_name())
         environment = {**{name: str(threads) for name in THREAD_VARIABLES},
                        **place.cuda_environment}
         self._config = ExecutorConfig(str(grid_path), rank, threads, limits, fallback,
                                       predictions, log_folder, environment, place.node,
-                                      place.gpu, project)
+                                      place.gpu, project, run_number)
         self._env = {**child_environment(threads), **environment}
         self._n_scores: int | None = None
         self.batches = True
@@ -324,7 +327,8 @@ class IsolatedExecutor:
         return failed_result(job.job_id, job.attempt, Status.CRASH,
                              message, n_scores=self._n_scores,
                              rank=rank, host=host, pid=os.getpid(), start=start,
-                             threads=self._config.threads, gpu=self._config.gpu)
+                             threads=self._config.threads, gpu=self._config.gpu,
+                             run=self._config.run_number)
 
     def close(self) -> None:
         """Stop the supervisor and its executors."""

@@ -24,6 +24,7 @@ from .placement import LocalFacts, Placement, local_facts, place_ranks
 from .polling import worker_backoff
 from .progress import log
 from .protocol import TAG_PLACE
+from .provenance import node_hardware
 from .transport import Transport
 
 GRID_COPY_WAIT = 600.0
@@ -59,21 +60,24 @@ def local_folder() -> str:
     return str(Path(base) / f"mpibench-{socket.gethostname()}-{os.getpid()}")
 
 
-def exchange_placements(transport: Transport,
-                        grid: Path) -> tuple[Placement, list[Placement] | None]:
+def exchange_placements(transport: Transport, grid: Path
+                        ) -> tuple[Placement, list[Placement] | None, list[dict] | None]:
     """Every rank reports its :class:`LocalFacts` to rank 0, which places them all.
 
-    Returns this rank's placement, and on rank 0 everyone's (None elsewhere).
+    Returns this rank's placement, and on rank 0 everyone's and each node's hardware
+    (the first rank of each node reports it; None elsewhere).
     Collective: every rank calls it once, after the start was agreed. Rank 0 of a job
     of several ranks runs no split (no GPU, no grid copy).
     """
     inject_fault("place", transport.rank)
     key, processor = transport.node_key()
     facts = local_facts(key, processor, grid_mappable(grid, transport.rank))
+    if key == transport.rank:  # the node's first rank describes it
+        facts = facts._replace(hardware=node_hardware(facts.node))
     if transport.rank != 0:
         transport.send(facts, 0, TAG_PLACE)
         mine, _ = transport.receive(0, TAG_PLACE, worker_backoff(spin=0.0))
-        return mine, None
+        return mine, None, None
     everyone: list[LocalFacts | None] = [facts] + [None] * (transport.size - 1)
     for _ in range(transport.size - 1):
         theirs, source = transport.receive(None, TAG_PLACE, worker_backoff(spin=0.0))
@@ -83,7 +87,8 @@ def exchange_placements(transport: Transport,
     for placement in placements[1:]:
         transport.send(placement, placement.rank, TAG_PLACE)
     report(placements, grid)
-    return placements[0], placements
+    nodes = [f.hardware for f in everyone if f is not None and f.hardware]
+    return placements[0], placements, nodes
 
 
 def report(placements: list[Placement], grid: Path) -> None:

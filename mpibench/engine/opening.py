@@ -176,7 +176,8 @@ def retire_exhausted(store: ResultStore, limit: int, me: RankStats) -> None:
         j, int(store.started[j]), Status.CRASH,
         f"in flight when {started[j]} runs died; not retried (crash_after={limit})",
         n_scores=n_scores, rank=0, host=me.host, pid=me.pid, start=now, threads=0,
-        end=now) for j in exhausted.tolist()]))
+        end=now, run=len(store.run_keys()) + 1)  # (the run opening now)
+        for j in exhausted.tolist()]))
     log(f"{len(exhausted)} split(s) recorded as crash after {limit} attempts")
 
 

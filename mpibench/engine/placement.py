@@ -45,6 +45,8 @@ class LocalFacts(NamedTuple):
     """The node's GPU indices from ``/dev/nvidia<N>`` (used when the launcher set none)."""
     grid_mappable: bool = True
     """Whether ``grid.h5`` can be memory-mapped from where this rank sees it."""
+    hardware: dict | None = None
+    """The node's CPU, memory and GPUs (from its first rank only; ``/runs``)."""
 
 
 @dataclass(frozen=True)

@@ -163,11 +163,29 @@ def end_executor(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far, bytes (Linux reports KiB)."""
+_HIGHEST_SEEN = [0]
+"""The highest peak a split's meter read before it reset the kernel's mark (bytes)."""
+
+
+def kernel_peak_rss_bytes() -> int:
+    """The kernel's peak resident memory of this process, bytes (Linux reports KiB,
+    macOS bytes); since the last reset by :mod:`mpibench.engine.usage`, if any."""
     import resource
 
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def note_peak(peak: int) -> None:
+    """Remember ``peak`` (bytes) before the kernel's mark is reset."""
+    if peak > _HIGHEST_SEEN[0]:
+        _HIGHEST_SEEN[0] = peak
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far, bytes (over every split, whatever
+    resets of the kernel's mark measuring them per split made)."""
+    return max(kernel_peak_rss_bytes(), _HIGHEST_SEEN[0])
 
 
 def refuse_cuda_context() -> None:

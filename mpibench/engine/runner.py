@@ -37,6 +37,7 @@ from .protocol import (
     TAG_DONE,
     TAG_SETUP,
 )
+from .provenance import launch_facts, launch_rank
 from .stopping import StopSignals
 from .transport import MPITransport, Transport, TransportAborted
 from .workerloop import work
@@ -100,6 +101,10 @@ class RunContext:
     mpi_library: str = "-"
     placement: Placement | None = None
     """This rank's node, GPU and grid copy (set once every rank has reported)."""
+    run_number: int = 0
+    """This run's number among the project's runs (from rank 0, recorded per split)."""
+    launch: dict | None = None
+    """Rank 0's command line and git commit, taken before MPI started (``/runs``)."""
 
 
 def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
@@ -118,7 +123,8 @@ def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
                                 fallback=options.fallback, supervisor=supervisor,
                                 predictions=predictions,
                                 log_folder=paths.logs if options.log_splits else None,
-                                placement=place, project=paths.root)
+                                placement=place, project=paths.root,
+                                run_number=context.run_number)
     from ..store.gridfile import GridFile
     from .inprocess import InProcessExecutor
     from .worker import SplitRunner
@@ -126,7 +132,7 @@ def make_executor(paths: ProjectPaths, rank: int, options: RunOptions,
     os.environ.update(place.cuda_environment)  # before any learner could initialise CUDA
     runner = SplitRunner(GridFile(grid), rank, context.threads, fallback=options.fallback,
                          predictions=predictions, host=place.node, gpu=place.gpu,
-                         project=paths)
+                         project=paths, run_number=context.run_number)
     runner.warm_up()  # first-call costs stay out of the first split's timings
     return InProcessExecutor(runner)
 
@@ -181,6 +187,8 @@ def run(project: str | os.PathLike | Grid, folder: str | os.PathLike | None = No
         one_line_errors()  # the one-launch form: a program of its own
     context = RunContext(resolve_threads(options.threads), StopSignals())
     context.signals.install()  # from here on a stop is a clean stop, whatever the rank does
+    if launch_rank() in (0, None):  # (git runs now: after MPI_Init a fork is unsafe)
+        context.launch = launch_facts()
     try:
         if (options.isolate and comm is None and not mpi_initialized()
                 and not runs_no_split()):  # before MPI starts: no second interpreter
@@ -369,14 +377,14 @@ def _place(transport: Transport, role: Role, dispatcher: Dispatcher | None,
     """Every rank learns its node, GPU and grid copy; rank 0's dispatcher learns them
     all and may refuse the run (GPU learners, no GPU): every rank then ends with that."""
     try:
-        context.placement, everyone = exchange_placements(transport, paths.grid)
+        context.placement, everyone, nodes = exchange_placements(transport, paths.grid)
     except Exception as exc:  # a rank that cannot report would leave rank 0 waiting
         _abort(transport, _failure_message(transport, exc), getattr(exc, "exit_code", 1))
         raise
     outcome = None
     if dispatcher is not None and everyone is not None:
         try:
-            dispatcher.place(everyone)
+            dispatcher.place(everyone, nodes)
         except Exception as exc:  # every rank must learn of it
             outcome = _refusal(exc)
     share_refusal(transport, outcome)
@@ -395,7 +403,8 @@ def _open_dispatcher(paths: ProjectPaths, n_ranks: int, options: RunOptions,
         log(f"test mode: {paths.root} (first split of each task x learner x "
             "resampling, small data)")
     return Dispatcher(paths, n_ranks, options, signals=context.signals,
-                      mpi_library=context.mpi_library, test_source=context.test_source)
+                      mpi_library=context.mpi_library, test_source=context.test_source,
+                      launch=context.launch, threads=context.threads)
 
 
 def _end_together(transport: Transport, code: int) -> int:
@@ -429,7 +438,8 @@ def _ready_executor(transport: Transport, role: Role, dispatcher: Dispatcher | N
     """The executor of a rank that runs splits, once it has loaded every learner; None
     when there is nothing to run (then no pickled code of ``grid.h5`` is loaded).
     Collective: a rank that cannot load them ends every rank, in one line (exit 2)."""
-    has_work = transport.share(dispatcher.n_todo > 0 if dispatcher else None, TAG_SETUP)
+    has_work, context.run_number = transport.share(
+        (dispatcher.n_todo > 0, dispatcher.run_number) if dispatcher else None, TAG_SETUP)
     executor, problem = None, None
     if role.runs_splits and has_work:
         try:

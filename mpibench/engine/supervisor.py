@@ -264,7 +264,7 @@ class Supervisor:
         escaped = escaped_descendants(executor.pid)
         kill_group(executor.pid, signal.SIGKILL)  # it and whatever it started
         end_processes(escaped)  # (and what it started in sessions of their own)
-        _, status = os.waitpid(executor.pid, 0)
+        _, status, usage = os.wait4(executor.pid, 0)  # (its peak: since the split began)
         executor.take_output()
         self._current = None
         self._forget(executor, reaped=True)
@@ -272,7 +272,8 @@ class Supervisor:
         status_name, message = self._classify(verdict, status, limits)
         if status_name is not Status.INTERRUPTED:
             message += executor.last_lines()
-        return self.runner.failure(job, start, status_name, message)
+        return self.runner.failure(job, start, status_name, message,
+                                   max_rss_bytes=int(usage.ru_maxrss) * 1024)
 
     def can_batch(self, jobs: list[Assignment]) -> bool:
         """May ``jobs`` go to the executor as one batch? Only without limits (the run's
@@ -446,7 +447,8 @@ def serve(frames_in: int, frames_out: int) -> None:
                              fallback=config.fallback, predictions=config.predictions,
                              host=config.host, gpu=config.gpu,
                              project=None if config.project is None
-                             else ProjectPaths(config.project))
+                             else ProjectPaths(config.project),
+                             run_number=config.run_number)
         runner.preload()  # executors and spares start with the task data (a small grid)
         runner.warm_up()
     except MpibenchError as exc:

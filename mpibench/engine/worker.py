@@ -28,10 +28,11 @@ from ..store.gridfile import GridFile, SplitIndex
 from ..store.paths import ProjectPaths
 from ..store.predictions import PredictionWriter
 from ..store.records import INTERRUPTED, OK, SplitResult, Status, failed_result
-from ..tuning import PRELOAD_PAIRS, RSS_SAMPLE_SECONDS
+from ..tuning import PRELOAD_PAIRS
 from .procs import peak_rss_bytes
 from .protocol import Assignment
 from .taskcache import ByteCache
+from .usage import UsageMeter
 
 WARNING_CHARS = 500
 """Characters of a split's first warning kept in the ``warning`` column."""
@@ -136,8 +137,10 @@ class SplitRunner:
     def __init__(self, grid_file: GridFile, rank: int, threads: int,
                  fallback: Any = None, predictions: Path | None = None,
                  host: str | None = None, gpu: str = "",
-                 project: ProjectPaths | None = None) -> None:
+                 project: ProjectPaths | None = None, run_number: int = 0) -> None:
         self.grid_file = grid_file
+        self.run_number = run_number
+        """The run's number (recorded per split; see ``mb.read_runs``)."""
         self._checkpoints = None if project is None else project.checkpoints
         """``PROJECT/checkpoints`` (None: splits get no checkpoint)."""
         self._stopping = None if project is None else project.stopping.exists
@@ -165,7 +168,8 @@ class SplitRunner:
         self.scorers = self._unpickled("The grid's scorers", grid_file.scorers)
         self._scoring = bind_scorers(self.scorers)
         self._needs_proba = any(s.kind == "proba" for s in self.scorers)
-        self._rss, self._rss_read_at = 0, float("-inf")
+        self._meter = UsageMeter()
+        """What each split uses: CPU time, peak memory, GPU memory."""
         self._no_scores = (float("nan"),) * len(self.scorers)
         self._traced: set[str] = set()
         """Error lines whose full traceback this process recorded (once each)."""
@@ -178,13 +182,6 @@ class SplitRunner:
     def _load_task(self, task_i: int) -> tuple[np.ndarray, Callable, Any]:
         X, y = self.grid_file.task_data(task_i)
         return y, row_taker(X), X  # (X: for the cache's byte count)
-
-    def _peak_rss(self, now: float) -> int:
-        """Peak resident memory, bytes (read again if ``RSS_SAMPLE_SECONDS`` old at
-        ``now``, Unix seconds)."""
-        if now - self._rss_read_at >= RSS_SAMPLE_SECONDS:
-            self._rss, self._rss_read_at = peak_rss_bytes(), now
-        return self._rss
 
     def _learner(self, learner_i: int) -> EstimatorFactory:
         """Fresh seeded copies of learner ``learner_i`` (loaded once)."""
@@ -245,13 +242,15 @@ class SplitRunner:
         return fallback
 
     def failure(self, job: Assignment, start: float, status: Status | str,
-                message: str) -> SplitResult:
+                message: str, max_rss_bytes: int | None = None) -> SplitResult:
         """A result for a split that produced no scores (``message``: why; the rank and
-        host are columns of their own)."""
+        host are columns of their own; ``max_rss_bytes``: its peak, where known)."""
         return failed_result(job.job_id, job.attempt, status, message,
                              n_scores=len(self.scorers), rank=self.rank, host=self.host,
                              pid=self.pid, start=start, threads=self.threads,
-                             max_rss_bytes=peak_rss_bytes(), gpu=self.gpu)
+                             max_rss_bytes=peak_rss_bytes() if max_rss_bytes is None
+                             else max_rss_bytes, gpu=self.gpu,
+                             run=self.run_number)
 
     def _error_text(self, stage: str, exc: BaseException) -> str:
         """``in STAGE: Type: message (at innermost <- ...)``; the first time this process
@@ -301,6 +300,7 @@ class SplitRunner:
     def _run(self, job: Assignment, learner: Any, start: float) -> SplitResult:
         fit_ns = predict_ns = score_ns = 0
         scores, status, error, stage, extra = self._no_scores, OK, "", "fit", ""
+        self._meter.begin()
         tick = perf_counter_ns()
         slot = (None if self._checkpoints is None or self._stopping is None
                 or learner is not None  # (a fallback learner gets no checkpoint)
@@ -353,15 +353,19 @@ class SplitRunner:
             elif stage == "score":
                 score_ns = elapsed
         end = time.time()
+        used = self._meter.end(end - start)
         checkpoint = None if slot is None else slot.checkpoint
         if checkpoint is not None:  # the split has its result: its saves go
             checkpoint.remove()
             fit_ns += round(checkpoint.earlier_seconds * 1e9)
         return SplitResult(job.job_id, status, error, scores, self.rank, self.host,
                            self.pid, start, end, fit_ns / 1e9, predict_ns / 1e9,
-                           score_ns / 1e9, self._peak_rss(end), self.threads, job.attempt,
+                           score_ns / 1e9, used.max_rss_bytes, self.threads, job.attempt,
                            record=extra, gpu=self.gpu,
-                           resumed_from=checkpoint.resumed_from if checkpoint else 0)
+                           resumed_from=checkpoint.resumed_from if checkpoint else 0,
+                           cpu_seconds=used.cpu_seconds,
+                           gpu_max_memory_bytes=used.gpu_max_memory_bytes,
+                           gpu_seconds=used.gpu_seconds, run=self.run_number)
 
 
 def record_json(values: Any) -> str:

@@ -25,9 +25,12 @@ _DTYPES = {
     "max_rss_bytes": np.int64, "threads": np.int32, "attempt": np.int32, "fallback": bool,
     "n_warnings": np.int32, "warning": object, "record": object, "gpu": object,
     "resumed_from": np.int32, "limit_seconds": np.float64, "limit_bytes": np.int64,
+    "cpu_seconds": np.float64, "gpu_max_memory_bytes": np.int64, "gpu_seconds": np.float64,
+    "run": np.int32,
 }
 DEFAULTS = {"attempt": 1, "fallback": False, "n_warnings": 0, "warning": "", "record": "",
-            "gpu": "", "resumed_from": 0, "limit_seconds": 0.0, "limit_bytes": 0}
+            "gpu": "", "resumed_from": 0, "limit_seconds": 0.0, "limit_bytes": 0,
+            "cpu_seconds": 0.0, "gpu_max_memory_bytes": 0, "gpu_seconds": 0.0, "run": 0}
 """Values of the fields that journals of older versions do not hold."""
 _INTERNED = ("status", "host", "gpu")
 

@@ -18,6 +18,7 @@ header  ``JournalWriter()``  fingerprint, parts,    the grid the journal belongs
                                                    ids become history
 ``g``   ``grew``            parts, fingerprint     the project grew: the grid's new parts
 ``k``   ``rank_table``      run, rows              a run's ``/ranks`` rows (latest wins)
+``n``   ``run_facts``       run, facts             a run's ``/runs`` row (latest wins)
 ``r``   ``append_results``  rows                   finished splits, one list per split in
                                                    the header's ``result_fields`` order
 ``c``   ``append_results``  n, t0, cols            finished splits, one list per field
@@ -58,8 +59,8 @@ from .paths import fsync_path, replace_atomically, write_failed
 from .records import SplitResult
 
 MAGIC = b"MPIBENCH-JOURNAL 1\n"
-HEADER, HANDED_OUT, HANDED_BACK, RETRIED, GREW, RANK_TABLE, ROWS, COLUMNS = (
-    "header", "s", "u", "x", "g", "k", "r", "c")
+HEADER, HANDED_OUT, HANDED_BACK, RETRIED, GREW, RANK_TABLE, ROWS, COLUMNS, RUN_FACTS = (
+    "header", "s", "u", "x", "g", "k", "r", "c", "n")
 """The record kinds (the table above)."""
 HEAD = struct.Struct("<II")
 _RECORD_START = b'{"t": '
@@ -103,6 +104,8 @@ class JournalContents:
     n_rows: int = 0
     ranks: dict = field(default_factory=dict)
     """Per run (rank 0's start time): its ranks' ``/ranks`` rows, latest record wins."""
+    runs: dict = field(default_factory=dict)
+    """Per run (rank 0's start time): its ``/runs`` row, latest record wins."""
     torn_at: int | None = None
     damaged: list[tuple[int, int]] = field(default_factory=list)
     parts_before_growth: dict | None = None
@@ -212,6 +215,8 @@ def _apply(contents: JournalContents, record: dict) -> None:
         contents.n_rows += len(batch)
     elif kind == RANK_TABLE:
         contents.ranks[record["run"]] = record["rows"]
+    elif kind == RUN_FACTS:
+        contents.runs[record["run"]] = record["facts"]
     elif kind == RETRIED:
         contents.retries.append((contents.n_rows, len(contents.started_ids),
                                  len(contents.returned_ids), record["jobs"]))
@@ -388,6 +393,10 @@ class JournalWriter:
     def rank_table(self, run: float, rows: list) -> None:
         """A ``k`` record: run ``run``'s ``/ranks`` rows so far."""
         self._append(json_bytes({"t": RANK_TABLE, "run": run, "rows": rows}))
+
+    def run_facts(self, run: float, facts: dict) -> None:
+        """An ``n`` record: run ``run``'s ``/runs`` row so far."""
+        self._append(json_bytes({"t": RUN_FACTS, "run": run, "facts": facts}))
 
     def handed_out(self, job_ids: np.ndarray | list[int]) -> None:
         """An ``s`` record: these splits were handed out."""

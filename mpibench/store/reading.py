@@ -6,6 +6,7 @@ pandas, or, while a run has not written it yet, what its journal holds.
     /splits/<column>   one row per finished split (see :func:`result_columns`)
     /history/<column>  earlier attempts of splits run again by --retry
     /ranks/<column>    one row per rank of each run that ran splits
+    /runs/<column>     one row per run: versions, nodes, SLURM job, git commit
     /predictions/...   with --save-predictions
     attrs              fingerprint, complete, n_total, n_done, mpibench_version,
                        mpi_library, n_ranks, schema_version
@@ -41,14 +42,25 @@ JOB_COLUMNS = (
 STATUS_COLUMNS = ("status", "error", "attempt", "resumed_from", "fallback", "n_warnings",
                   "warning", "record")
 RUN_COLUMNS = (
-    "rank", "host", "gpu", "pid", "start_time", "end_time", "fit_seconds",
-    "predict_seconds", "score_seconds", "max_rss_bytes", "threads", "limit_seconds",
-    "limit_bytes",
+    "run", "rank", "host", "gpu", "pid", "start_time", "end_time", "fit_seconds",
+    "predict_seconds", "score_seconds", "cpu_seconds", "max_rss_bytes",
+    "gpu_max_memory_bytes", "gpu_seconds", "threads", "limit_seconds", "limit_bytes",
 )
 RANK_COLUMNS = (
     "rank", "host", "gpu", "pid", "n_splits", "busy_seconds", "idle_seconds", "cpu_seconds",
     "max_rss_bytes", "start_time", "end_time",
 )
+RUNS_COLUMNS = (
+    "run", "start_time", "end_time", "exit_code", "n_ranks", "threads", "command",
+    "working_directory", "git_commit", "git_dirty", "python_version", "mpibench_version",
+    "numpy_version", "scipy_version", "scikit_learn_version", "pandas_version",
+    "h5py_version", "mpi4py_version", "torch_version", "mpi_library", "slurm_job_id",
+    "slurm_partition", "slurm_nodelist", "thread_settings", "nodes",
+)
+"""Columns of ``/runs`` (``thread_settings`` and ``nodes``: JSON text)."""
+RUNS_NUMBERS = {"start_time": 0.0, "end_time": 0.0, "exit_code": -1, "n_ranks": 0,
+                "threads": 0, "git_dirty": -1}
+"""The numeric ``/runs`` columns and their value where unknown (text columns: "")."""
 RESULT_ROW_BYTES = 520
 """Bytes a result row takes in ``results.h5`` (scale.py: 520 MB for a million rows of
 one scorer), to decide whether it is built in memory or written to a temporary file
@@ -274,6 +286,20 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
                             "--save-predictions (mb.run(..., save_predictions=True)); "
                             "--retry ok,error,... recomputes splits already done.")
     return frame
+
+
+def read_runs(path: str | os.PathLike) -> pd.DataFrame:
+    """The ``/runs`` table: one row per run of the project (``run`` 1, 2, ... in start
+    order; the ``run`` column of :func:`read_results` names it): start and end (Unix
+    seconds), exit code (-1: unknown, e.g. killed), ranks, threads, command line,
+    working directory and its git commit (``git_dirty`` 1: tracked files changed, -1:
+    not a git work tree), the installed versions of Python, mpibench, numpy, scipy,
+    scikit-learn, pandas, h5py, mpi4py and torch (empty: not installed), the MPI
+    library, SLURM's job id, partition and node list, the thread variables (JSON) and
+    each node's CPU model, cores, memory and GPUs (``nodes``, JSON). Projects last run
+    by an older mpibench have none (an empty table)."""
+    frame = _read_table(path, "runs", missing_ok=True)
+    return frame if frame is not None else pd.DataFrame(columns=list(RUNS_COLUMNS))
 
 
 def read_ranks(path: str | os.PathLike) -> pd.DataFrame:

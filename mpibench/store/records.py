@@ -52,7 +52,7 @@ class SplitResult(NamedTuple):
 
     A named tuple: cheap to pickle, and a list of them is a list of journal rows.
     Times are Unix seconds (``start_time``, ``end_time``) or wall-clock seconds
-    (``*_seconds``); ``max_rss_bytes`` is the worker's peak resident memory in bytes.
+    (``*_seconds``); ``max_rss_bytes`` is the split's peak resident memory in bytes.
     ``n_warnings`` counts the Python warnings fit, predict and the scorers raised, and
     ``warning`` is the first of them (``Category: message``); ``record`` is the JSON of
     what the grid's ``record`` function returned for the fitted learner.
@@ -60,7 +60,10 @@ class SplitResult(NamedTuple):
     scratch; see :mod:`mpibench.checkpoint`); its ``fit_seconds`` then include what the
     earlier attempts had spent up to that save. ``limit_seconds`` and ``limit_bytes``
     are the timeout and memory limit this attempt ran under (0: none), which
-    ``--escalate`` grows from one attempt to the next.
+    ``--escalate`` grows from one attempt to the next. ``cpu_seconds``,
+    ``max_rss_bytes``, ``gpu_max_memory_bytes`` and ``gpu_seconds`` are what the split
+    used (see :mod:`mpibench.engine.usage`); ``run`` numbers the run that recorded it
+    (1, 2, ... in start order; the ``/runs`` table).
     """
 
     job_id: int
@@ -86,6 +89,10 @@ class SplitResult(NamedTuple):
     resumed_from: int = 0
     limit_seconds: float = 0.0
     limit_bytes: int = 0
+    cpu_seconds: float = 0.0
+    gpu_max_memory_bytes: int = 0
+    gpu_seconds: float = 0.0
+    run: int = 0
 
 
 @dataclass
@@ -117,7 +124,7 @@ class RankStats:
 def failed_result(job_id: int, attempt: int, status: Status | str, error: str, *,
                   n_scores: int, rank: int, host: str, pid: int, start: float,
                   threads: int, max_rss_bytes: int = 0,
-                  end: float | None = None, gpu: str = "") -> SplitResult:
+                  end: float | None = None, gpu: str = "", run: int = 0) -> SplitResult:
     """The record of a split that produced no scores (NaN for each of ``n_scores``):
     every failure the engine records is built here.
 
@@ -138,4 +145,4 @@ def failed_result(job_id: int, attempt: int, status: Status | str, error: str, *
     seconds = 0.0 if status is Status.INVALID else max(0.0, end - start)
     return SplitResult(job_id, status.value, error, (float("nan"),) * n_scores,
                        rank, host, pid, start, end, seconds, 0.0, 0.0, max_rss_bytes,
-                       threads, attempt, gpu=gpu)
+                       threads, attempt, gpu=gpu, run=run)

@@ -26,10 +26,13 @@ from .reading import (
     RANK_COLUMNS,
     RESULT_ROW_BYTES,
     RUN_COLUMNS,
+    RUNS_COLUMNS,
+    RUNS_NUMBERS,
     STATUS_COLUMNS,
     current_rows,
     read_attrs,
     read_results,
+    read_runs,
     result_columns,
     split_columns,
 )
@@ -76,6 +79,8 @@ class ResultStore:
         self.started_before_retry = np.zeros(len(jobs), dtype=np.int32)
         self.run_ranks: dict = {}
         """Per run (rank 0's start time, Unix seconds): its ``/ranks`` rows."""
+        self.run_facts: dict[float, dict] = {}
+        """Per run (rank 0's start time): its ``/runs`` row (see :meth:`begin_run`)."""
         for leftover in paths.root.glob(f".{paths.results.name}.*.tmp"):
             leftover.unlink()  # from a run killed while consolidating; we hold the lock
         self._growth_undone = False
@@ -89,6 +94,8 @@ class ResultStore:
             self.journal.commit()
         if seed is not None:
             self.journal.append_results(seed.results())
+            for key, facts in self.run_facts.items():
+                self.journal.run_facts(key, facts)
             self.journal.commit()
 
     def _read_journal(self, repair: bool) -> JournalContents | None:
@@ -126,6 +133,7 @@ class ResultStore:
             self.rows_before_retry, self.started_before_retry = contents.retry_marks(
                 len(self.jobs))
             self.run_ranks = {float(k): v for k, v in contents.ranks.items()}
+            self.run_facts = {float(k): v for k, v in contents.runs.items()}
             return None
         if not self.paths.results.exists():
             return None
@@ -137,6 +145,9 @@ class ResultStore:
         seed = batch_from_frame(read_results(self.paths.root, categorical=False),
                                 self.scorer_names)
         self._results.append(seed)
+        for row in read_runs(self.paths.root).to_dict("records"):
+            row.pop("run")
+            self.run_facts[float(row["start_time"])] = {k: _plain(v) for k, v in row.items()}
         return seed
 
     def done_ids(self) -> np.ndarray:
@@ -210,7 +221,25 @@ class ResultStore:
 
         return len(job_ids), split_columns(batch, job_ids, rows, self.jobs, self.scorer_names)
 
-    def write(self, ranks: list[RankStats], attrs: dict) -> Path:
+    def run_keys(self) -> list[float]:
+        """Every run's key (rank 0's start time), in start order: run ``i + 1`` is
+        ``run_keys()[i]``."""
+        return sorted(set(self.run_facts) | set(self.run_ranks))
+
+    def begin_run(self, run: float, facts: dict) -> int:
+        """Journal (and commit) run ``run``'s ``/runs`` row as far as it is known at the
+        start; returns the run's number (1, 2, ...: recorded with each of its splits)."""
+        self.run_facts[run] = {**self.run_facts.get(run, {}), **facts}
+        self.journal.run_facts(run, self.run_facts[run])
+        self.journal.commit()
+        return self.run_keys().index(run) + 1
+
+    def update_run(self, run: float, **facts: Any) -> None:
+        """Journal more of run ``run``'s row (committed with the next group)."""
+        self.run_facts[run] = {**self.run_facts.get(run, {}), **facts}
+        self.journal.run_facts(run, self.run_facts[run])
+
+    def write(self, ranks: list[RankStats], attrs: dict, run: float | None = None) -> Path:
         """Commit the journal, then replace ``results.h5`` atomically with every row.
 
         Parameters
@@ -219,15 +248,18 @@ class ResultStore:
             One per rank of this run.
         attrs : dict
             Extra root attributes (``complete``, ``n_ranks``, ``mpi_library``, ...).
+        run : float, optional
+            The run's key (rank 0's start time; default: the earliest start of
+            ``ranks``).
         """
-        run = float(min(r.start_time for r in ranks))
+        run = float(min(r.start_time for r in ranks)) if run is None else run
         self.run_ranks[run] = [[_plain(getattr(r, c)) for c in RANK_COLUMNS] for r in ranks]
         self.journal.rank_table(run, self.run_ranks[run])
         self.journal.commit()
         attrs = {**attrs, "journal_offset": self.journal.size,  # status reads on from here
                  **self._status_summary()}
         n_rows, columns = self.columns()
-        rank_table = self.rank_table()
+        rank_table, runs_table = self.rank_table(), self.runs_table()
         predictions = self._predictions()
 
         def fill(h5: h5py.File) -> None:
@@ -246,6 +278,7 @@ class ResultStore:
                 for name, values in earlier:
                     write_column(group, name, values, checked=True)
             _write_table(h5.create_group("ranks"), rank_table)
+            _write_table(h5.create_group("runs"), runs_table)
             if predictions is not None:
                 _write_table(h5.create_group("predictions"), predictions)
 
@@ -281,8 +314,9 @@ class ResultStore:
     def rank_table(self) -> pd.DataFrame:
         """``/ranks``: the ranks of every run that ran splits (``run`` 1, 2, ... in
         start order; a run that found nothing to do adds no rows unless no run did)."""
-        frames = []
-        for number, run in enumerate(sorted(self.run_ranks), start=1):
+        frames, keys = [], self.run_keys()
+        for run in sorted(self.run_ranks):
+            number = keys.index(run) + 1
             at = RANK_COLUMNS.index("gpu")  # (journals older than the gpu column lack it)
             rows = [row if len(row) == len(RANK_COLUMNS) else [*row[:at], "", *row[at:]]
                     for row in self.run_ranks[run]]
@@ -291,6 +325,21 @@ class ResultStore:
             frames.append(frame)
         worked = [f for f in frames if f["n_splits"].sum() > 0] or frames[-1:]
         return pd.concat(worked, ignore_index=True)
+
+    def runs_table(self) -> pd.DataFrame:
+        """``/runs``: one row per run (also those of older versions, known only by their
+        rank tables: their facts unknown)."""
+        rows = []
+        for number, run in enumerate(self.run_keys(), start=1):
+            facts = self.run_facts.get(run, {})
+            row = {name: facts.get(name, RUNS_NUMBERS.get(name, "")) for name in RUNS_COLUMNS}
+            row.update(run=number, start_time=float(facts.get("start_time", run)))
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+        for name in RUNS_COLUMNS:
+            if name not in RUNS_NUMBERS and name != "run":
+                frame[name] = frame[name].astype(str).astype(object)
+        return frame
 
     def close(self) -> None:
         """Commit and close the journal."""
