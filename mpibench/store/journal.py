@@ -12,17 +12,14 @@ kind    written by          fields                 meaning; what a reader does
 header  ``JournalWriter()``  fingerprint, parts,    the grid the journal belongs to (first
                             created, result_fields  record); a reader refuses other grids
 ``s``   ``handed_out``      jobs                   ids handed out: counts attempts
-``u``   ``handed_back``     jobs                   ids handed back unstarted (a stop):
-                                                   takes those attempts back
-``x``   ``retried``         jobs                   ``--retry``: earlier results of these
-                                                   ids become history
+``u``   ``handed_back``     jobs                   ids back unstarted: attempts taken back
+``x``   ``retried``         jobs                   ``--retry``: their results go to history
 ``g``   ``grew``            parts, fingerprint     the project grew: the grid's new parts
 ``k``   ``rank_table``      run, rows              a run's ``/ranks`` rows (latest wins)
 ``n``   ``run_facts``       run, facts             a run's ``/runs`` row (latest wins)
 ``r``   ``append_results``  rows                   finished splits, one list per split in
                                                    the header's ``result_fields`` order
 ``c``   ``append_results``  n, t0, cols            finished splits, one list per field
-                                                   (large batches)
 ======  ==================  =====================  ==========================================
 
 Records reach the file with one ``write`` each (a killed process loses none) and are
