@@ -202,3 +202,16 @@ def test_the_report_shows_resources_and_runs(finished, tmp_path):
     text = mb.write_report(finished, tmp_path / "r.html").read_text()
     assert "<h2>Resources</h2>" in text and "<h2>Runs</h2>" in text
     assert "mpibench sbatch" in text and "kWh" in text
+
+
+def test_use_that_older_versions_did_not_measure_is_unknown_not_zero():
+    import pandas as pd
+
+    from mpibench.analysis.resources import usage_by_learner
+
+    old = pd.DataFrame({"learner": ["a", "a"], "max_rss_bytes": [1e9, 2e9],
+                        "start_time": [0.0, 0.0], "end_time": [10.0, 10.0]})
+    table = usage_by_learner(old)
+    assert table["cpu_hours"].isna().all() and table["gpu_hours"].isna().all()
+    mixed = old.assign(cpu_seconds=[3600.0, float("nan")])
+    assert usage_by_learner(mixed)["cpu_hours"].isna().all()  # (not 1 CPU-hour)

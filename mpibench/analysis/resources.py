@@ -51,18 +51,19 @@ def usage_by_learner(results: pd.DataFrame) -> pd.DataFrame:
     rows = {}
     for learner, part in [*frame.groupby("learner", sort=True), ("all", frame)]:  # all last
         memory = part["memory"]
-        rows[learner] = {
-            "splits": len(part), "cpu_hours": part["cpu_hours"].sum(),
-            "gpu_hours": part["gpu_hours"].sum(), "gb_hours": part["gb_hours"].sum(),
+        rows[learner] = {  # (NaN where a split's use is unknown: an older version's)
+            "splits": len(part), "cpu_hours": part["cpu_hours"].sum(skipna=False),
+            "gpu_hours": part["gpu_hours"].sum(skipna=False),
+            "gb_hours": part["gb_hours"].sum(skipna=False),
             "memory_median": memory.median(), "memory_p95": memory.quantile(0.95),
             "memory_max": memory.max()}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _column(results: pd.DataFrame, name: str) -> pd.Series:
-    """A numeric column (zeros for results written before it existed)."""
+    """A numeric column (NaN for results written before it existed: unknown, not 0)."""
     return results[name].astype(float) if name in results else pd.Series(
-        0.0, index=results.index)
+        np.nan, index=results.index)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def next_request(project: str | os.PathLike, *, ntasks: int | None = None,
     time_seconds = (max(seconds.sum() / workers, seconds.max(initial=0.0))
                     * (1 + margin) + warning_seconds)
     ranks = read_ranks(project)
-    peak = max(float(np.max(_column(results, "max_rss_bytes").to_numpy(), initial=0.0)),
+    peak = max(float(np.nanmax(_column(results, "max_rss_bytes").to_numpy(), initial=0.0)),
                float(np.max(ranks["max_rss_bytes"].to_numpy(float), initial=0.0)))
     return NextRequest(ntasks, cpus, time_seconds, int(peak * (1 + margin) / cpus),
                        len(jobs if whole else left), whole)
@@ -186,10 +187,10 @@ def resources_summary(project: str | os.PathLike, energy: EnergyModel | None = N
     total = table.loc["all"]
     kwh = energy.kwh(total["cpu_hours"], total["gb_hours"], total["gpu_hours"])
     ask = next_request(project, results=results, **request)  # type: ignore[arg-type]
-    return {
-        "learners": [{"learner": str(name), **{k: float(v) for k, v in row.items()}}
+    return {  # (JSON has no NaN: None where unknown)
+        "learners": [{"learner": str(name), **{k: _number(v) for k, v in row.items()}}
                      for name, row in table.iterrows()],
-        "kwh": kwh, "grams_co2": kwh * energy.grams_co2_per_kwh,
+        "kwh": _number(kwh), "grams_co2": _number(kwh * energy.grams_co2_per_kwh),
         "model": energy.describe(),
         "next": ask.command(str(project)),
         "next_for": "the whole grid again" if ask.whole else f"the {ask.n_splits} splits left",
@@ -217,10 +218,24 @@ def resources_text(project: str | os.PathLike, energy: EnergyModel | None = None
              "/ 95% / max)"]
     for row in summary["learners"]:
         lines.append(
-            f"  {row['learner']}: {row['splits']:.0f} splits, {row['cpu_hours']:.4g} "
-            f"CPU-h, {row['gpu_hours']:.4g} GPU-h, {format_bytes(row['memory_median'])} / "
-            f"{format_bytes(row['memory_p95'])} / {format_bytes(row['memory_max'])}")
-    lines.append(f"energy: {summary['kwh']:.4g} kWh, {summary['grams_co2']:.4g} g CO2e = "
-                 f"{summary['model']}")
+            f"  {row['learner']}: {row['splits']:.0f} splits, {_known(row['cpu_hours'])} "
+            f"CPU-h, {_known(row['gpu_hours'])} GPU-h, {format_bytes(row['memory_median'])}"
+            f" / {format_bytes(row['memory_p95'])} / {format_bytes(row['memory_max'])}")
+    if summary["kwh"] is None:
+        lines.append("energy: unknown (some splits were recorded by an mpibench that did "
+                     "not measure their CPU time)")
+    else:
+        lines.append(f"energy: {summary['kwh']:.4g} kWh, {summary['grams_co2']:.4g} g "
+                     f"CO2e = {summary['model']}")
     lines.append(f"next time ({summary['next_for']}): {summary['next']}")
     return "\n".join(lines)
+
+
+def _known(value: float | None) -> str:
+    """``value`` for a line of text ("unknown" for None)."""
+    return "unknown" if value is None else f"{value:.4g}"
+
+
+def _number(value: float) -> float | None:
+    """A float, None for NaN."""
+    return None if math.isnan(value) else float(value)

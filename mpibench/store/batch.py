@@ -30,8 +30,10 @@ _DTYPES = {
 }
 DEFAULTS = {"attempt": 1, "fallback": False, "n_warnings": 0, "warning": "", "record": "",
             "gpu": "", "resumed_from": 0, "limit_seconds": 0.0, "limit_bytes": 0,
-            "cpu_seconds": 0.0, "gpu_max_memory_bytes": 0, "gpu_seconds": 0.0, "run": 0}
-"""Values of the fields that journals of older versions do not hold."""
+            "cpu_seconds": float("nan"), "gpu_max_memory_bytes": 0,
+            "gpu_seconds": float("nan"), "run": 0}
+"""Values of the fields that journals of older versions do not hold (NaN: not
+measured then)."""
 _INTERNED = ("status", "host", "gpu")
 
 
