@@ -42,15 +42,16 @@ class Sleeping(RegressorMixin, BaseEstimator):
 
 
 class Spinning(RegressorMixin, BaseEstimator):
-    """Computes for ``seconds`` in ``fit`` (wall time = CPU time on one core)."""
+    """Computes in ``fit`` until it has used ``seconds`` of CPU time (however busy the
+    machine is)."""
 
     def __init__(self, seconds: float = 0.3, random_state: int | None = None) -> None:
         self.seconds = seconds
         self.random_state = random_state
 
     def fit(self, X, y):
-        end, total = time.perf_counter() + self.seconds, 0
-        while time.perf_counter() < end:
+        end, total = time.process_time() + self.seconds, 0
+        while time.process_time() < end:
             total += sum(range(1000))
         self.total_ = total
         return self
