@@ -90,10 +90,11 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
 
 
-def _resources_section(project: Path, energy: EnergyModel) -> list[str]:
+def _resources_section(project: Path, results: pd.DataFrame,
+                       energy: EnergyModel) -> list[str]:
     """CPU-hours, GPU-hours and peak memory per learner, energy, the next request, and
     the runs (versions, nodes, SLURM job, git commit)."""
-    summary = resources_summary(project, energy)
+    summary = resources_summary(project, energy, results)
     table = pd.DataFrame(summary["learners"])
     for column in ("memory_median", "memory_p95", "memory_max"):
         table[column] = table[column].map(format_bytes)
@@ -142,7 +143,7 @@ def _sections(project: Path, results: pd.DataFrame, score: str,
                   "Python warnings (first warning of each split).</p>",
                   _table(table.value_counts().rename("splits").reset_index())]
     parts += ["<h2>Timeline</h2>", _figure(plot_timeline(results, ranks=ranks))]
-    parts += _resources_section(project, energy or EnergyModel())
+    parts += _resources_section(project, results, energy or EnergyModel())
     parts += _across_tasks(results, score)
     parts += _pvalue_section(results, score, attrs)
     n_panels = len(_panels(results[results["status"].astype(str) == "ok"]))

@@ -176,13 +176,13 @@ def _predicted_seconds(results: pd.DataFrame, jobs: pd.DataFrame) -> np.ndarray:
 
 
 def resources_summary(project: str | os.PathLike, energy: EnergyModel | None = None,
-                      **request: object) -> dict:
+                      results: pd.DataFrame | None = None, **request: object) -> dict:
     """:func:`usage_by_learner` (``learners``: one dict per learner, ``all`` last), the
     energy estimate (``kwh``, ``grams_co2``, ``model``) and the ``mpibench sbatch`` line
     to use next time (``next``; ``request``: :func:`next_request`'s options), as a
-    JSON-ready dict."""
+    JSON-ready dict (``results``: the project's, if read already)."""
     energy = energy or EnergyModel()
-    results = read_results(project)
+    results = read_results(project) if results is None else results
     table = usage_by_learner(results)
     total = table.loc["all"]
     kwh = energy.kwh(total["cpu_hours"], total["gb_hours"], total["gpu_hours"])

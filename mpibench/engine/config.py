@@ -12,6 +12,16 @@ THREAD_VARIABLES = (
     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
 )
 LAUNCH_SIZE_VARIABLES = ("SLURM_NTASKS", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+"""Where launchers announce a process's rank before MPI starts (Hydra, Open MPI,
+PMIx, SLURM), in that order."""
+
+
+def launch_rank() -> int | None:
+    """This process's rank as its launcher announced it before MPI starts (the first
+    of :data:`RANK_VARIABLES` that is set); None when it was launched alone."""
+    value = next((os.environ[n] for n in RANK_VARIABLES if os.environ.get(n)), None)
+    return int(value) if value is not None and value.strip().isdigit() else None
 
 
 def env_int(name: str, default: int | None) -> int | None:

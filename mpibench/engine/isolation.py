@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MpibenchError
 from ..tuning import INTERRUPT_POLL
-from .config import THREAD_VARIABLES
+from .config import LAUNCH_SIZE_VARIABLES, THREAD_VARIABLES, launch_rank
 from .executor import ExecutorConfig, IsolationLimits
 from .placement import Placement, node_name
 from .procs import close_quietly, die_with_parent, fork_child, read_frame, write_frame
@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # (this module is imported before MPI starts: nothing heavy)
 
 MPI_VARIABLE_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPIR_", "I_MPI_", "MPICH_",
                          "PRTE_", "OPAL_")
-RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 __all__ = ["ExecutorConfig", "IsolatedExecutor", "IsolationLimits", "SupervisorProcess",
            "child_environment", "fork_supervisor"]
 
@@ -58,10 +57,8 @@ def mpi_initialized() -> bool:
 
 def runs_no_split() -> bool:
     """True when the launcher says this is rank 0 of a multi-rank job (the dispatcher)."""
-    size = max((int(os.environ.get(n, "1") or 1) for n in
-                ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")), default=1)
-    rank = next((os.environ[n] for n in RANK_VARIABLES if os.environ.get(n)), None)
-    return size > 1 and rank == "0"
+    size = max((int(os.environ.get(n, "1") or 1) for n in LAUNCH_SIZE_VARIABLES), default=1)
+    return size > 1 and launch_rank() == 0
 
 
 class SupervisorProcess:

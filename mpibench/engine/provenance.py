@@ -18,21 +18,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .config import THREAD_VARIABLES
+
 PACKAGES = {"mpibench": "mpibench", "numpy": "numpy", "scipy": "scipy",
-            "scikit_learn": "scikit-learn", "pandas": "pandas", "h5py": "h5py",
+            "sklearn": "scikit-learn", "pandas": "pandas", "h5py": "h5py",
             "mpi4py": "mpi4py", "torch": "torch"}
-"""Column prefix -> distribution whose installed version is recorded (empty: absent)."""
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "SLURM_CPUS_PER_TASK", "MPIBENCH_THREADS")
-def launch_rank() -> int | None:
-    """This process's rank as the launcher announced it before MPI starts (Hydra's
-    ``PMI_RANK``, Open MPI's ``OMPI_COMM_WORLD_RANK``, SLURM's ``SLURM_PROCID``);
-    None when it was launched alone."""
-    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
-        value = os.environ.get(name)
-        if value is not None and value.strip().isdigit():
-            return int(value)
-    return None
+"""Module -> distribution whose installed version is recorded (column
+``<distribution>_version``, ``-`` as ``_``; empty: absent)."""
+THREAD_SETTINGS = (*THREAD_VARIABLES, "SLURM_CPUS_PER_TASK", "MPIBENCH_THREADS")
+"""The variables recorded as a run's ``thread_settings`` (those set)."""
+
 
 
 def git_state(folder: Path, timeout: float = 5.0) -> tuple[str, bool | None]:
@@ -54,10 +49,11 @@ def git_state(folder: Path, timeout: float = 5.0) -> tuple[str, bool | None]:
     return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
 
 
-def launch_facts() -> dict[str, Any]:
+def launch_facts(ask_git: bool = True) -> dict[str, Any]:
     """What rank 0 records before MPI starts: the command line, the working directory
-    and its git commit."""
-    commit, dirty = git_state(Path.cwd())
+    and its git commit (``ask_git`` False: MPI is running already, no process is
+    started and the commit is left unknown)."""
+    commit, dirty = git_state(Path.cwd()) if ask_git else ("", None)
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
     return {"command": shlex.join(argv),
             "working_directory": str(Path.cwd()), "git_commit": commit,
@@ -70,36 +66,32 @@ def installed_versions() -> dict[str, str]:
     from importlib import metadata
 
     versions = {}
-    for name, distribution in PACKAGES.items():
-        module = sys.modules.get(distribution.replace("-", "_").replace("scikit_learn",
-                                                                        "sklearn"))
-        version = getattr(module, "__version__", None)
+    for module_name, distribution in PACKAGES.items():
+        version = getattr(sys.modules.get(module_name), "__version__", None)
         if not isinstance(version, str):
             try:
                 version = metadata.version(distribution)
             except metadata.PackageNotFoundError:
                 version = ""
-        versions[f"{name}_version"] = version
+        versions[f"{distribution.replace('-', '_')}_version"] = version
     return versions
 
 
 def run_facts(launch: dict[str, Any] | None, *, n_ranks: int, threads: int,
               mpi_library: str, start_time: float) -> dict[str, Any]:
     """A ``/runs`` row of this run as far as rank 0 knows it at the start (the nodes,
-    end time and exit code come later)."""
+    end time and exit code come later; what is never learnt is filled in as unknown
+    when ``/runs`` is written)."""
     environment = os.environ
     facts: dict[str, Any] = {
-        "start_time": start_time, "end_time": 0.0, "exit_code": -1, "n_ranks": n_ranks,
-        "threads": threads, "command": "", "working_directory": "", "git_commit": "",
-        "git_dirty": -1, **(launch or {}),
+        "start_time": start_time, "n_ranks": n_ranks, "threads": threads, **(launch or {}),
         "python_version": sys.version.split()[0], **installed_versions(),
         "mpi_library": mpi_library,
         "slurm_job_id": environment.get("SLURM_JOB_ID", ""),
         "slurm_partition": environment.get("SLURM_JOB_PARTITION", ""),
         "slurm_nodelist": environment.get("SLURM_JOB_NODELIST", ""),
-        "thread_settings": json.dumps({name: environment[name] for name in THREAD_VARIABLES
+        "thread_settings": json.dumps({name: environment[name] for name in THREAD_SETTINGS
                                        if name in environment}),
-        "nodes": "[]",
     }
     return facts
 
@@ -116,9 +108,10 @@ def node_hardware(node: str) -> dict[str, Any]:
 
 def _cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model", "cpu model")):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as cpuinfo:  # (read to the first match only: the
+            for line in cpuinfo:  # file has a block per core)
+                if line.startswith(("model name", "Model", "cpu model")):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     import platform

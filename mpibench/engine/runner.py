@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MpibenchError, inject_fault
 from ..store.paths import ProjectPaths
 from ..tuning import ABORT_DELAY, ORPHAN_CHECK_SECONDS
-from .config import check_launch, limit_threads
+from .config import check_launch, launch_rank, limit_threads
 from .interfaces import SplitExecutor
 from .isolation import (
     IsolatedExecutor,
@@ -37,7 +37,7 @@ from .protocol import (
     TAG_DONE,
     TAG_SETUP,
 )
-from .provenance import launch_facts, launch_rank
+from .provenance import launch_facts
 from .stopping import StopSignals
 from .transport import MPITransport, Transport, TransportAborted
 from .workerloop import work
@@ -188,7 +188,7 @@ def run(project: str | os.PathLike | Grid, folder: str | os.PathLike | None = No
     context = RunContext(resolve_threads(options.threads), StopSignals())
     context.signals.install()  # from here on a stop is a clean stop, whatever the rank does
     if launch_rank() in (0, None):  # (git runs now: after MPI_Init a fork is unsafe)
-        context.launch = launch_facts()
+        context.launch = launch_facts(ask_git=not mpi_initialized())
     try:
         if (options.isolate and comm is None and not mpi_initialized()
                 and not runs_no_split()):  # before MPI starts: no second interpreter

@@ -65,25 +65,21 @@ class UsageMeter:
         self._pid = -1
         self._clear_refs: int | None = None
         self._cpu_at_start = 0.0
-        self._cuda_reset = False
 
-    def _reset_peak(self) -> bool:
-        """Reset this process's peak resident memory; False where that cannot be done
-        (the descriptor is opened again after a fork: ``/proc/self`` was the parent)."""
+    def _reset_peak(self) -> None:
+        """Reset this process's peak resident memory where that can be done (the
+        descriptor is opened again after a fork: ``/proc/self`` was the parent)."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
             try:
                 self._clear_refs = os.open(CLEAR_REFS, os.O_WRONLY | os.O_CLOEXEC)
             except OSError:
                 self._clear_refs = None
-        if self._clear_refs is None:
-            return False
-        try:
-            os.write(self._clear_refs, _RESET_PEAK)
-        except OSError:
-            self._clear_refs = None
-            return False
-        return True
+        if self._clear_refs is not None:
+            try:
+                os.write(self._clear_refs, _RESET_PEAK)
+            except OSError:
+                self._clear_refs = None
 
     def begin(self) -> None:
         """Before a split: note the CPU time, reset the peaks."""
@@ -91,7 +87,6 @@ class UsageMeter:
         cuda = _initialised_cuda()
         if cuda is not None:
             cuda.reset_peak_memory_stats()
-        self._cuda_reset = cuda is not None
         self._cpu_at_start = _cpu_seconds()
 
     def end(self, wall_seconds: float) -> SplitUsage:

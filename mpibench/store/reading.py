@@ -58,9 +58,10 @@ RUNS_COLUMNS = (
     "slurm_partition", "slurm_nodelist", "thread_settings", "nodes",
 )
 """Columns of ``/runs`` (``thread_settings`` and ``nodes``: JSON text)."""
-RUNS_NUMBERS = {"start_time": 0.0, "end_time": 0.0, "exit_code": -1, "n_ranks": 0,
+RUNS_UNKNOWN = {"start_time": 0.0, "end_time": 0.0, "exit_code": -1, "n_ranks": 0,
                 "threads": 0, "git_dirty": -1}
-"""The numeric ``/runs`` columns and their value where unknown (text columns: "")."""
+"""A ``/runs`` value never learnt (a run killed early, one of an older version): the
+numeric columns' (these are the numeric columns); text columns: ""."""
 RESULT_ROW_BYTES = 520
 """Bytes a result row takes in ``results.h5`` (scale.py: 520 MB for a million rows of
 one scorer), to decide whether it is built in memory or written to a temporary file

@@ -27,7 +27,7 @@ from .reading import (
     RESULT_ROW_BYTES,
     RUN_COLUMNS,
     RUNS_COLUMNS,
-    RUNS_NUMBERS,
+    RUNS_UNKNOWN,
     STATUS_COLUMNS,
     current_rows,
     read_attrs,
@@ -229,8 +229,7 @@ class ResultStore:
     def begin_run(self, run: float, facts: dict) -> int:
         """Journal (and commit) run ``run``'s ``/runs`` row as far as it is known at the
         start; returns the run's number (1, 2, ...: recorded with each of its splits)."""
-        self.run_facts[run] = {**self.run_facts.get(run, {}), **facts}
-        self.journal.run_facts(run, self.run_facts[run])
+        self.update_run(run, **facts)
         self.journal.commit()
         return self.run_keys().index(run) + 1
 
@@ -332,12 +331,12 @@ class ResultStore:
         rows = []
         for number, run in enumerate(self.run_keys(), start=1):
             facts = self.run_facts.get(run, {})
-            row = {name: facts.get(name, RUNS_NUMBERS.get(name, "")) for name in RUNS_COLUMNS}
+            row = {name: facts.get(name, RUNS_UNKNOWN.get(name, "")) for name in RUNS_COLUMNS}
             row.update(run=number, start_time=float(facts.get("start_time", run)))
             rows.append(row)
         frame = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
         for name in RUNS_COLUMNS:
-            if name not in RUNS_NUMBERS and name != "run":
+            if name != "run" and isinstance(RUNS_UNKNOWN.get(name, ""), str):
                 frame[name] = frame[name].astype(str).astype(object)
         return frame
 
